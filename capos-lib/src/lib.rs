@@ -1,0 +1,12 @@
+//! Pure logic shared by the capOS kernel and host tools.
+//!
+//! Everything here is `no_std`, allocation-free unless stated, and tested on the
+//! host with `cargo test -p capos-lib`.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cmdline;
+pub mod frame_bitmap;
+pub mod memmap;
+pub mod multiboot2;

@@ -1,0 +1,85 @@
+//! Interrupt and exception entry stubs.
+//!
+//! One 16-byte stub per vector pushes a zero error code where the CPU pushes
+//! none, then the vector number, and jumps to `trap_common`, which saves the
+//! general registers into a [`super::trap::TrapFrame`], switches GS when the
+//! trap came from user mode, and calls [`super::trap::trap_dispatch`].
+
+use core::arch::global_asm;
+
+global_asm!(
+    r#"
+    .section .text.trap_entry, "ax"
+    .code64
+    .balign 16
+    .global trap_stubs
+trap_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if (vec == 8) | ((vec >= 10) & (vec <= 14)) | (vec == 17) | (vec == 21) | (vec == 29) | (vec == 30)
+    .else
+    pushq $0
+    .endif
+    .byte 0x68
+    .long vec
+    jmp trap_common
+    .set vec, vec + 1
+    .endr
+
+trap_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    /* CS is at 15*8 (registers) + 16 (vector, error) + 8 (RIP). */
+    testb $3, 144(%rsp)
+    jz 1f
+    swapgs
+1:
+    cld
+    movq %rsp, %rdi
+    call trap_dispatch
+    testb $3, 144(%rsp)
+    jz 2f
+    swapgs
+2:
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+"#,
+    options(att_syntax)
+);
+
+/// Size of each entry stub in `trap_stubs`.
+pub const STUB_SIZE: u64 = 16;
+
+extern "C" {
+    /// First of 256 entry stubs, [`STUB_SIZE`] bytes apart.
+    pub static trap_stubs: u8;
+}

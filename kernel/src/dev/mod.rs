@@ -1,0 +1,4 @@
+//! Devices the kernel drives itself: serial ports and the ACPI tables.
+
+pub mod acpi;
+pub mod serial;

@@ -1,0 +1,126 @@
+//! 16550 UARTs: COM1 is the operator console, COM2 the full debug log.
+//!
+//! Output is polled (each byte waits for the transmitter). COM1 input is
+//! interrupt driven: [`handle_com1_interrupt`] drains the receiver into a
+//! bounded buffer that the console reads.
+
+use core::fmt::{self, Write};
+
+use uart_16550::SerialPort;
+
+use crate::sync::IrqLock;
+
+const COM1_BASE: u16 = 0x3F8;
+const COM2_BASE: u16 = 0x2F8;
+
+/// A serial port that turns `\n` into `\r\n`.
+pub struct Uart(SerialPort);
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.send_raw(b'\r');
+            }
+            self.0.send_raw(b);
+        }
+        Ok(())
+    }
+}
+
+impl Uart {
+    /// Writes raw bytes with no translation.
+    pub fn write_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0.send_raw(b);
+        }
+    }
+}
+
+// SAFETY: the ports are the standard PC COM1/COM2 I/O ranges; nothing else in
+// the kernel touches them, and every access goes through these locks.
+pub static COM1: IrqLock<Uart> = IrqLock::new(Uart(unsafe { SerialPort::new(COM1_BASE) }));
+// SAFETY: as for COM1.
+pub static COM2: IrqLock<Uart> = IrqLock::new(Uart(unsafe { SerialPort::new(COM2_BASE) }));
+
+/// Programs both UARTs (115200 8N1, FIFOs on). COM1 receive interrupts are
+/// enabled in the UART; they reach the CPU once the I/O APIC routes IRQ 4.
+pub fn init() {
+    COM1.lock().0.init();
+    COM2.lock().0.init();
+}
+
+/// Bounded COM1 receive buffer.
+pub struct RxBuffer {
+    buf: [u8; 1024],
+    head: usize,
+    len: usize,
+    /// Bytes dropped because the buffer was full.
+    pub dropped: u64,
+}
+
+impl RxBuffer {
+    const fn new() -> Self {
+        Self { buf: [0; 1024], head: 0, len: 0, dropped: 0 }
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.len == self.buf.len() {
+            self.dropped += 1;
+            return;
+        }
+        let tail = (self.head + self.len) % self.buf.len();
+        self.buf[tail] = b;
+        self.len += 1;
+    }
+
+    /// Takes the oldest byte.
+    pub fn pop(&mut self) -> Option<u8> {
+        if self.len == 0 {
+            return None;
+        }
+        let b = self.buf[self.head];
+        self.head = (self.head + 1) % self.buf.len();
+        self.len -= 1;
+        Some(b)
+    }
+}
+
+/// Bytes received on COM1 and not yet consumed.
+pub static COM1_RX: IrqLock<RxBuffer> = IrqLock::new(RxBuffer::new());
+
+/// COM1 interrupt: move every byte the UART holds into [`COM1_RX`].
+pub fn handle_com1_interrupt() {
+    let mut port = COM1.lock();
+    let mut rx = COM1_RX.lock();
+    while let Ok(b) = port.0.try_receive() {
+        rx.push(b);
+    }
+}
+
+/// Writes to a port without taking its lock. Only for the panic and fatal
+/// exception paths, after the other CPUs were stopped: a lock held by the
+/// interrupted code must not stop the report.
+pub struct EmergencyWriter(SerialPort);
+
+impl EmergencyWriter {
+    /// COM1 (`false`) or COM2 (`true`).
+    pub fn new(debug_port: bool) -> Self {
+        let base = if debug_port { COM2_BASE } else { COM1_BASE };
+        // SAFETY: standard COM port; concurrent writers at worst interleave
+        // bytes, which is acceptable on the fatal-error path.
+        Self(unsafe { SerialPort::new(base) })
+    }
+}
+
+impl Write for EmergencyWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                self.0.send_raw(b'\r');
+            }
+            self.0.send_raw(b);
+        }
+        Ok(())
+    }
+}

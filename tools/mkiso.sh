@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Packs a capOS kernel into a hybrid BIOS/UEFI ISO with GRUB 2.
+# usage: tools/mkiso.sh <kernel-elf> <out.iso> [kernel command line]
+set -euo pipefail
+kernel=$1
+out=$2
+cmdline=${3:-}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/boot/grub"
+cp "$kernel" "$work/boot/capos-kernel"
+cat > "$work/boot/grub/grub.cfg" <<CFG
+set timeout=0
+set default=0
+insmod all_video
+menuentry "capOS" {
+    multiboot2 /boot/capos-kernel $cmdline
+    boot
+}
+CFG
+mkdir -p "$(dirname "$out")"
+grub-mkrescue -o "$out" "$work" >/dev/null 2>"$work/log" || { cat "$work/log" >&2; exit 1; }
