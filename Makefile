@@ -57,7 +57,7 @@ $(PROOF_ISOS)/%.iso: kernel
 proof-iso = tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/$(1).iso "$(2)"
 
 run-boot: kernel harness
-	@$(call proof-iso,boot,harness log=debug)
+	@$(call proof-iso,boot,harness log=debug no-such-option=1)
 	@tools/proofs/boot.sh $(HARNESS) $(PROOF_ISOS)/boot.iso
 
 run-serial: kernel harness

@@ -7,7 +7,7 @@
 //! |--------|---------|
 //! | `log=error\|warn\|info\|debug\|trace` | most verbose log level printed (default `info`) |
 //! | `harness` | running under the test harness (flag, takes no value) |
-//! | `test=pagefault\|panic\|serial-echo` | run a built-in test action |
+//! | `test=pagefault\|panic\|serial-echo\|stack-overflow` | run a built-in test action |
 //!
 //! Values are matched ignoring ASCII case; keys are exact. A first token
 //! starting with `/` is the kernel path some boot loaders prepend and is

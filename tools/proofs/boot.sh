@@ -18,6 +18,7 @@ boot() { # <name> <firmware> <smp> <mem> [extra harness options...]
     [ "$smp" = 1 ] && cpus="CPU"
     "$harness" --name "$name" --image "$iso" --firmware "$fw" --smp "$smp" --mem "$mem" "$@" \
         --expect 're:capOS [0-9]+\.[0-9]+\.[0-9]+ \(x86_64\) booting' \
+        --expect 'warn cmdline: unknown kernel option `no-such-option=1` ignored' \
         --expect 're:mem: [0-9]+ MiB usable' \
         --expect "smp: $smp $cpus online" \
         --expect 'capOS kernel ready' \
