@@ -7,6 +7,7 @@
 //! |--------|---------|
 //! | `log=error\|warn\|info\|debug\|trace` | most verbose log level printed (default `info`) |
 //! | `harness` | running under the test harness (flag, takes no value) |
+//! | `init=<args>` | arguments handed to init (no spaces; init defines their form) |
 //! | `test=pagefault\|panic\|serial-echo\|stack-overflow` | run a built-in test action |
 //!
 //! Values are matched ignoring ASCII case; keys are exact. A first token
@@ -113,13 +114,15 @@ impl fmt::Display for TestAction {
 
 /// Options parsed from the kernel command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct KernelOptions {
+pub struct KernelOptions<'a> {
     /// Most verbose level printed (`log=`, default `Info`).
     pub log_level: LogLevel,
     /// Running under the test harness (`harness`).
     pub harness: bool,
     /// Built-in test action to run (`test=`), if any.
     pub test: Option<TestAction>,
+    /// Arguments for init (`init=`), if given.
+    pub init: Option<&'a str>,
 }
 
 /// A problem with one command-line token; the token is ignored.
@@ -181,7 +184,7 @@ impl fmt::Display for CmdlineWarning<'_> {
 /// Parses `cmdline`, calling `warn` for every token that is ignored because
 /// it is unknown or malformed. Never fails: bad tokens leave the defaults (or
 /// earlier values) in place.
-pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(CmdlineWarning<'a>)) -> KernelOptions {
+pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(CmdlineWarning<'a>)) -> KernelOptions<'a> {
     let mut options = KernelOptions::default();
     for (index, token) in cmdline.split_ascii_whitespace().enumerate() {
         if index == 0 && token.starts_with('/') {
@@ -210,6 +213,10 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(CmdlineWarning<'a>)) -> 
                 None => options.harness = true,
                 Some(_) => warn(CmdlineWarning::UnexpectedValue { key }),
             },
+            "init" => match value {
+                None | Some("") => warn(CmdlineWarning::MissingValue { key }),
+                Some(value) => options.init = Some(value),
+            },
             _ => warn(CmdlineWarning::UnknownOption(token)),
         }
     }
@@ -220,14 +227,23 @@ pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(CmdlineWarning<'a>)) -> 
 mod tests {
     use super::*;
 
-    fn run(cmdline: &str) -> (KernelOptions, Vec<CmdlineWarning<'_>>) {
+    fn run(cmdline: &str) -> (KernelOptions<'_>, Vec<CmdlineWarning<'_>>) {
         let mut warnings = Vec::new();
         let options = parse(cmdline, |w| warnings.push(w));
         (options, warnings)
     }
 
-    fn defaults() -> KernelOptions {
-        KernelOptions { log_level: LogLevel::Info, harness: false, test: None }
+    fn defaults() -> KernelOptions<'static> {
+        KernelOptions { log_level: LogLevel::Info, harness: false, test: None, init: None }
+    }
+
+    #[test]
+    fn init_arguments_pass_through() {
+        let (options, warnings) = run("init=hello:console,log+other harness");
+        assert_eq!(options.init, Some("hello:console,log+other"));
+        assert!(options.harness);
+        assert!(warnings.is_empty());
+        assert_eq!(run("init=").1, [CmdlineWarning::MissingValue { key: "init" }]);
     }
 
     #[test]
@@ -271,6 +287,7 @@ mod tests {
                 log_level: LogLevel::Trace,
                 harness: true,
                 test: Some(TestAction::SerialEcho),
+                init: None,
             }
         );
         assert!(warnings.is_empty());

@@ -6,7 +6,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cap_table;
 pub mod cmdline;
+pub mod elf;
 pub mod frame_bitmap;
 pub mod memmap;
 pub mod multiboot2;
+pub mod ring;
+pub mod time;

@@ -12,12 +12,18 @@ extern crate alloc;
 
 mod arch;
 mod boot;
+mod cap;
 mod dev;
 mod log;
 mod mem;
 mod panic;
+mod proc;
 mod qemu;
+mod ring;
+mod sched;
 mod sync;
+mod syscall;
+mod time;
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering;
@@ -34,7 +40,9 @@ use boot::BootInfo;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 static BOOT: Once<BootInfo> = Once::new();
-static OPTIONS: Once<KernelOptions> = Once::new();
+static OPTIONS: Once<KernelOptions<'static>> = Once::new();
+/// init's ELF image, embedded by `build.rs`.
+static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));
 
 /// IST stacks for the boot CPU until the guarded ones exist.
 #[repr(C, align(16))]
@@ -149,6 +157,17 @@ extern "C" fn kernel_main() -> ! {
     // SAFETY: on the boot CPU with interrupts still disabled.
     unsafe { gdt::replace_ist(&percpu::BSP, &ist) };
 
+    arch::x86_64::syscall::init_cpu();
+    arch::x86_64::context::enable_fpu();
+    let (smep, smap) = arch::x86_64::context::enable_smep_smap();
+    kinfo!(
+        "cpu",
+        "SMEP {}, SMAP {}",
+        if smep { "on" } else { "not supported" },
+        if smap { "on" } else { "not supported" }
+    );
+    sched::init_cpu();
+
     pic::disable();
     let acpi = dev::acpi::init(info.rsdp.as_ref());
     apic::init_bsp(acpi.local_apic);
@@ -197,10 +216,47 @@ extern "C" fn kernel_main() -> ! {
     );
     console!("capOS kernel ready");
     if opts.test == Some(TestAction::SerialEcho) {
-        serial_echo(true);
+        serial_echo();
     }
-    qemu::exit_if_harness(qemu::ExitCode::Success);
-    serial_echo(false)
+    start_init(opts.init.unwrap_or(""));
+    idle_loop()
+}
+
+/// Starts init with the bootstrap caps.
+fn start_init(args: &str) {
+    if INIT_ELF.is_empty() {
+        kerror!("init", "this kernel was built without an init program");
+        qemu::exit_if_harness(qemu::ExitCode::Failure);
+        return;
+    }
+    let grants = cap::bootstrap_grants();
+    match proc::spawn::spawn("init", INIT_ELF, grants, &[args], 0) {
+        Ok(p) => kinfo!("init", "started as pid {}", p.pid),
+        Err(e) => {
+            kerror!("init", "cannot start init: {e}");
+            qemu::exit_if_harness(qemu::ExitCode::Failure);
+        }
+    }
+}
+
+/// Called when init ends: report it, and under the harness end the run
+/// (success only for exit code 0).
+pub fn init_exited(code: i64) {
+    console!("init: exited with code {}", code);
+    let (heap_used, heap_mapped) = mem::heap::usage();
+    kinfo!(
+        "mem",
+        "{} process(es) alive, {} frames free; heap {} KiB used of {} KiB mapped",
+        proc::list().len(),
+        mem::frames::free_count(),
+        heap_used / 1024,
+        heap_mapped / 1024
+    );
+    qemu::exit_if_harness(if code == 0 {
+        qemu::ExitCode::Success
+    } else {
+        qemu::ExitCode::Failure
+    });
 }
 
 /// Waits (up to two seconds) until every online CPU has taken timer ticks,
@@ -257,9 +313,9 @@ fn overflow(depth: u64) -> u64 {
     overflow(depth + 1).wrapping_add(frame[7])
 }
 
-/// The pre-shell console: echoes what is typed on COM1 and reports each
-/// line. With `once`, returns after the first line.
-fn serial_echo(once: bool) -> ! {
+/// `test=serial-echo`: echoes what is typed on COM1, reports the first line
+/// and ends the run.
+fn serial_echo() -> ! {
     let mut line = [0u8; 256];
     let mut len = 0;
     loop {
@@ -274,9 +330,7 @@ fn serial_echo(once: bool) -> ! {
                 dev::serial::COM1.lock().write_bytes(b"\r\n");
                 console!("serial: received \"{}\"", text);
                 len = 0;
-                if once {
-                    qemu::exit_if_harness(qemu::ExitCode::Success);
-                }
+                qemu::exit_if_harness(qemu::ExitCode::Success);
             }
             0x08 | 0x7f if len > 0 => {
                 len -= 1;
@@ -293,9 +347,14 @@ fn serial_echo(once: bool) -> ! {
     }
 }
 
-/// What every CPU does with nothing to run: sleep until an interrupt.
+/// What every CPU does with nothing to run: sleep until an interrupt, and
+/// run whatever the interrupt made runnable.
 pub fn idle_loop() -> ! {
     loop {
+        interrupts::disable();
+        if sched::queued_here() > 0 {
+            sched::schedule();
+        }
         arch::x86_64::wait_for_interrupt();
     }
 }

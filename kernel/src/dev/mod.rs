@@ -1,4 +1,5 @@
 //! Devices the kernel drives itself: serial ports and the ACPI tables.
 
 pub mod acpi;
+pub mod rtc;
 pub mod serial;

@@ -10,10 +10,12 @@
 //! | `0xffff_e000_0000_0000` | 448       | kernel stacks, each over a guard page  |
 //! | `0xffff_ffff_8000_0000` | 511       | kernel image                           |
 
+pub mod address_space;
 pub mod frames;
 pub mod heap;
 pub mod paging;
 pub mod stacks;
+pub mod user;
 
 /// Base of the direct map of physical memory.
 pub const HHDM_BASE: u64 = 0xffff_8000_0000_0000;

@@ -90,6 +90,19 @@ fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
+/// Switches this CPU to the kernel's own page tables (no user half).
+pub fn activate_kernel_space() {
+    let root = kernel_root();
+    let (current, _) = Cr3::read();
+    if current.start_address().as_u64() != root {
+        // SAFETY: the kernel tables map the whole kernel half, identical in
+        // every address space.
+        unsafe {
+            Cr3::write(PhysFrame::containing_address(PhysAddr::new(root)), Cr3Flags::empty())
+        };
+    }
+}
+
 /// Physical address of the kernel PML4.
 pub fn kernel_root() -> u64 {
     ROOT.load(Ordering::Acquire)
@@ -215,6 +228,15 @@ pub fn map_fresh(virt: u64, count: u64) -> Result<(), PagingError> {
             }
         }
         Ok(())
+    })
+}
+
+/// Unmaps `count` pages mapped by [`map_fresh`] and frees their frames.
+pub fn unmap_fresh(virt: u64, count: u64) {
+    with(|k| {
+        for i in 0..count {
+            unmap_free(k, virt + i * 4096);
+        }
     })
 }
 

@@ -5,7 +5,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::VirtAddr;
 
+use alloc::vec::Vec;
+
 use super::{paging, PAGE_SIZE, STACKS_BASE};
+use crate::sync::IrqLock;
 
 /// Pages in a kernel stack.
 pub const KERNEL_STACK_PAGES: u64 = 16;
@@ -15,6 +18,8 @@ pub const IST_STACK_PAGES: u64 = 4;
 const SLOT: u64 = 64 * PAGE_SIZE;
 
 static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
+/// Slots whose stacks were freed, reused before new slots.
+static FREE_SLOTS: IrqLock<Vec<u64>> = IrqLock::new(Vec::new());
 
 /// A mapped kernel stack.
 #[derive(Debug, Clone, Copy)]
@@ -38,10 +43,23 @@ impl KernelStack {
 /// Maps a new stack of `pages` pages (at most 63) over an unmapped guard page.
 pub fn alloc(pages: u64) -> Option<KernelStack> {
     assert!(pages < SLOT / PAGE_SIZE, "stack of {pages} pages fits a slot");
-    let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+    let reused = FREE_SLOTS.lock().pop();
+    let slot = reused.unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Ordering::Relaxed));
     let slot_base = STACKS_BASE + slot * SLOT;
     // The slot's top `pages` pages are the stack; the page below is the guard.
     let bottom = slot_base + SLOT - pages * PAGE_SIZE;
-    paging::map_fresh(bottom, pages).ok()?;
+    if paging::map_fresh(bottom, pages).is_err() {
+        FREE_SLOTS.lock().push(slot);
+        return None;
+    }
     Some(KernelStack { bottom, pages })
+}
+
+/// Unmaps a stack and returns its frames and slot.
+///
+/// # Safety
+/// Nothing may run on the stack or hold pointers into it any more.
+pub unsafe fn free(stack: KernelStack) {
+    paging::unmap_fresh(stack.bottom, stack.pages);
+    FREE_SLOTS.lock().push((stack.bottom - STACKS_BASE) / SLOT);
 }

@@ -16,6 +16,10 @@ use super::percpu::PerCpu;
 pub const KERNEL_CS: u16 = 0x08;
 /// Kernel data selector.
 pub const KERNEL_DS: u16 = 0x10;
+/// User data selector (RPL 3).
+pub const USER_DS: u16 = 0x18 | 3;
+/// User code selector (RPL 3).
+pub const USER_CS: u16 = 0x20 | 3;
 /// IST slot (1-based, as in the IDT) for double faults.
 pub const IST_DOUBLE_FAULT: u8 = 1;
 /// IST slot for NMIs.
@@ -70,6 +74,17 @@ fn set_ist(tss: &mut x86_64::structures::tss::TaskStateSegment, ist: &IstStacks)
     tss.interrupt_stack_table[(IST_DOUBLE_FAULT - 1) as usize] = ist.double_fault;
     tss.interrupt_stack_table[(IST_NMI - 1) as usize] = ist.nmi;
     tss.interrupt_stack_table[(IST_MACHINE_CHECK - 1) as usize] = ist.machine_check;
+}
+
+/// Sets the stack the CPU switches to on an interrupt from user mode.
+///
+/// # Safety
+/// Must run on the CPU owning `cpu`, with interrupts disabled, and `top` must
+/// be the top of a mapped kernel stack that stays valid while it is in use.
+pub unsafe fn set_kernel_stack(cpu: &'static PerCpu, top: u64) {
+    // SAFETY: per the contract only this CPU touches its TSS, and interrupts
+    // cannot observe a half-written value (the store is one aligned u64).
+    unsafe { (*cpu.tss.get()).privilege_stack_table[0] = VirtAddr::new(top) };
 }
 
 /// Points the boot CPU's IST slots at new (guarded) stacks.

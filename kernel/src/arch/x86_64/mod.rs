@@ -2,12 +2,14 @@
 
 pub mod apic;
 pub mod boot32;
+pub mod context;
 pub mod gdt;
 pub mod ioapic;
 pub mod percpu;
 pub mod pic;
 pub mod pit;
 pub mod smp;
+pub mod syscall;
 pub mod trap;
 pub mod trap_entry;
 pub mod tsc;

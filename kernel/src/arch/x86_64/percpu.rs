@@ -19,6 +19,10 @@ pub const MAX_CPUS: usize = 64;
 #[repr(C)]
 pub struct PerCpu {
     self_ptr: AtomicPtr<PerCpu>,
+    /// Kernel stack top for SYSCALL entry (`gs:[8]`): the running thread's.
+    pub syscall_rsp: AtomicU64,
+    /// User RSP saved by the SYSCALL entry stub (`gs:[16]`).
+    pub user_rsp: AtomicU64,
     /// Dense index, 0 for the boot CPU.
     pub index: u32,
     /// Local APIC id.
@@ -31,6 +35,9 @@ pub struct PerCpu {
     pub(super) tss: UnsafeCell<TaskStateSegment>,
 }
 
+const _: () = assert!(core::mem::offset_of!(PerCpu, syscall_rsp) == 8);
+const _: () = assert!(core::mem::offset_of!(PerCpu, user_rsp) == 16);
+
 // SAFETY: the UnsafeCell fields are written only by the owning CPU while it
 // sets itself up (or by the boot CPU before the owner starts); afterwards only
 // the hardware reads them.
@@ -41,6 +48,8 @@ impl PerCpu {
     pub const fn new(index: u32) -> Self {
         Self {
             self_ptr: AtomicPtr::new(core::ptr::null_mut()),
+            syscall_rsp: AtomicU64::new(0),
+            user_rsp: AtomicU64::new(0),
             index,
             apic_id: AtomicU32::new(0),
             timer_ticks: AtomicU64::new(0),
@@ -83,6 +92,13 @@ pub fn current() -> &'static PerCpu {
         core::arch::asm!("mov {}, gs:[0]", out(reg) ptr, options(nostack, readonly, preserves_flags));
         &*ptr
     }
+}
+
+/// The record of CPU `index`, if it is registered.
+pub fn get(index: usize) -> Option<&'static PerCpu> {
+    let ptr = CPUS.get(index)?.load(Ordering::Acquire);
+    // SAFETY: registered pointers are 'static PerCpu records, never freed.
+    (!ptr.is_null()).then(|| unsafe { &*ptr })
 }
 
 /// This CPU's dense index (0 before per-CPU data exists).

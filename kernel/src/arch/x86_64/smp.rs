@@ -275,6 +275,10 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     unsafe { gdt::load(cpu, &ist) };
     percpu::install(cpu);
     trap::load_idt();
+    super::syscall::init_cpu();
+    super::context::enable_fpu();
+    super::context::enable_smep_smap();
+    crate::sched::init_cpu();
     apic::init_local();
     cpu.apic_id.store(apic::id(), Ordering::Relaxed);
     apic::start_periodic_timer(timer_hz);

@@ -15,6 +15,8 @@ use super::{apic, percpu};
 pub const VEC_TIMER: u8 = 0x20;
 /// COM1 receive interrupt vector (ISA IRQ 4).
 pub const VEC_COM1: u8 = 0x24;
+/// Inter-processor "run your queue" interrupt.
+pub const VEC_WAKEUP: u8 = 0x40;
 /// Local APIC error vector.
 pub const VEC_APIC_ERROR: u8 = 0xFE;
 /// Local APIC spurious vector.
@@ -168,12 +170,20 @@ impl core::fmt::Display for PageFaultBits {
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector;
+    let from_user = frame.cs & 3 == 3;
     match vector {
         2 => nmi(frame),
+        0..=31 if from_user => user_fault(frame),
         0..=31 => fatal_exception(frame),
         v if v == VEC_TIMER as u64 => {
             percpu::current().timer_ticks.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             apic::eoi();
+            crate::time::on_tick();
+            crate::sched::tick(from_user);
+        }
+        v if v == VEC_WAKEUP as u64 => {
+            apic::eoi();
+            crate::sched::tick(from_user);
         }
         v if v == VEC_COM1 as u64 => {
             crate::dev::serial::handle_com1_interrupt();
@@ -192,6 +202,22 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             apic::eoi();
         }
     }
+    if from_user {
+        if let Some(p) = crate::sched::current_process() {
+            crate::proc::check_kill(&p);
+        }
+    }
+}
+
+/// A CPU exception in user mode ends the process, never the kernel.
+fn user_fault(frame: &TrapFrame) -> ! {
+    let (name, _) = exception_name(frame.vector);
+    let addr = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
+    let process = crate::sched::current_process().expect("user-mode code belongs to a process");
+    crate::proc::terminate_current(
+        &process,
+        crate::proc::ExitCause::Fault { name, vector: frame.vector, rip: frame.rip, addr },
+    )
 }
 
 fn nmi(frame: &mut TrapFrame) {

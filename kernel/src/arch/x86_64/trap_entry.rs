@@ -51,6 +51,8 @@ trap_common:
     cld
     movq %rsp, %rdi
     call trap_dispatch
+    .global trap_return
+trap_return:
     testb $3, 144(%rsp)
     jz 2f
     swapgs

@@ -1,0 +1,56 @@
+//! capOS userspace runtime.
+//!
+//! Link it into a program and write
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! capos_rt::entry!(main);
+//! fn main(rt: &capos_rt::Runtime) -> i64 { 0 }
+//! ```
+//!
+//! It provides `_start`, a heap, a panic handler (the message goes to the
+//! program's `log` or `console` cap, then the process exits with code 101),
+//! the startup page's CapSet ([`Runtime::cap`]), a ring client with a
+//! blocking call and batched submission ([`ring::Ring`]), and the typed
+//! clients generated from `schema/capos.capnp` ([`capos_schema`]), which call
+//! through the runtime as their [`Transport`](capos_schema::Transport).
+//!
+//! `unsafe` is confined to four audited places: the system-call instructions
+//! (`syscall.rs`), the fixed startup-page and ring mappings the kernel
+//! provides (`startup.rs`, `ring.rs`), and the heap arena (`heap.rs`).
+#![no_std]
+
+extern crate alloc;
+
+pub mod heap;
+pub mod ring;
+pub mod startup;
+pub mod syscall;
+
+mod runtime;
+
+pub use capos_abi as abi;
+pub use capos_schema as schema;
+pub use runtime::{CapRef, Runtime};
+
+/// Declares the program's `main(rt: &Runtime) -> i64`; its return value is
+/// the exit code.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        extern "Rust" fn capos_main(rt: &'static $crate::Runtime) -> i64 {
+            let f: fn(&'static $crate::Runtime) -> i64 = $main;
+            f(rt)
+        }
+    };
+}
+
+/// Formats to the program's console cap (if it holds one), with a newline.
+#[macro_export]
+macro_rules! println {
+    ($rt:expr, $($arg:tt)*) => {
+        $rt.println(format_args!($($arg)*))
+    };
+}

@@ -1,0 +1,170 @@
+//! Capabilities: the `CapObject` trait every kernel object implements, and
+//! the cap-table entry type. One file per kernel object.
+//!
+//! An invocation is decoded and validated completely (interface, method,
+//! parameters) before the object performs anything, so a bad request never
+//! leaves an object half-changed.
+
+pub mod console;
+pub mod entropy;
+pub mod log;
+pub mod process_handle;
+pub mod process_spawner;
+pub mod system_info;
+pub mod timer;
+pub mod virtual_memory;
+pub mod wall_clock;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use capos_abi::TransportError;
+
+use crate::proc::Process;
+
+/// Slots in a process's cap table.
+pub const MAX_CAPS: usize = 64;
+
+/// A process's capability table.
+pub type CapTable = capos_lib::cap_table::CapTable<CapEntry, MAX_CAPS>;
+
+/// One capability: a kernel object reference and the interface it speaks.
+#[derive(Clone)]
+pub struct CapEntry {
+    /// The object.
+    pub object: Arc<dyn CapObject>,
+    /// The interface id the holder may call (the interface is the permission).
+    pub interface_id: u64,
+}
+
+impl CapEntry {
+    /// A cap speaking the object's own interface.
+    pub fn new(object: Arc<dyn CapObject>) -> Self {
+        let interface_id = object.interface_id();
+        Self { object, interface_id }
+    }
+}
+
+/// Who is calling, and where a deferred completion must go.
+pub struct CallContext<'a> {
+    /// The calling process.
+    pub caller: &'a Arc<Process>,
+    /// The SQE's user data, echoed in the completion.
+    pub user_data: u64,
+    /// Results buffer (validated writable before the call is performed).
+    pub results_addr: u64,
+    /// Results buffer length.
+    pub results_len: u32,
+}
+
+impl CallContext<'_> {
+    /// Where a deferred completion for this call goes.
+    pub fn pending(&self) -> crate::ring::PendingCall {
+        crate::ring::PendingCall {
+            process: Arc::downgrade(self.caller),
+            user_data: self.user_data,
+            results_addr: self.results_addr,
+            results_len: self.results_len,
+        }
+    }
+}
+
+/// The result of invoking a kernel object.
+pub enum CallOutcome {
+    /// Finished: the results message and any result caps.
+    Done {
+        /// Cap'n Proto results message.
+        results: Vec<u8>,
+        /// Caps to insert into the caller's table.
+        caps: Vec<CapEntry>,
+    },
+    /// The object will complete the call later through
+    /// [`crate::ring::complete`].
+    Pending,
+    /// The callee raised an application error: an encoded `CapException`
+    /// delivered with status `AppError`.
+    Exception(Vec<u8>),
+    /// The call failed with a transport error.
+    Failed(TransportError),
+}
+
+impl CallOutcome {
+    /// A finished call with no result caps.
+    pub fn done(results: Vec<u8>) -> Self {
+        Self::Done { results, caps: Vec::new() }
+    }
+}
+
+/// Turns a generated dispatcher's answer into a call outcome.
+pub fn outcome(r: Result<Vec<u8>, capos_schema::DispatchError>) -> CallOutcome {
+    match r {
+        Ok(results) => CallOutcome::done(results),
+        Err(e) => failure(e),
+    }
+}
+
+/// The outcome of a failed dispatch: bad ordinal, malformed params, or an
+/// application error.
+pub fn failure(e: capos_schema::DispatchError) -> CallOutcome {
+    match e {
+        capos_schema::DispatchError::BadMethod(_) => CallOutcome::Failed(TransportError::BadMethod),
+        capos_schema::DispatchError::Malformed(_) => CallOutcome::Failed(TransportError::Malformed),
+        capos_schema::DispatchError::Exception(ex) => {
+            CallOutcome::Exception(capos_schema::wire::encode_exception(&ex))
+        }
+    }
+}
+
+/// Application error codes kernel objects raise (`CapException.code`).
+pub mod exception {
+    /// The request names something that does not exist (a binary, a cap).
+    pub const NOT_FOUND: u32 = 1;
+    /// A parameter is out of range or inconsistent.
+    pub const INVALID_ARGUMENT: u32 = 2;
+    /// The hardware lacks the feature (e.g. no RDRAND).
+    pub const UNSUPPORTED: u32 = 3;
+    /// Out of memory or another resource.
+    pub const EXHAUSTED: u32 = 4;
+    /// The operation is not allowed in the object's state.
+    pub const BAD_STATE: u32 = 5;
+}
+
+/// The caps init starts with, by name.
+pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
+    let objects: [(&str, Arc<dyn CapObject>); 9] = [
+        ("console", Arc::new(console::KernelConsole)),
+        ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
+        ("clock", Arc::new(wall_clock::KernelWallClock)),
+        ("timer", Arc::new(timer::KernelTimer)),
+        ("log", Arc::new(log::KernelLogSink)),
+        ("log_reader", Arc::new(log::KernelLogReader)),
+        ("entropy", Arc::new(entropy::KernelEntropy)),
+        ("spawner", Arc::new(process_spawner::KernelSpawner)),
+        ("vm", Arc::new(virtual_memory::KernelVirtualMemory)),
+    ];
+    objects
+        .into_iter()
+        .map(|(name, object)| crate::proc::spawn::Grant {
+            name: String::from(name),
+            cap: CapEntry::new(object),
+        })
+        .collect()
+}
+
+/// A kernel object reachable through capabilities.
+pub trait CapObject: Send + Sync {
+    /// The interface this object serves.
+    fn interface_id(&self) -> u64;
+
+    /// Interface name for listings.
+    fn interface_name(&self) -> &'static str;
+
+    /// Invokes `method` with the Cap'n Proto `params` message.
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome;
+
+    /// A short description for diagnostics.
+    fn describe(&self) -> String {
+        String::from(self.interface_name())
+    }
+}

@@ -1,0 +1,101 @@
+//! `ProcessHandle`: wait for, kill, or identify one spawned process.
+
+use alloc::sync::Arc;
+use core::cell::Cell;
+
+use capos_schema::capos_capnp::process_handle;
+use capos_schema::{dispatch_process_handle, ProcessHandleServer, ServerError};
+
+use super::{failure, CallContext, CallOutcome, CapObject};
+use crate::proc::Process;
+use crate::ring::PendingCall;
+
+/// A handle on one process (keeps its record, not its memory, alive).
+pub struct KernelProcessHandle {
+    /// The process.
+    pub process: Arc<Process>,
+}
+
+struct Server<'a> {
+    process: &'a Arc<Process>,
+    /// `wait` on a live process: complete when it exits.
+    defer_wait: Cell<bool>,
+}
+
+impl ProcessHandleServer for Server<'_> {
+    fn wait(
+        &mut self,
+        _params: process_handle::wait_params::Reader<'_>,
+        mut results: process_handle::wait_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        match self.process.exit.lock().cause.as_ref() {
+            Some(cause) => results.set_exit_code(cause.code()),
+            None => self.defer_wait.set(true),
+        }
+        Ok(())
+    }
+
+    fn kill(
+        &mut self,
+        _params: process_handle::kill_params::Reader<'_>,
+        _results: process_handle::kill_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        self.process.request_kill();
+        Ok(())
+    }
+
+    fn id(
+        &mut self,
+        _params: process_handle::id_params::Reader<'_>,
+        mut results: process_handle::id_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        results.set_pid(self.process.pid);
+        Ok(())
+    }
+}
+
+/// Completes a deferred `wait` with the exit code.
+pub fn complete_wait(call: PendingCall, code: i64) {
+    let results = capos_schema::wire::encode::<process_handle::wait_results::Owned>(|mut r| {
+        r.set_exit_code(code);
+        Ok(())
+    })
+    .expect("a one-field results message encodes");
+    crate::ring::complete(call, Ok(results));
+}
+
+impl CapObject for KernelProcessHandle {
+    fn interface_id(&self) -> u64 {
+        capos_schema::process_handle::INTERFACE_ID
+    }
+
+    fn interface_name(&self) -> &'static str {
+        capos_schema::process_handle::NAME
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        let mut server = Server { process: &self.process, defer_wait: Cell::new(false) };
+        match dispatch_process_handle(&mut server, method, params) {
+            Ok(results) if server.defer_wait.get() => {
+                let mut exit = self.process.exit.lock();
+                match exit.cause.as_ref() {
+                    // It exited between the check and now.
+                    Some(cause) => {
+                        let code = cause.code();
+                        drop(exit);
+                        complete_wait(ctx.pending(), code);
+                        let _ = results;
+                    }
+                    None => exit.waiters.push(ctx.pending()),
+                }
+                CallOutcome::Pending
+            }
+            Ok(results) => CallOutcome::done(results),
+            Err(e) => failure(e),
+        }
+    }
+
+    fn describe(&self) -> alloc::string::String {
+        alloc::format!("ProcessHandle({} pid {})", self.process.name, self.process.pid)
+    }
+}

@@ -1,0 +1,108 @@
+//! `ProcessSpawner`: start a program from the boot package with exactly the
+//! caps the caller grants it (copies of caps the caller holds).
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use capos_abi::CapId;
+use capos_schema::capos_capnp::process_spawner;
+use capos_schema::{dispatch_process_spawner, ProcessSpawnerServer, ServerError};
+
+use super::process_handle::KernelProcessHandle;
+use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject};
+use crate::proc::spawn::{spawn, Grant};
+
+/// Most arguments a spawn may pass.
+pub const MAX_ARGS: u32 = 32;
+
+/// The kernel's process spawner.
+pub struct KernelSpawner;
+
+struct Server<'a> {
+    ctx: &'a CallContext<'a>,
+}
+
+/// The boot module named `name`, as bytes.
+pub fn boot_binary(name: &str) -> Option<&'static [u8]> {
+    let boot = crate::BOOT.get()?;
+    let m = boot.modules().find(|m| m.name == name)?;
+    // SAFETY: boot modules are carved out of usable memory (never handed out
+    // by the frame allocator) and mapped in the direct map for good.
+    Some(unsafe {
+        core::slice::from_raw_parts(
+            crate::mem::phys_to_virt(m.start) as *const u8,
+            (m.end - m.start) as usize,
+        )
+    })
+}
+
+impl ProcessSpawnerServer for Server<'_> {
+    type Cap = CapEntry;
+
+    fn spawn(
+        &mut self,
+        params: process_spawner::spawn_params::Reader<'_>,
+        _results: process_spawner::spawn_results::Builder<'_>,
+    ) -> Result<CapEntry, ServerError> {
+        // Decode and validate everything first.
+        let binary = params.get_binary()?.to_str()?;
+        let args_list = params.get_args()?;
+        if args_list.len() > MAX_ARGS {
+            return Err(ServerError::exception(
+                exception::INVALID_ARGUMENT,
+                alloc::format!("{} arguments (at most {MAX_ARGS})", args_list.len()),
+            ));
+        }
+        let mut args = Vec::new();
+        for a in args_list.iter() {
+            args.push(String::from(a?.to_str()?));
+        }
+        let image = boot_binary(binary).ok_or_else(|| {
+            ServerError::exception(
+                exception::NOT_FOUND,
+                alloc::format!("no binary `{binary}` in the boot package"),
+            )
+        })?;
+        let mut grants = Vec::new();
+        {
+            let table = self.ctx.caller.caps.lock();
+            for g in params.get_grants()?.iter() {
+                let name = String::from(g.get_name()?.to_str()?);
+                let cap = table.get(CapId(g.get_cap())).map_err(|e| {
+                    ServerError::exception(
+                        exception::NOT_FOUND,
+                        alloc::format!("grant `{name}`: {e}"),
+                    )
+                })?;
+                grants.push(Grant { name, cap: cap.clone() });
+            }
+        }
+        // Perform.
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = spawn(binary, image, grants, &arg_refs, self.ctx.caller.pid).map_err(|e| {
+            ServerError::exception(
+                exception::INVALID_ARGUMENT,
+                alloc::format!("cannot start `{binary}`: {e}"),
+            )
+        })?;
+        Ok(CapEntry::new(Arc::new(KernelProcessHandle { process: child })))
+    }
+}
+
+impl CapObject for KernelSpawner {
+    fn interface_id(&self) -> u64 {
+        capos_schema::process_spawner::INTERFACE_ID
+    }
+
+    fn interface_name(&self) -> &'static str {
+        capos_schema::process_spawner::NAME
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        match dispatch_process_spawner(&mut Server { ctx }, method, params) {
+            Ok(d) => CallOutcome::Done { results: d.results, caps: d.caps },
+            Err(e) => failure(e),
+        }
+    }
+}

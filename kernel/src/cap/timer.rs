@@ -1,0 +1,72 @@
+//! `Timer`: monotonic time and sleeping.
+
+use core::cell::Cell;
+
+use capos_schema::capos_capnp::timer;
+use capos_schema::{dispatch_timer, ServerError, TimerServer};
+
+use super::{failure, CallContext, CallOutcome, CapObject};
+use crate::ring::PendingCall;
+
+/// The kernel's timer object.
+pub struct KernelTimer;
+
+struct Server {
+    /// Set by `sleep`: how long the call must wait before it completes.
+    sleep_ns: Cell<Option<u64>>,
+}
+
+impl TimerServer for Server {
+    fn now(
+        &mut self,
+        _params: timer::now_params::Reader<'_>,
+        mut results: timer::now_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        results.set_ns(crate::time::monotonic_ns());
+        Ok(())
+    }
+
+    fn sleep(
+        &mut self,
+        params: timer::sleep_params::Reader<'_>,
+        _results: timer::sleep_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        self.sleep_ns.set(Some(params.get_ns()));
+        Ok(())
+    }
+}
+
+/// Completes a sleep whose deadline passed.
+pub fn finish_sleep(call: PendingCall) {
+    let results = capos_schema::wire::encode::<timer::sleep_results::Owned>(|_| Ok(()))
+        .expect("an empty results message encodes");
+    crate::ring::complete(call, Ok(results));
+}
+
+impl CapObject for KernelTimer {
+    fn interface_id(&self) -> u64 {
+        capos_schema::timer::INTERFACE_ID
+    }
+
+    fn interface_name(&self) -> &'static str {
+        capos_schema::timer::NAME
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        let mut server = Server { sleep_ns: Cell::new(None) };
+        match dispatch_timer(&mut server, method, params) {
+            Ok(results) => match server.sleep_ns.get() {
+                Some(ns) => {
+                    // Rounded up to the tick so the sleep never ends early.
+                    let deadline = crate::time::now_tsc()
+                        .saturating_add(crate::time::ns_to_tsc(ns))
+                        .saturating_add(1);
+                    crate::time::complete_at(deadline, ctx.pending());
+                    CallOutcome::Pending
+                }
+                None => CallOutcome::done(results),
+            },
+            Err(e) => failure(e),
+        }
+    }
+}

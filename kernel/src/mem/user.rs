@@ -1,0 +1,123 @@
+//! Access to user memory.
+//!
+//! The kernel never dereferences a user pointer. A [`UserRange`] is checked
+//! against the caller's address space (bounds, mapping, user permission,
+//! write permission), and bytes are copied page by page through the direct
+//! map, so a bad pointer is an error value, never a kernel fault, and SMAP
+//! never has to be lifted.
+
+use super::address_space::{Access, AddressSpace, USER_MIN, USER_TOP};
+use super::{phys_to_virt, PAGE_SIZE};
+
+/// Why a user range was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserMemError {
+    /// Start + length overflows or leaves the user half.
+    OutOfRange {
+        /// Start address.
+        addr: u64,
+        /// Length.
+        len: u64,
+    },
+    /// A page in the range is not mapped with the needed permission.
+    NotMapped {
+        /// First failing address.
+        addr: u64,
+    },
+}
+
+impl core::fmt::Display for UserMemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfRange { addr, len } => {
+                write!(f, "range {addr:#x}+{len:#x} is outside user memory")
+            }
+            Self::NotMapped { addr } => write!(f, "user address {addr:#x} is not accessible"),
+        }
+    }
+}
+
+/// A validated-shape user range (bounds only; mapping is checked on access).
+#[derive(Debug, Clone, Copy)]
+pub struct UserRange {
+    addr: u64,
+    len: u64,
+}
+
+impl UserRange {
+    /// Checks that `[addr, addr+len)` lies inside the user half. An empty
+    /// range is always valid (and never touched).
+    pub fn new(addr: u64, len: u64) -> Result<Self, UserMemError> {
+        if len == 0 {
+            return Ok(Self { addr, len });
+        }
+        let end = addr.checked_add(len).ok_or(UserMemError::OutOfRange { addr, len })?;
+        if addr < USER_MIN || end > USER_TOP {
+            return Err(UserMemError::OutOfRange { addr, len });
+        }
+        Ok(Self { addr, len })
+    }
+
+    /// Checks every page of the range for `access` without copying.
+    pub fn check(&self, space: &AddressSpace, access: Access) -> Result<(), UserMemError> {
+        let mut off = 0;
+        while off < self.len {
+            let addr = self.addr + off;
+            space.translate_user(addr, access).ok_or(UserMemError::NotMapped { addr })?;
+            off += PAGE_SIZE - (addr % PAGE_SIZE);
+        }
+        Ok(())
+    }
+
+    /// Copies the range into `out` (`out.len()` must equal the range length).
+    pub fn read(&self, space: &AddressSpace, out: &mut [u8]) -> Result<(), UserMemError> {
+        self.each_chunk(space, Access::Read, out.len(), |phys, at, n| {
+            // SAFETY: `phys..phys+n` is a user-readable frame range of this
+            // address space (checked by translate_user), inside one page,
+            // reached through the direct map.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(phys) as *const u8,
+                    out[at..].as_mut_ptr(),
+                    n,
+                )
+            }
+        })
+    }
+
+    /// Copies `data` into the range (`data.len()` must not exceed it).
+    pub fn write(&self, space: &AddressSpace, data: &[u8]) -> Result<(), UserMemError> {
+        self.each_chunk(space, Access::Write, data.len(), |phys, at, n| {
+            // SAFETY: as in `read`, for a user-writable frame.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data[at..].as_ptr(),
+                    phys_to_virt(phys) as *mut u8,
+                    n,
+                )
+            }
+        })
+    }
+
+    fn each_chunk(
+        &self,
+        space: &AddressSpace,
+        access: Access,
+        bytes: usize,
+        mut f: impl FnMut(u64, usize, usize),
+    ) -> Result<(), UserMemError> {
+        assert!(bytes as u64 <= self.len, "copy of {bytes} bytes fits a {}-byte range", self.len);
+        // Check everything first so a failing copy changes nothing.
+        UserRange { addr: self.addr, len: bytes as u64 }.check(space, access)?;
+        let mut at = 0usize;
+        while at < bytes {
+            let addr = self.addr + at as u64;
+            let n = ((PAGE_SIZE - addr % PAGE_SIZE) as usize).min(bytes - at);
+            let phys =
+                space.translate_user(addr, access).ok_or(UserMemError::NotMapped { addr })?;
+            f(phys, at, n);
+            at += n;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! Loading a validated static ELF into a new address space.
+
+use capos_lib::elf::{self, ElfLimits};
+
+use crate::mem::address_space::{AddressSpace, USER_MIN};
+use crate::mem::{phys_to_virt, PAGE_SIZE};
+
+/// Why a program could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The ELF image failed validation.
+    Invalid(elf::ElfError),
+    /// Out of memory while mapping a segment.
+    NoMemory,
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Invalid(e) => write!(f, "invalid ELF: {e}"),
+            Self::NoMemory => f.write_str("out of memory loading segments"),
+        }
+    }
+}
+
+/// Lowest address a segment may use.
+const MIN_VADDR: u64 = 0x20_0000;
+/// Segments must end below this (the ring, stack and startup page live above).
+const MAX_VADDR: u64 = 0x0000_7000_0000_0000;
+
+/// Validates `image` and maps its segments into `space`; returns the entry.
+pub fn load(space: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
+    let limits =
+        ElfLimits { user_top: MAX_VADDR, min_vaddr: MIN_VADDR.max(USER_MIN), max_segments: 16 };
+    let elf = elf::parse(image, &limits).map_err(LoadError::Invalid)?;
+    for seg in elf.segments() {
+        let start = seg.vaddr & !(PAGE_SIZE - 1);
+        let end = (seg.vaddr + seg.memsz).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let pages = (end - start) / PAGE_SIZE;
+        // Map writable for the copy, then set the segment's permissions.
+        space.map_new(start, pages, true, false).map_err(|_| LoadError::NoMemory)?;
+        let bytes = seg.file_bytes;
+        let mut copied = 0usize;
+        while copied < bytes.len() {
+            let va = seg.vaddr + copied as u64;
+            let n = ((PAGE_SIZE - va % PAGE_SIZE) as usize).min(bytes.len() - copied);
+            let phys = space.translate_any(va).expect("segment page mapped just above");
+            // SAFETY: `phys..phys+n` lies in a frame just mapped for this
+            // segment (fresh, zeroed, owned by `space`), reached through the
+            // direct map; `n` stays inside the page.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    bytes[copied..].as_ptr(),
+                    phys_to_virt(phys) as *mut u8,
+                    n,
+                )
+            };
+            copied += n;
+        }
+        space.protect(start, pages, seg.writable, seg.executable);
+    }
+    Ok(elf.entry())
+}

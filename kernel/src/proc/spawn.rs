@@ -1,0 +1,221 @@
+//! Creating a process: address space, program, stack, ring, startup page,
+//! granted caps, first thread.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::mem::offset_of;
+use core::sync::atomic::AtomicBool;
+
+use capos_abi::{
+    ring_layout, CapSetEntry, RingHeader, StartupHeader, CAPSET_ENTRY_SIZE, MAX_CAPSET, RING_ADDR,
+    STARTUP_HEADER_SIZE, STARTUP_MAGIC, STARTUP_PAGE_ADDR, STARTUP_PAGE_SIZE, STARTUP_VERSION,
+    USER_STACK_PAGES, USER_STACK_TOP,
+};
+
+use super::{elf_load, next_pid, register, ExitState, Process};
+use crate::cap::{CapEntry, CapTable};
+use crate::mem::address_space::AddressSpace;
+use crate::mem::{phys_to_virt, PAGE_SIZE};
+use crate::ring::{RingState, MAX_RING_PAGES};
+use crate::sched;
+use crate::sync::IrqLock;
+
+/// Submission queue entries per process.
+pub const SQ_ENTRIES: u32 = 64;
+/// Completion queue entries per process.
+pub const CQ_ENTRIES: u32 = 128;
+/// Bytes of arguments a process may receive.
+pub const MAX_ARGS_BYTES: usize = 1024;
+
+/// A cap handed to a new process under a name.
+pub struct Grant {
+    /// Name in the child's CapSet.
+    pub name: String,
+    /// The cap.
+    pub cap: CapEntry,
+}
+
+/// Why a process could not be created.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The program failed to load.
+    Load(elf_load::LoadError),
+    /// Out of memory.
+    NoMemory,
+    /// More grants than a CapSet holds.
+    TooManyGrants(usize),
+    /// A grant name is empty, too long or repeated.
+    BadGrantName(String),
+    /// Arguments too long.
+    ArgsTooLong(usize),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Load(e) => write!(f, "{e}"),
+            Self::NoMemory => f.write_str("out of memory"),
+            Self::TooManyGrants(n) => write!(f, "{n} grants (at most {MAX_CAPSET})"),
+            Self::BadGrantName(n) => write!(f, "grant name `{n}` is empty, too long or repeated"),
+            Self::ArgsTooLong(n) => write!(f, "{n} bytes of arguments (at most {MAX_ARGS_BYTES})"),
+        }
+    }
+}
+
+/// Starts `image` as a new process named `name` holding exactly `grants`.
+pub fn spawn(
+    name: &str,
+    image: &[u8],
+    grants: Vec<Grant>,
+    args: &[&str],
+    parent: u64,
+) -> Result<Arc<Process>, SpawnError> {
+    if grants.len() > MAX_CAPSET as usize {
+        return Err(SpawnError::TooManyGrants(grants.len()));
+    }
+    for (i, g) in grants.iter().enumerate() {
+        if g.name.is_empty()
+            || g.name.len() >= capos_abi::CAPSET_NAME_LEN
+            || grants[..i].iter().any(|o| o.name == g.name)
+        {
+            return Err(SpawnError::BadGrantName(g.name.clone()));
+        }
+    }
+    let args_len: usize = args.iter().map(|a| a.len() + 1).sum();
+    let capset_bytes = grants.len() * CAPSET_ENTRY_SIZE;
+    if args_len > MAX_ARGS_BYTES
+        || STARTUP_HEADER_SIZE + capset_bytes + args_len > STARTUP_PAGE_SIZE
+    {
+        return Err(SpawnError::ArgsTooLong(args_len));
+    }
+
+    let mut space = AddressSpace::new().map_err(|_| SpawnError::NoMemory)?;
+    let entry = elf_load::load(&mut space, image).map_err(SpawnError::Load)?;
+
+    // Stack, with the page below it left unmapped as a guard.
+    let stack_bottom = USER_STACK_TOP - USER_STACK_PAGES * PAGE_SIZE;
+    space.map_new(stack_bottom, USER_STACK_PAGES, true, false).map_err(|_| SpawnError::NoMemory)?;
+
+    // Ring.
+    let layout = ring_layout(SQ_ENTRIES, CQ_ENTRIES).expect("ring geometry constants are valid");
+    let ring_pages = layout.total_bytes as u64 / PAGE_SIZE;
+    assert!(ring_pages as usize <= MAX_RING_PAGES, "ring fits MAX_RING_PAGES");
+    space.map_new(RING_ADDR, ring_pages, true, false).map_err(|_| SpawnError::NoMemory)?;
+    let frames: Vec<u64> = (0..ring_pages)
+        .map(|i| space.translate_any(RING_ADDR + i * PAGE_SIZE).expect("ring page mapped above"))
+        .collect();
+    let header = RingHeader {
+        sq_head: 0,
+        sq_tail: 0,
+        cq_head: 0,
+        cq_tail: 0,
+        sq_entries: SQ_ENTRIES,
+        cq_entries: CQ_ENTRIES,
+        sq_mask: SQ_ENTRIES - 1,
+        cq_mask: CQ_ENTRIES - 1,
+        flags: 0,
+        cq_overflow: 0,
+        sqe_offset: layout.sqe_offset,
+        cqe_offset: layout.cqe_offset,
+        reserved: [0; 4],
+    };
+    write_phys(frames[0], 0, &header_bytes(&header));
+    let ring =
+        RingState::new(&frames, SQ_ENTRIES, CQ_ENTRIES, layout.sqe_offset, layout.cqe_offset);
+
+    // Caps, then the startup page naming them.
+    let mut caps = CapTable::new();
+    let mut capset = Vec::with_capacity(capset_bytes);
+    for g in grants {
+        crate::kdebug!("proc", "{}: cap `{}` -> {}", name, g.name, g.cap.object.describe());
+        let iface = g.cap.interface_id;
+        let id = caps.insert(g.cap).map_err(|_| SpawnError::NoMemory)?;
+        let e = CapSetEntry::new(&g.name, id, iface).ok_or(SpawnError::BadGrantName(g.name))?;
+        capset.extend_from_slice(&e.to_bytes());
+    }
+    let mut page = Vec::with_capacity(STARTUP_PAGE_SIZE);
+    let capset_offset = STARTUP_HEADER_SIZE as u32;
+    let args_offset = capset_offset + capset.len() as u32;
+    let startup = StartupHeader {
+        magic: STARTUP_MAGIC,
+        version: STARTUP_VERSION,
+        capset_count: (capset.len() / CAPSET_ENTRY_SIZE) as u32,
+        ring_addr: RING_ADDR,
+        ring_bytes: layout.total_bytes as u64,
+        sq_entries: SQ_ENTRIES,
+        cq_entries: CQ_ENTRIES,
+        args_offset,
+        args_len: args_len as u32,
+        capset_offset,
+        reserved: 0,
+    };
+    page.extend_from_slice(&startup.to_bytes());
+    page.extend_from_slice(&capset);
+    for a in args {
+        page.extend_from_slice(a.as_bytes());
+        page.push(0);
+    }
+    space.map_new(STARTUP_PAGE_ADDR, 1, true, false).map_err(|_| SpawnError::NoMemory)?;
+    let phys = space.translate_any(STARTUP_PAGE_ADDR).expect("startup page mapped above");
+    write_phys(phys, 0, &page);
+    space.protect(STARTUP_PAGE_ADDR, 1, false, false);
+
+    let process = Arc::new(Process {
+        pid: next_pid(),
+        name: String::from(name),
+        parent,
+        space: IrqLock::new(Some(space)),
+        caps: IrqLock::new(caps),
+        ring: IrqLock::new(ring),
+        waiter: IrqLock::new(None),
+        exit: IrqLock::new(ExitState::default()),
+        kill_requested: AtomicBool::new(false),
+        thread: IrqLock::new(None),
+    });
+    register(&process);
+    let thread =
+        sched::spawn_user(process.clone(), entry, USER_STACK_TOP).ok_or(SpawnError::NoMemory)?;
+    *process.thread.lock() = Some(Arc::downgrade(&thread));
+    crate::kinfo!(
+        "proc",
+        "started {} (pid {}, parent {}) as thread {} on cpu{}, entry {:#x}",
+        process.name,
+        process.pid,
+        parent,
+        thread.tid,
+        thread.cpu,
+        entry
+    );
+    Ok(process)
+}
+
+fn header_bytes(h: &RingHeader) -> [u8; 64] {
+    let mut b = [0u8; 64];
+    let fields = [
+        (offset_of!(RingHeader, sq_entries), h.sq_entries),
+        (offset_of!(RingHeader, cq_entries), h.cq_entries),
+        (offset_of!(RingHeader, sq_mask), h.sq_mask),
+        (offset_of!(RingHeader, cq_mask), h.cq_mask),
+        (offset_of!(RingHeader, flags), h.flags),
+        (offset_of!(RingHeader, sqe_offset), h.sqe_offset),
+        (offset_of!(RingHeader, cqe_offset), h.cqe_offset),
+    ];
+    for (off, v) in fields {
+        b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    b
+}
+
+fn write_phys(frame: u64, offset: usize, bytes: &[u8]) {
+    assert!(offset + bytes.len() <= PAGE_SIZE as usize, "write stays inside one frame");
+    // SAFETY: `frame` is a fresh frame of the new address space, reached
+    // through the direct map; the write stays inside it (asserted).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (phys_to_virt(frame) as *mut u8).add(offset),
+            bytes.len(),
+        )
+    };
+}

@@ -1,0 +1,417 @@
+//! The kernel side of the capability ring: SQ processing, CQ posting,
+//! `cap_enter`.
+//!
+//! The ring lives in user memory; the kernel reaches it through the direct
+//! map of the ring's frames. Only `sq_tail` and `cq_head` are read from the
+//! shared header, and both are checked against the kernel's own copies of
+//! `sq_head` and `cq_tail` (which the user cannot change): a header whose
+//! counts do not add up (say, more SQEs than the ring holds) makes
+//! `cap_enter` fail with `Malformed`, and the ring is left untouched. See
+//! `docs/src/ring.md` for the protocol.
+
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::mem::offset_of;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use capos_abi::{
+    CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, CQE_SIZE, MAX_PARAMS_LEN, MAX_RESULTS_LEN,
+    SQE_FLAGS_DEFINED, SQE_SIZE,
+};
+
+use crate::cap::{CallContext, CallOutcome};
+use crate::mem::address_space::Access;
+use crate::mem::user::UserRange;
+use crate::mem::{phys_to_virt, PAGE_SIZE};
+use crate::proc::Process;
+use crate::sched;
+
+/// Most ring pages a process has.
+pub const MAX_RING_PAGES: usize = 8;
+
+/// Kernel-private ring state of one process.
+pub struct RingState {
+    pages: [u64; MAX_RING_PAGES],
+    npages: usize,
+    sq_entries: u32,
+    cq_entries: u32,
+    sqe_offset: u32,
+    cqe_offset: u32,
+    /// Next SQE the kernel consumes (its own copy; the header's is output).
+    sq_head: u32,
+    /// Next CQE slot the kernel fills (its own copy).
+    cq_tail: u32,
+    /// Accepted calls whose completion is still to come; CQ space is
+    /// reserved for each.
+    inflight: u32,
+    open: bool,
+}
+
+/// Where a deferred completion goes.
+#[derive(Clone)]
+pub struct PendingCall {
+    /// The caller.
+    pub process: Weak<Process>,
+    /// The SQE's user data.
+    pub user_data: u64,
+    /// Results buffer.
+    pub results_addr: u64,
+    /// Results buffer length.
+    pub results_len: u32,
+}
+
+impl RingState {
+    /// A ring over `pages` (physical, in order) with the given geometry,
+    /// whose header the caller already initialised.
+    pub fn new(
+        pages: &[u64],
+        sq_entries: u32,
+        cq_entries: u32,
+        sqe_offset: u32,
+        cqe_offset: u32,
+    ) -> Self {
+        let mut p = [0; MAX_RING_PAGES];
+        p[..pages.len()].copy_from_slice(pages);
+        Self {
+            pages: p,
+            npages: pages.len(),
+            sq_entries,
+            cq_entries,
+            sqe_offset,
+            cqe_offset,
+            sq_head: 0,
+            cq_tail: 0,
+            inflight: 0,
+            open: true,
+        }
+    }
+
+    /// Marks the ring gone (its frames were freed with the address space).
+    pub fn close(&mut self) {
+        self.open = false;
+    }
+
+    fn ptr(&self, offset: u32) -> *mut u8 {
+        let page = (offset as u64 / PAGE_SIZE) as usize;
+        assert!(page < self.npages, "ring offset {offset} inside the ring");
+        (phys_to_virt(self.pages[page]) + offset as u64 % PAGE_SIZE) as *mut u8
+    }
+
+    fn header_field(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: the header lies in the ring's first page (owned by the
+        // process, alive while the ring is open); fields are 4-byte aligned.
+        unsafe { &*(self.ptr(offset as u32) as *const AtomicU32) }
+    }
+
+    fn read_sqe(&self, index: u32) -> Sqe {
+        let slot = index & (self.sq_entries - 1);
+        let mut bytes = [0u8; SQE_SIZE];
+        let off = self.sqe_offset + slot * SQE_SIZE as u32;
+        // SAFETY: SQEs are 64-byte aligned records inside the ring mapping
+        // (never straddling a page); the user may change them concurrently,
+        // which only changes the (fully validated) copy we take.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr(off), bytes.as_mut_ptr(), SQE_SIZE) };
+        Sqe::from_bytes(&bytes).expect("64 bytes form an SQE")
+    }
+
+    fn write_cqe(&mut self, cqe: &Cqe) {
+        let slot = self.cq_tail & (self.cq_entries - 1);
+        let off = self.cqe_offset + slot * CQE_SIZE as u32;
+        let bytes = cqe.to_bytes();
+        // SAFETY: CQEs are 32-byte aligned records inside the ring mapping.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(off), CQE_SIZE) };
+        self.cq_tail = self.cq_tail.wrapping_add(1);
+        self.header_field(offset_of!(RingHeader, cq_tail)).store(self.cq_tail, Ordering::Release);
+    }
+
+    /// CQEs posted and not yet consumed, or `None` if the user's `cq_head`
+    /// is inconsistent.
+    fn cq_ready(&self) -> Option<u32> {
+        let head = self.header_field(offset_of!(RingHeader, cq_head)).load(Ordering::Acquire);
+        let ready = self.cq_tail.wrapping_sub(head);
+        (ready <= self.cq_entries).then_some(ready)
+    }
+
+    /// Posts a completion if the ring is open (space is always reserved).
+    fn post(&mut self, cqe: &Cqe) {
+        if !self.open {
+            return;
+        }
+        match self.cq_ready() {
+            Some(ready) if ready < self.cq_entries => self.write_cqe(cqe),
+            _ => {
+                let f = self.header_field(offset_of!(RingHeader, cq_overflow));
+                f.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A completion's status: OK with (result length, result caps), an error,
+/// or an application error whose encoded exception has this length.
+type Status = Result<(u32, u32), (TransportError, u32)>;
+
+fn err(e: TransportError) -> Status {
+    Err((e, 0))
+}
+
+fn cqe(user_data: u64, status: Status) -> Cqe {
+    let (status, result_len, cap_count) = match status {
+        Ok((len, caps)) => (capos_abi::STATUS_OK, len, caps),
+        Err((e, len)) => (e.code(), len, 0),
+    };
+    Cqe { user_data, status, result_len, cap_count, reserved: 0, aux: 0 }
+}
+
+/// `cap_enter(min_complete, timeout_ns)`: processes the submitted SQEs, then
+/// waits until `min_complete` completions are ready or the timeout passes.
+/// Returns the number of ready completions, or a negative transport error.
+pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> u64 {
+    let deadline = crate::time::deadline_after_ns(timeout_ns);
+    loop {
+        if let Err(e) = submit(process) {
+            return e.to_syscall_return();
+        }
+        let ready = match process.ring.lock().cq_ready() {
+            Some(r) => r,
+            None => return TransportError::Malformed.to_syscall_return(),
+        };
+        let want = min_complete.min(process.ring.lock().cq_entries as u64);
+        if ready as u64 >= want {
+            return ready as u64;
+        }
+        if process.kill_requested.load(Ordering::Acquire) {
+            return ready as u64;
+        }
+        if deadline.is_some_and(|d| crate::time::now_tsc() >= d) {
+            return if ready == 0 {
+                TransportError::Timeout.to_syscall_return()
+            } else {
+                ready as u64
+            };
+        }
+        let me = sched::current().expect("cap_enter runs on a process thread");
+        *process.waiter.lock() = Some(me.clone());
+        // Re-check after publishing ourselves as the waiter: a completion
+        // posted before this point was missed by `complete`'s wake-up; one
+        // posted after it calls `wake`, which makes the block return at once.
+        if process.ring.lock().cq_ready().is_some_and(|r| r as u64 >= want) {
+            *process.waiter.lock() = None;
+            continue;
+        }
+        if let Some(d) = deadline {
+            crate::time::wake_at(d, &me);
+        }
+        sched::block_current();
+        *process.waiter.lock() = None;
+    }
+}
+
+/// Processes every submitted SQE the CQ has room for.
+fn submit(process: &Arc<Process>) -> Result<(), TransportError> {
+    loop {
+        let sqe = {
+            let mut ring = process.ring.lock();
+            let tail = ring.header_field(offset_of!(RingHeader, sq_tail)).load(Ordering::Acquire);
+            let pending = tail.wrapping_sub(ring.sq_head);
+            if pending > ring.sq_entries {
+                return Err(TransportError::Malformed);
+            }
+            if pending == 0 {
+                return Ok(());
+            }
+            let ready = ring.cq_ready().ok_or(TransportError::Malformed)?;
+            if ready + ring.inflight >= ring.cq_entries {
+                // No room for another completion: leave the rest queued.
+                return Ok(());
+            }
+            let sqe = ring.read_sqe(ring.sq_head);
+            ring.sq_head = ring.sq_head.wrapping_add(1);
+            let head = ring.sq_head;
+            ring.header_field(offset_of!(RingHeader, sq_head)).store(head, Ordering::Release);
+            // Reserve the completion slot now.
+            ring.inflight += 1;
+            sqe
+        };
+        let result = execute(process, &sqe);
+        let mut ring = process.ring.lock();
+        if let Some(status) = result {
+            ring.inflight -= 1;
+            ring.post(&cqe(sqe.user_data, status));
+        }
+    }
+}
+
+/// Performs one SQE. `None`: the call completes later (its CQ slot stays
+/// reserved).
+fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
+    let op = match Opcode::from_u8(sqe.opcode) {
+        Some(op) if op.is_supported() => op,
+        _ => return Some(err(TransportError::BadOpcode)),
+    };
+    if sqe.flags & !SQE_FLAGS_DEFINED != 0 || sqe.reserved != 0 {
+        return Some(err(TransportError::Malformed));
+    }
+    match op {
+        Opcode::Nop => Some(Ok((0, 0))),
+        Opcode::Release => Some(
+            process
+                .caps
+                .lock()
+                .remove(CapId(sqe.cap))
+                .map(|_| (0, 0))
+                .map_err(|e| (cap_error(e), 0)),
+        ),
+        Opcode::Call => call(process, sqe),
+        Opcode::Recv | Opcode::Return => {
+            // Only endpoints serve RECV/RETURN, and no kernel object here is one.
+            let caps = process.caps.lock();
+            Some(match caps.get(CapId(sqe.cap)) {
+                Ok(_) => err(TransportError::WrongInterface),
+                Err(e) => err(cap_error(e)),
+            })
+        }
+        Opcode::Pipeline => Some(err(TransportError::BadOpcode)),
+    }
+}
+
+fn cap_error(e: capos_lib::cap_table::CapError) -> TransportError {
+    match e {
+        capos_lib::cap_table::CapError::StaleCap { .. } => TransportError::StaleCap,
+        _ => TransportError::InvalidCap,
+    }
+}
+
+/// Decodes and validates a CALL completely, then performs it.
+fn call(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
+    let entry = match process.caps.lock().get(CapId(sqe.cap)) {
+        Ok(e) => e.clone(),
+        Err(e) => return Some(err(cap_error(e))),
+    };
+    if entry.interface_id != sqe.interface_id {
+        return Some(err(TransportError::WrongInterface));
+    }
+    if sqe.params_len > MAX_PARAMS_LEN || sqe.results_len > MAX_RESULTS_LEN {
+        return Some(err(TransportError::TooLarge));
+    }
+    if sqe.xfer_count != 0 {
+        // Capability transfer on CALL is not served by kernel objects.
+        return Some(err(TransportError::Malformed));
+    }
+    let params_range = match UserRange::new(sqe.params_addr, sqe.params_len as u64) {
+        Ok(r) => r,
+        Err(_) => return Some(err(TransportError::BadPointer)),
+    };
+    let results_range = match UserRange::new(sqe.results_addr, sqe.results_len as u64) {
+        Ok(r) => r,
+        Err(_) => return Some(err(TransportError::BadPointer)),
+    };
+    let mut params = Vec::new();
+    if params.try_reserve_exact(sqe.params_len as usize).is_err() {
+        return Some(err(TransportError::NoMemory));
+    }
+    params.resize(sqe.params_len as usize, 0);
+    {
+        let space = process.space.lock();
+        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
+        if params_range.read(space, &mut params).is_err()
+            || results_range.check(space, Access::Write).is_err()
+        {
+            return Some(err(TransportError::BadPointer));
+        }
+    }
+    let ctx = CallContext {
+        caller: process,
+        user_data: sqe.user_data,
+        results_addr: sqe.results_addr,
+        results_len: sqe.results_len,
+    };
+    match entry.object.call(&ctx, sqe.method, &params) {
+        CallOutcome::Done { results, caps } => {
+            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|e| (e, 0)))
+        }
+        CallOutcome::Exception(bytes) => Some(deliver_exception(process, &ctx.pending(), &bytes)),
+        CallOutcome::Pending => None,
+        CallOutcome::Failed(e) => Some(err(e)),
+    }
+}
+
+/// Writes a results message (and result caps, as 8-byte CapIds after the
+/// message, 8-aligned) into the caller's results buffer.
+fn deliver(
+    process: &Arc<Process>,
+    to: &PendingCall,
+    results: &[u8],
+    caps: Vec<crate::cap::CapEntry>,
+) -> Result<(u32, u32), TransportError> {
+    let caps_at = results.len().div_ceil(8) * 8;
+    let needed = caps_at + caps.len() * 8;
+    if needed > to.results_len as usize {
+        return Err(TransportError::Overflow);
+    }
+    let mut ids = Vec::with_capacity(caps.len());
+    {
+        let mut table = process.caps.lock();
+        for c in caps {
+            match table.insert(c) {
+                Ok(id) => ids.push(id),
+                Err(_) => {
+                    for id in ids {
+                        let _ = table.remove(id);
+                    }
+                    return Err(TransportError::NoMemory);
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(needed);
+    out.extend_from_slice(results);
+    out.resize(caps_at, 0);
+    for id in &ids {
+        out.extend_from_slice(&id.0.to_le_bytes());
+    }
+    let space = process.space.lock();
+    let written = space
+        .as_ref()
+        .map(|s| UserRange::new(to.results_addr, out.len() as u64).and_then(|r| r.write(s, &out)));
+    match written {
+        Some(Ok(())) => Ok((results.len() as u32, ids.len() as u32)),
+        _ => {
+            drop(space);
+            let mut table = process.caps.lock();
+            for id in ids {
+                let _ = table.remove(id);
+            }
+            Err(TransportError::BadPointer)
+        }
+    }
+}
+
+/// Writes an encoded exception into the results buffer (truncated if it
+/// does not fit: the status alone still tells the caller what happened).
+fn deliver_exception(process: &Arc<Process>, to: &PendingCall, bytes: &[u8]) -> Status {
+    let n = bytes.len().min(to.results_len as usize);
+    let space = process.space.lock();
+    let ok = space.as_ref().is_some_and(|s| {
+        UserRange::new(to.results_addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
+    });
+    Err((TransportError::AppError, if ok && n == bytes.len() { n as u32 } else { 0 }))
+}
+
+/// Completes a call that returned [`CallOutcome::Pending`].
+pub fn complete(to: PendingCall, outcome: Result<Vec<u8>, TransportError>) {
+    let Some(process) = to.process.upgrade() else { return };
+    let status = match outcome {
+        Ok(results) => deliver(&process, &to, &results, Vec::new()).map_err(|e| (e, 0)),
+        Err(e) => err(e),
+    };
+    {
+        let mut ring = process.ring.lock();
+        ring.inflight = ring.inflight.saturating_sub(1);
+        ring.post(&cqe(to.user_data, status));
+    }
+    let waiter = process.waiter.lock().clone();
+    if let Some(t) = waiter {
+        sched::wake(&t);
+    }
+}
