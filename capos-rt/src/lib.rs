@@ -16,14 +16,16 @@
 //! clients generated from `schema/capos.capnp` ([`capos_schema`]), which call
 //! through the runtime as their [`Transport`](capos_schema::Transport).
 //!
-//! `unsafe` is confined to four audited places: the system-call instructions
+//! `unsafe` is confined to five audited places: the system-call instructions
 //! (`syscall.rs`), the fixed startup-page and ring mappings the kernel
-//! provides (`startup.rs`, `ring.rs`), and the heap arena (`heap.rs`).
+//! provides (`startup.rs`, `ring.rs`), the heap arena (`heap.rs`), and
+//! deliberate raw probes for fault tests (`probe.rs`).
 #![no_std]
 
 extern crate alloc;
 
 pub mod heap;
+pub mod probe;
 pub mod ring;
 pub mod startup;
 pub mod syscall;

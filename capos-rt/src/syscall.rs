@@ -38,3 +38,10 @@ pub fn cap_enter(min_complete: u32, timeout_ns: u64) -> Result<u32, TransportErr
         None => Ok(rax as u32),
     }
 }
+
+/// The CPU's time-stamp counter (readable in user mode; capOS leaves
+/// CR4.TSD clear). For benchmarks.
+pub fn cycles() -> u64 {
+    // SAFETY: RDTSC only reads the counter; it is allowed at CPL 3.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}

@@ -13,9 +13,9 @@ use crate::{ring, sched};
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     let process = sched::current_process().expect("SYSCALL comes from a process thread");
     match frame.rax {
-        SYS_EXIT => proc::terminate_current(&process, ExitCause::Exited(frame.rdi as i64)),
+        SYS_EXIT => proc::terminate_current(process, ExitCause::Exited(frame.rdi as i64)),
         SYS_CAP_ENTER => frame.rax = ring::cap_enter(&process, frame.rdi, frame.rsi),
         _ => frame.rax = TransportError::BadOpcode.to_syscall_return(),
     }
-    proc::check_kill(&process);
+    proc::check_kill(process);
 }

@@ -86,8 +86,9 @@ pub struct Process {
     pub exit: IrqLock<ExitState>,
     /// Kill requested; honoured on the way back to user mode.
     pub kill_requested: AtomicBool,
-    /// The process's thread.
-    pub thread: IrqLock<Option<Weak<Thread>>>,
+    /// The process's thread (owned here until the process ends; the thread
+    /// refers back to the process, so `terminate` breaks the cycle).
+    pub thread: IrqLock<Option<Arc<Thread>>>,
 }
 
 static PROCESSES: IrqLock<BTreeMap<u64, Weak<Process>>> = IrqLock::new(BTreeMap::new());
@@ -120,7 +121,7 @@ impl Process {
     /// Asks the process to end; it does so on its next return to user mode.
     pub fn request_kill(&self) {
         self.kill_requested.store(true, Ordering::Release);
-        let thread = self.thread.lock().as_ref().and_then(|w| w.upgrade());
+        let thread = self.thread.lock().clone();
         if let Some(t) = thread {
             sched::wake(&t);
         }
@@ -128,9 +129,11 @@ impl Process {
 }
 
 /// Ends the current process with `cause` and never returns. Must run on the
-/// process's own thread with interrupts off.
-pub fn terminate_current(process: &Arc<Process>, cause: ExitCause) -> ! {
-    terminate(process, cause);
+/// process's own thread with interrupts off. Takes the caller's reference:
+/// nothing on this stack is ever dropped once the thread is gone.
+pub fn terminate_current(process: Arc<Process>, cause: ExitCause) -> ! {
+    terminate(&process, cause);
+    drop(process);
     sched::exit_current()
 }
 
@@ -165,6 +168,9 @@ fn terminate(process: &Arc<Process>, cause: ExitCause) {
     let caps: Vec<CapEntry> = process.caps.lock().drain_all().collect();
     drop(caps);
     *process.waiter.lock() = None;
+    // The running thread stays alive through the CPU's `current` slot until
+    // the scheduler reaps it.
+    *process.thread.lock() = None;
     // Frees every user frame, the ring and the page tables (switching this
     // CPU to the kernel's tables first).
     let space = process.space.lock().take();
@@ -187,7 +193,7 @@ fn terminate(process: &Arc<Process>, cause: ExitCause) {
 }
 
 /// On the way back to user mode: honour a pending kill.
-pub fn check_kill(process: &Arc<Process>) {
+pub fn check_kill(process: Arc<Process>) {
     if process.kill_requested.load(Ordering::Acquire) {
         terminate_current(process, ExitCause::Killed);
     }

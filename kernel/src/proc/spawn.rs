@@ -176,7 +176,7 @@ pub fn spawn(
     register(&process);
     let thread =
         sched::spawn_user(process.clone(), entry, USER_STACK_TOP).ok_or(SpawnError::NoMemory)?;
-    *process.thread.lock() = Some(Arc::downgrade(&thread));
+    *process.thread.lock() = Some(thread.clone());
     crate::kinfo!(
         "proc",
         "started {} (pid {}, parent {}) as thread {} on cpu{}, entry {:#x}",

@@ -282,11 +282,21 @@ pub fn schedule() {
         }
         (prev, next)
     };
-    switch_to(&prev, &next);
+    // Nothing may stay on this stack across the switch: a dead thread never
+    // comes back to drop it. `prev` stays alive through its owner (run queue,
+    // process, idle slot or `reap`), `next` through `current`.
+    let (save, load) = prepare_switch(&prev, &next);
+    drop(prev);
+    drop(next);
+    // SAFETY: both contexts are threads of this CPU, kept alive as said
+    // above; `save` points into `prev`, which outlives its own resumption.
+    unsafe { context::switch(save, load) };
     after_switch();
 }
 
-fn switch_to(prev: &Arc<Thread>, next: &Arc<Thread>) {
+/// Everything a switch needs but the register swap; returns where to save
+/// the current RSP and the RSP to load.
+fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
     let now = crate::arch::x86_64::tsc::rdtsc();
     let ran = now.saturating_sub(prev.run_since.load(Ordering::Relaxed));
     prev.cpu_ticks.fetch_add(ran, Ordering::Relaxed);
@@ -311,9 +321,8 @@ fn switch_to(prev: &Arc<Thread>, next: &Arc<Thread>) {
         unsafe { gdt::set_kernel_stack(percpu::current(), top) };
         percpu::current().syscall_rsp.store(top, Ordering::Relaxed);
     }
-    // SAFETY: both contexts are threads of this CPU; `prev`'s slot stays
-    // valid because `prev` is kept alive by the queue, `current`, or `reap`.
-    unsafe { context::switch(prev.saved_rsp.get(), *next.saved_rsp.get()) };
+    // SAFETY: `next` is not running, so its saved RSP is stable.
+    (prev.saved_rsp.get(), unsafe { *next.saved_rsp.get() })
 }
 
 /// Work after a switch: drop a dead predecessor (frees its kernel stack).

@@ -204,7 +204,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     }
     if from_user {
         if let Some(p) = crate::sched::current_process() {
-            crate::proc::check_kill(&p);
+            crate::proc::check_kill(p);
         }
     }
 }
@@ -215,7 +215,7 @@ fn user_fault(frame: &TrapFrame) -> ! {
     let addr = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
     let process = crate::sched::current_process().expect("user-mode code belongs to a process");
     crate::proc::terminate_current(
-        &process,
+        process,
         crate::proc::ExitCause::Fault { name, vector: frame.vector, rip: frame.rip, addr },
     )
 }

@@ -1,0 +1,18 @@
+//! Deliberate raw memory access, for programs that test isolation and fault
+//! handling. A bad address is not an error value here: the CPU faults and
+//! the kernel ends the process (and only it), which is what such tests check.
+
+/// Reads the u64 at `addr`.
+pub fn read_u64(addr: u64) -> u64 {
+    // SAFETY: deliberately unchecked: a valid address reads memory this
+    // process owns; an invalid one faults and the kernel ends the process.
+    // Either way no memory outside the process can be reached.
+    unsafe { core::ptr::read_volatile(addr as *const u64) }
+}
+
+/// Writes `value` to the u64 at `addr`.
+pub fn write_u64(addr: u64, value: u64) {
+    // SAFETY: as for `read_u64`; callers only target memory they mapped for
+    // the purpose or addresses meant to fault.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
+}

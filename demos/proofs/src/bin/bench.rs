@@ -1,0 +1,97 @@
+//! bench: cycles per ring operation, measured with the TSC inside the guest.
+//!
+//! Figures: a NOP SQE and a null CALL (`Timer.now`, params encoded once),
+//! each one per `cap_enter` and 64 per `cap_enter`; and spawn+wait of the
+//! minimal process `nop`. `make bench` runs it under QEMU with
+//! `-icount shift=0,sleep=off`, where the TSC advances one tick per guest
+//! instruction, so the figures are repeatable.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use capos_rt::abi::{Sqe, OP_CALL, OP_NOP};
+use capos_rt::schema::{timer, ProcessHandleClient, ProcessSpawnerClient};
+use capos_rt::syscall::cycles;
+use capos_rt::{println, Runtime};
+
+capos_rt::entry!(main);
+
+const ROUNDS: u64 = 2048;
+const BATCH: u64 = 64;
+
+fn run_batched(rt: &'static Runtime, make: impl Fn(u64) -> Sqe, batch: u64) -> Option<u64> {
+    let ring = rt.ring();
+    let start = cycles();
+    for round in 0..ROUNDS / batch {
+        for i in 0..batch {
+            ring.push(&make(round * batch + i)).ok()?;
+        }
+        ring.publish();
+        let mut got = 0;
+        while got < batch {
+            ring.enter((batch - got) as u32, u64::MAX).ok()?;
+            while let Some(c) = ring.pop() {
+                if c.status != 0 {
+                    return None;
+                }
+                got += 1;
+            }
+        }
+    }
+    Some((cycles() - start) / ROUNDS)
+}
+
+fn main(rt: &'static Runtime) -> i64 {
+    let (Some(timer_cap), Some(spawner)) = (rt.cap("timer"), rt.cap("spawner")) else { return 2 };
+    let params = capos_rt::schema::wire::encode::<timer::now_params::Owned>(|_| Ok(()))
+        .expect("an empty params message encodes");
+    let mut results = [0u8; 256];
+    let results_addr = results.as_mut_ptr() as u64;
+    let nop = |i: u64| Sqe { opcode: OP_NOP, user_data: i, ..Sqe::default() };
+    let call = |i: u64| Sqe {
+        opcode: OP_CALL,
+        cap: timer_cap.cap,
+        interface_id: timer::INTERFACE_ID,
+        method: timer::method::NOW,
+        params_addr: params.as_ptr() as u64,
+        params_len: params.len() as u32,
+        results_addr,
+        results_len: results.len() as u32,
+        user_data: i,
+        ..Sqe::default()
+    };
+    let figures = (|| {
+        let nop1 = run_batched(rt, nop, 1)?;
+        let nop64 = run_batched(rt, nop, BATCH)?;
+        let call1 = run_batched(rt, call, 1)?;
+        let call64 = run_batched(rt, call, BATCH)?;
+        Some((nop1, nop64, call1, call64))
+    })();
+    let Some((nop1, nop64, call1, call64)) = figures else {
+        println!(rt, "bench: a ring operation failed");
+        return 3;
+    };
+    println!(rt, "bench: NOP, 1 per cap_enter: {nop1} cycles/op");
+    println!(rt, "bench: NOP, {BATCH} per cap_enter: {nop64} cycles/op");
+    println!(rt, "bench: null CALL (Timer.now), 1 per cap_enter: {call1} cycles/call");
+    println!(
+        rt,
+        "bench: null CALL (Timer.now), {BATCH} per cap_enter: {call64} cycles/call ({}.{}x cheaper)",
+        call1 / call64.max(1),
+        (call1 * 10 / call64.max(1)) % 10
+    );
+    let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
+    const SPAWNS: u64 = 32;
+    let start = cycles();
+    for _ in 0..SPAWNS {
+        let Ok(h) = spawner.spawn("nop", &[], &[]) else { return 4 };
+        if !matches!(ProcessHandleClient::new(rt, h).wait(), Ok(0)) {
+            return 5;
+        }
+        let _ = rt.release(h);
+    }
+    println!(rt, "bench: spawn+wait of nop: {} cycles", (cycles() - start) / SPAWNS);
+    // Keep the results buffer alive until every call completed.
+    core::hint::black_box(&mut results);
+    0
+}
