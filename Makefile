@@ -163,7 +163,7 @@ fmt-check: setup
 	@echo "==> cargo fmt --check"
 	@$(CARGO) fmt --all -- --check
 
-clippy: setup
+clippy: user
 	@echo "==> clippy (host crates)"
 	@$(CARGO) clippy -q --all-targets -- -D warnings
 	@echo "==> clippy (kernel)"
