@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop bench
+USER_PROGRAMS := hello template isolation leak nop bench hostile
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -24,14 +24,14 @@ RUN_MEM      ?= 512M
 # tools). init is embedded in the kernel: build.rs reads CAPOS_INIT_ELF.
 USER_CARGO   := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(USER_FLAGS)" \
 	$(CARGO)
-USER_PKGS    := -p capos-init -p hello -p template -p proof-programs
+USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile
 KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 	CAPOS_INIT_ELF=$(CURDIR)/$(USER_BIN)/init $(CARGO)
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \
 	--target-dir $(KERNEL_DIR)
 MODULES      := $(addprefix $(USER_BIN)/,$(USER_PROGRAMS))
 
-.PHONY: schema schema-check run-hello run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -100,6 +100,117 @@ run-hello: kernel harness
 		--expect-log 're:.* info log: #1 Info hello: hello wrote to the log' \
 		--exit success
 
+# Every line `hostile` prints, in order (demos/hostile/src/main.rs explains
+# the format); a `mismatch` line names a case that gave the wrong error.
+run-hostile: kernel harness
+	@$(call proof-iso,hostile,harness init=hostile:console$(comma)sysinfo$(comma)timer$(comma)log$(comma)spawner)
+	@$(HARNESS) --name hostile --image $(PROOF_ISOS)/hostile.iso --smp 2 --mem 256M \
+		--fail-on 'hostile: mismatch' --fail-on 'must never appear' --fail-on 'survived' \
+		--expect 'init: starting hostile with 5 cap(s)' \
+		--expect 'hostile: params at null: BadPointer' \
+		--expect 'hostile: params unmapped: BadPointer' \
+		--expect 'hostile: params in the kernel half: BadPointer' \
+		--expect 'hostile: params crossing into an unmapped page: BadPointer' \
+		--expect 'hostile: params wrapping past 2^64: BadPointer' \
+		--expect 'hostile: results at null: BadPointer' \
+		--expect 'hostile: results unmapped: BadPointer' \
+		--expect 'hostile: results in the kernel half: BadPointer' \
+		--expect 'hostile: results crossing into an unmapped page: BadPointer' \
+		--expect 'hostile: results wrapping past 2^64: BadPointer' \
+		--expect 'hostile: results in the read-only startup page: BadPointer' \
+		--expect 'hostile: results in program code: BadPointer' \
+		--expect 'hostile: unheld slot 40: InvalidCap' \
+		--expect 'hostile: slot 5000 past the table: InvalidCap' \
+		--expect 'hostile: null CapId: InvalidCap' \
+		--expect 'hostile: held slot with a forged generation: StaleCap' \
+		--expect 'hostile: method 99 on Console: BadMethod' \
+		--expect 'hostile: Console cap called as SystemInfo: WrongInterface' \
+		--expect 'hostile: params of 8 bytes 0xff: Malformed' \
+		--expect 'hostile: segment table claiming a huge segment: Malformed' \
+		--expect 'hostile: text pointer out of bounds: Malformed' \
+		--expect 'hostile: text not UTF-8: Malformed' \
+		--expect 'hostile: params of 64 KiB of zeros: Malformed' \
+		--expect 'hostile: valid params with 8 trailing bytes: Malformed' \
+		--expect 'hostile: params of 0 bytes at null: Malformed' \
+		--expect 'hostile: params_len 0xfffffff0: TooLarge' \
+		--expect 'hostile: results_len 0xffffffff: TooLarge' \
+		--expect 'hostile: params_len 65537: TooLarge' \
+		--expect 'hostile: xfer_count 17: TooLarge' \
+		--expect 'hostile: opcode 200: BadOpcode' \
+		--expect 'hostile: opcode 255: BadOpcode' \
+		--expect 'hostile: PIPELINE: BadOpcode' \
+		--expect 'hostile: NOP with flags 0x01: Malformed' \
+		--expect 'hostile: CALL with flags 0x80: Malformed' \
+		--expect 'hostile: NOP with reserved 1: Malformed' \
+		--expect 'hostile: RELEASE of sysinfo with reserved 1: Malformed' \
+		--expect 'hostile: NOP with garbage in every unused field: ok' \
+		--expect 'hostile: RELEASE of the null CapId: InvalidCap' \
+		--expect 'hostile: sysinfo after the refused RELEASE: ok' \
+		--expect 'hostile: order: opcode 200 with flags 0x01: BadOpcode' \
+		--expect 'hostile: order: flags 0x01 on a forged cap: Malformed' \
+		--expect 'hostile: order: forged cap with a wrong interface: InvalidCap' \
+		--expect 'hostile: order: wrong interface with method 99: WrongInterface' \
+		--expect 'hostile: order: method 99 with params_len 0xfffffff0: BadMethod' \
+		--expect 'hostile: order: method 99 with params at null: BadMethod' \
+		--expect 'hostile: order: params_len 65537 at null: TooLarge' \
+		--expect 'hostile: order: results at null with malformed params: BadPointer' \
+		--expect 'hostile: ring full after 64 SQEs: ok' \
+		--expect 'hostile: full CQ holds back 64 SQEs: ok' \
+		--expect 'hostile: 192 NOPs completed in order: ok' \
+		--expect 'hostile: sq_tail overwritten with 0x80000000: Malformed' \
+		--expect 'hostile: NOP after restoring sq_tail from 0x80000000: ok' \
+		--expect 'hostile: sq_tail overwritten with 0xffffffff: Malformed' \
+		--expect 'hostile: NOP after restoring sq_tail from 0xffffffff: ok' \
+		--expect 'hostile: cq_head overwritten with 0x80000000: Malformed' \
+		--expect 'hostile: NOP after restoring cq_head from 0x80000000: ok' \
+		--expect 'hostile: cq_head overwritten with 0xffffffff: Malformed' \
+		--expect 'hostile: NOP after restoring cq_head from 0xffffffff: ok' \
+		--expect 'hostile: cap_enter for 2^32-1 completions with timeout 0: Timeout' \
+		--expect 'hostile: cap_enter for 1 completion with a 1 ms timeout: Timeout' \
+		--expect 'hostile: cap_enter for 0 completions without a deadline: ok' \
+		--expect 'hostile: system call 2: BadOpcode' \
+		--expect 'hostile: system call 2^64-1: BadOpcode' \
+		--expect 'hostile: SystemInfo.info still answers: ok' \
+		--expect 'hostile: writeLine of 70 KiB: TooLarge' \
+		--expect 'hostile: SystemInfo results into 8 bytes: Overflow' \
+		--expect 'hostile: SystemInfo results into 0 bytes at null: Overflow' \
+		--expect 'hostile: spawn of a missing binary: AppError' \
+		--expect 'hostile: spawn granting a forged cap: AppError' \
+		--expect 'hostile: spawn with 33 arguments: AppError' \
+		--expect 'hostile: spawn with 1 KiB of arguments: AppError' \
+		--expect 'hostile: spawn granting two caps under one name: AppError' \
+		--expect 'hostile: spawn granting a cap under an empty name: AppError' \
+		--expect 'hostile: spawn granting a cap under a 32-byte name: ok' \
+		--expect 'hostile: RELEASE of timer with garbage in every unused field: ok' \
+		--expect 'hostile: Timer.now after RELEASE: StaleCap' \
+		--expect 'hostile: second RELEASE of timer: StaleCap' \
+		--expect 'hostile: old timer id as a ProcessHandle: StaleCap' \
+		--expect 'hostile: child spin ended with code -9' \
+		--expect-log 're:.* info proc: hostile \(pid [0-9]+\) killed' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by general protection fault \(vector 13\) at rip=0x[0-9a-f]+ addr=0x0' \
+		--expect 'hostile: child privileged ended with code -269' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by general protection fault \(vector 13\) at rip=0x[0-9a-f]+ addr=0x0' \
+		--expect 'hostile: child soft-int ended with code -269' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by general protection fault \(vector 13\) at rip=0x[0-9a-f]+ addr=0x0' \
+		--expect 'hostile: child port-io ended with code -269' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by general protection fault \(vector 13\) at rip=0x[0-9a-f]+ addr=0x0' \
+		--expect 'hostile: child non-canonical-read ended with code -269' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0xffffffff80000000' \
+		--expect 'hostile: child kernel-read ended with code -270' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x8' \
+		--expect 'hostile: child null-write ended with code -270' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0xffffffff7ffffff8' \
+		--expect 'hostile: child bad-stack ended with code -270' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by invalid opcode \(vector 6\) at rip=0x[0-9a-f]+ addr=0x0' \
+		--expect 'hostile: child invalid-opcode ended with code -262' \
+		--expect 're:proc: hostile \(pid [0-9]+\) killed by divide error \(vector 0\) at rip=0x[0-9a-f]+ addr=0x0' \
+		--expect 'hostile: child divide ended with code -256' \
+		--expect 'hostile: child syscall-kernel-rsp ended with code 77' \
+		--expect 'hostile: all 89 cases gave their named error' \
+		--expect 'init: hostile exited with code 0' \
+		--expect 'init: exited with code 0' \
+		--exit success
+
 run-isolation: kernel harness
 	@$(call proof-iso,isolation,harness init=isolation:console$(comma)spawner$(comma)vm)
 	@$(HARNESS) --name isolation --image $(PROOF_ISOS)/isolation.iso --smp 2 --mem 256M \
@@ -137,6 +248,7 @@ bench: kernel harness
 		--expect 're:bench: NOP, 64 per cap_enter: [0-9]+ cycles/op' \
 		--expect 're:bench: null CALL \(Timer.now\), 1 per cap_enter: [0-9]+ cycles/call' \
 		--expect 're:bench: null CALL \(Timer.now\), 64 per cap_enter: .*' \
+		--expect 're:bench: where a batched CALL goes: .*' \
 		--expect 're:bench: spawn\+wait of nop: [0-9]+ cycles' \
 		--exit success
 	@grep -h '^bench:' target/proofs/bench/com1.log
@@ -147,7 +259,7 @@ run-faults: kernel harness
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-leak
+proofs: run-boot run-serial run-faults run-hello run-isolation run-leak run-hostile
 
 # --- checks -----------------------------------------------------------------
 

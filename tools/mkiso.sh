@@ -8,7 +8,8 @@ out=$2
 cmdline=${3:-}
 shift 3 || shift $#
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+errlog=$(mktemp)
+trap 'rm -rf "$work" "$errlog"' EXIT
 mkdir -p "$work/boot/grub"
 cp "$kernel" "$work/boot/capos-kernel"
 mkdir -p "$work/boot/bin"
@@ -29,4 +30,4 @@ $modules    boot
 }
 CFG
 mkdir -p "$(dirname "$out")"
-grub-mkrescue -o "$out" "$work" >/dev/null 2>"$work/log" || { cat "$work/log" >&2; exit 1; }
+grub-mkrescue -o "$out" "$work" >/dev/null 2>"$errlog" || { cat "$errlog" >&2; exit 1; }

@@ -294,7 +294,7 @@ pub fn serve<P: Owned, R: Owned, C>(
 ) -> Result<(Vec<u8>, C), DispatchError> {
     let message = wire::decode(params).map_err(DispatchError::Malformed)?;
     let params = message.get_root::<P::Reader<'_>>().map_err(DispatchError::Malformed)?;
-    let mut results = capnp::message::Builder::new_default();
+    let mut results = wire::builder();
     let value = handle(params, results.init_root::<R::Builder<'_>>())?;
     Ok((capnp::serialize::write_message_to_words(&results), value))
 }

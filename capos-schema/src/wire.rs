@@ -97,11 +97,22 @@ pub fn decode(bytes: &[u8]) -> capnp::Result<MessageReader> {
     Ok(message::Reader::new(segments, reader_options()))
 }
 
+/// Words in the first segment of a message being built: most capOS messages
+/// are small, and the first segment is zeroed on allocation (capnp's default
+/// of 1024 words would cost 8 KiB of zeroing per message). Larger messages
+/// grow by further segments.
+pub const FIRST_SEGMENT_WORDS: u32 = 64;
+
+/// A message builder sized for typical capOS messages.
+pub fn builder() -> message::Builder<message::HeapAllocator> {
+    message::Builder::new(message::HeapAllocator::new().first_segment_words(FIRST_SEGMENT_WORDS))
+}
+
 /// Builds a message whose root is a `T` filled in by `build`, and encodes it.
 pub fn encode<T: Owned>(
     build: impl for<'a> FnOnce(T::Builder<'a>) -> capnp::Result<()>,
 ) -> capnp::Result<Vec<u8>> {
-    let mut message = message::Builder::new_default();
+    let mut message = builder();
     build(message.init_root::<T::Builder<'_>>())?;
     Ok(capnp::serialize::write_message_to_words(&message))
 }

@@ -14,10 +14,8 @@ use alloc::vec::Vec;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use capos_abi::{
-    CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, CQE_SIZE, MAX_PARAMS_LEN, MAX_RESULTS_LEN,
-    SQE_FLAGS_DEFINED, SQE_SIZE,
-};
+use capos_abi::{CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, CQE_SIZE, SQE_SIZE};
+use capos_lib::ring::{check_sqe_header, check_sqe_limits};
 
 use crate::cap::{CallContext, CallOutcome};
 use crate::mem::address_space::Access;
@@ -25,6 +23,9 @@ use crate::mem::user::UserRange;
 use crate::mem::{phys_to_virt, PAGE_SIZE};
 use crate::proc::Process;
 use crate::sched;
+
+/// Params up to this size are copied to the kernel stack, larger ones to the heap.
+const SMALL_PARAMS: usize = 256;
 
 /// Most ring pages a process has.
 pub const MAX_RING_PAGES: usize = 8;
@@ -207,37 +208,50 @@ pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> 
     }
 }
 
-/// Processes every submitted SQE the CQ has room for.
+/// SQEs taken from the ring per lock acquisition.
+const INTAKE_BATCH: usize = 8;
+
+/// Processes every submitted SQE the CQ has room for. SQEs are copied out
+/// of the ring in batches under one lock, executed without it, and their
+/// completions posted under one lock again.
 fn submit(process: &Arc<Process>) -> Result<(), TransportError> {
     loop {
-        let sqe = {
-            let mut ring = process.ring.lock();
-            let tail = ring.header_field(offset_of!(RingHeader, sq_tail)).load(Ordering::Acquire);
+        let mut ring = process.ring.lock();
+        let tail = ring.header_field(offset_of!(RingHeader, sq_tail)).load(Ordering::Acquire);
+        if tail == ring.sq_head {
+            return Ok(());
+        }
+        let mut batch = [Sqe::default(); INTAKE_BATCH];
+        let n = {
             let pending = tail.wrapping_sub(ring.sq_head);
             if pending > ring.sq_entries {
                 return Err(TransportError::Malformed);
             }
-            if pending == 0 {
-                return Ok(());
-            }
             let ready = ring.cq_ready().ok_or(TransportError::Malformed)?;
-            if ready + ring.inflight >= ring.cq_entries {
-                // No room for another completion: leave the rest queued.
-                return Ok(());
+            // Each accepted SQE reserves its completion slot now.
+            let room = ring.cq_entries.saturating_sub(ready + ring.inflight);
+            let n = pending.min(room).min(INTAKE_BATCH as u32) as usize;
+            for slot in batch.iter_mut().take(n) {
+                *slot = ring.read_sqe(ring.sq_head);
+                ring.sq_head = ring.sq_head.wrapping_add(1);
             }
-            let sqe = ring.read_sqe(ring.sq_head);
-            ring.sq_head = ring.sq_head.wrapping_add(1);
             let head = ring.sq_head;
             ring.header_field(offset_of!(RingHeader, sq_head)).store(head, Ordering::Release);
-            // Reserve the completion slot now.
-            ring.inflight += 1;
-            sqe
+            ring.inflight += n as u32;
+            drop(ring);
+            n
         };
-        let result = execute(process, &sqe);
+        if n == 0 {
+            return Ok(());
+        }
+        let mut done: [Option<Cqe>; INTAKE_BATCH] = [None; INTAKE_BATCH];
+        for (sqe, out) in batch.iter().zip(done.iter_mut()).take(n) {
+            *out = execute(process, sqe).map(|status| cqe(sqe.user_data, status));
+        }
         let mut ring = process.ring.lock();
-        if let Some(status) = result {
+        for c in done.iter().take(n).flatten() {
             ring.inflight -= 1;
-            ring.post(&cqe(sqe.user_data, status));
+            ring.post(c);
         }
     }
 }
@@ -245,13 +259,12 @@ fn submit(process: &Arc<Process>) -> Result<(), TransportError> {
 /// Performs one SQE. `None`: the call completes later (its CQ slot stays
 /// reserved).
 fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
-    let op = match Opcode::from_u8(sqe.opcode) {
-        Some(op) if op.is_supported() => op,
-        _ => return Some(err(TransportError::BadOpcode)),
+    // Checks run in the order docs/src/ring.md fixes: opcode, flags and
+    // reserved, cap, interface, method, limits, pointers, message.
+    let op = match check_sqe_header(sqe) {
+        Ok(op) => op,
+        Err(e) => return Some(err(e)),
     };
-    if sqe.flags & !SQE_FLAGS_DEFINED != 0 || sqe.reserved != 0 {
-        return Some(err(TransportError::Malformed));
-    }
     match op {
         Opcode::Nop => Some(Ok((0, 0))),
         Opcode::Release => Some(
@@ -262,7 +275,7 @@ fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
                 .map(|_| (0, 0))
                 .map_err(|e| (cap_error(e), 0)),
         ),
-        Opcode::Call => call(process, sqe),
+        Opcode::Call => call(process, op, sqe),
         Opcode::Recv | Opcode::Return => {
             // Only endpoints serve RECV/RETURN, and no kernel object here is one.
             let caps = process.caps.lock();
@@ -283,7 +296,7 @@ fn cap_error(e: capos_lib::cap_table::CapError) -> TransportError {
 }
 
 /// Decodes and validates a CALL completely, then performs it.
-fn call(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
+fn call(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     let entry = match process.caps.lock().get(CapId(sqe.cap)) {
         Ok(e) => e.clone(),
         Err(e) => return Some(err(cap_error(e))),
@@ -291,8 +304,11 @@ fn call(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
     if entry.interface_id != sqe.interface_id {
         return Some(err(TransportError::WrongInterface));
     }
-    if sqe.params_len > MAX_PARAMS_LEN || sqe.results_len > MAX_RESULTS_LEN {
-        return Some(err(TransportError::TooLarge));
+    if !entry.object.has_method(sqe.method) {
+        return Some(err(TransportError::BadMethod));
+    }
+    if let Err(e) = check_sqe_limits(op, sqe) {
+        return Some(err(e));
     }
     if sqe.xfer_count != 0 {
         // Capability transfer on CALL is not served by kernel objects.
@@ -306,15 +322,22 @@ fn call(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
         Ok(r) => r,
         Err(_) => return Some(err(TransportError::BadPointer)),
     };
-    let mut params = Vec::new();
-    if params.try_reserve_exact(sqe.params_len as usize).is_err() {
-        return Some(err(TransportError::NoMemory));
-    }
-    params.resize(sqe.params_len as usize, 0);
+    // Small params (the common case) are copied to the stack.
+    let mut small = [0u8; SMALL_PARAMS];
+    let mut large = Vec::new();
+    let params: &mut [u8] = if sqe.params_len as usize <= SMALL_PARAMS {
+        &mut small[..sqe.params_len as usize]
+    } else {
+        if large.try_reserve_exact(sqe.params_len as usize).is_err() {
+            return Some(err(TransportError::NoMemory));
+        }
+        large.resize(sqe.params_len as usize, 0);
+        &mut large
+    };
     {
         let space = process.space.lock();
         let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
-        if params_range.read(space, &mut params).is_err()
+        if params_range.read(space, params).is_err()
             || results_range.check(space, Access::Write).is_err()
         {
             return Some(err(TransportError::BadPointer));
@@ -326,7 +349,7 @@ fn call(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
         results_addr: sqe.results_addr,
         results_len: sqe.results_len,
     };
-    match entry.object.call(&ctx, sqe.method, &params) {
+    match entry.object.call(&ctx, sqe.method, params) {
         CallOutcome::Done { results, caps } => {
             Some(deliver(process, &ctx.pending(), &results, caps).map_err(|e| (e, 0)))
         }
@@ -348,6 +371,14 @@ fn deliver(
     let needed = caps_at + caps.len() * 8;
     if needed > to.results_len as usize {
         return Err(TransportError::Overflow);
+    }
+    if caps.is_empty() {
+        let space = process.space.lock();
+        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
+        UserRange::new(to.results_addr, results.len() as u64)
+            .and_then(|r| r.write(space, results))
+            .map_err(|_| TransportError::BadPointer)?;
+        return Ok((results.len() as u32, 0));
     }
     let mut ids = Vec::with_capacity(caps.len());
     {

@@ -31,7 +31,7 @@ pub fn now_tsc() -> u64 {
 
 /// Nanoseconds since boot.
 pub fn monotonic_ns() -> u64 {
-    tsc::micros_since_boot().saturating_mul(1000)
+    tsc::nanos_since_boot()
 }
 
 /// TSC ticks in `ns` nanoseconds.

@@ -61,6 +61,10 @@ impl CapObject for KernelConsole {
         capos_schema::console::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::console::method::name(method).is_some()
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         outcome(dispatch_console(&mut Server { ctx }, method, params))
     }

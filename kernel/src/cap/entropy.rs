@@ -90,6 +90,10 @@ impl CapObject for KernelEntropy {
         capos_schema::entropy_source::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::entropy_source::method::name(method).is_some()
+    }
+
     fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         outcome(dispatch_entropy_source(&mut Server, method, params))
     }

@@ -113,6 +113,10 @@ impl CapObject for KernelLogSink {
         capos_schema::log_sink::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::log_sink::method::name(method).is_some()
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         outcome(dispatch_log_sink(&mut Sink { ctx }, method, params))
     }
@@ -125,6 +129,10 @@ impl CapObject for KernelLogReader {
 
     fn interface_name(&self) -> &'static str {
         capos_schema::log_reader::NAME
+    }
+
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::log_reader::method::name(method).is_some()
     }
 
     fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {

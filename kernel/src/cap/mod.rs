@@ -160,6 +160,10 @@ pub trait CapObject: Send + Sync {
     /// Interface name for listings.
     fn interface_name(&self) -> &'static str;
 
+    /// Whether the interface has a method with this ordinal (checked before
+    /// lengths and pointers, so an unknown method is always `BadMethod`).
+    fn has_method(&self, method: u16) -> bool;
+
     /// Invokes `method` with the Cap'n Proto `params` message.
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome;
 

@@ -73,6 +73,10 @@ impl CapObject for KernelProcessHandle {
         capos_schema::process_handle::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::process_handle::method::name(method).is_some()
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         let mut server = Server { process: &self.process, defer_wait: Cell::new(false) };
         match dispatch_process_handle(&mut server, method, params) {

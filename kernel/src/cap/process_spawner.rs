@@ -99,6 +99,10 @@ impl CapObject for KernelSpawner {
         capos_schema::process_spawner::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::process_spawner::method::name(method).is_some()
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         match dispatch_process_spawner(&mut Server { ctx }, method, params) {
             Ok(d) => CallOutcome::Done { results: d.results, caps: d.caps },

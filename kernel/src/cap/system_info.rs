@@ -51,6 +51,10 @@ impl CapObject for KernelSystemInfo {
         capos_schema::system_info::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::system_info::method::name(method).is_some()
+    }
+
     fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         outcome(dispatch_system_info(&mut Server, method, params))
     }

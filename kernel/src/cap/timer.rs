@@ -52,6 +52,10 @@ impl CapObject for KernelTimer {
         capos_schema::timer::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::timer::method::name(method).is_some()
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         let mut server = Server { sleep_ns: Cell::new(None) };
         match dispatch_timer(&mut server, method, params) {

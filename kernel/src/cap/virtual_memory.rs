@@ -109,6 +109,10 @@ impl CapObject for KernelVirtualMemory {
         capos_schema::virtual_memory::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::virtual_memory::method::name(method).is_some()
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         outcome(dispatch_virtual_memory(&mut Server { ctx }, method, params))
     }

@@ -63,6 +63,10 @@ impl CapObject for KernelWallClock {
         capos_schema::wall_clock::NAME
     }
 
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::wall_clock::method::name(method).is_some()
+    }
+
     fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         outcome(dispatch_wall_clock(&mut Server, method, params))
     }

@@ -107,6 +107,17 @@ impl UserRange {
         mut f: impl FnMut(u64, usize, usize),
     ) -> Result<(), UserMemError> {
         assert!(bytes as u64 <= self.len, "copy of {bytes} bytes fits a {}-byte range", self.len);
+        if bytes == 0 {
+            return Ok(());
+        }
+        // Within one page a single translation both checks and locates.
+        if self.addr % PAGE_SIZE + bytes as u64 <= PAGE_SIZE {
+            let phys = space
+                .translate_user(self.addr, access)
+                .ok_or(UserMemError::NotMapped { addr: self.addr })?;
+            f(phys, 0, bytes);
+            return Ok(());
+        }
         // Check everything first so a failing copy changes nothing.
         UserRange { addr: self.addr, len: bytes as u64 }.check(space, access)?;
         let mut at = 0usize;

@@ -173,11 +173,13 @@ fn terminate(process: &Arc<Process>, cause: ExitCause) {
     *process.thread.lock() = None;
     // Frees every user frame, the ring and the page tables (switching this
     // CPU to the kernel's tables first).
+    // Close the ring first: a completion posted from another CPU must not
+    // write into ring frames that are about to be freed.
+    process.ring.lock().close();
     let space = process.space.lock().take();
     let pages = space.as_ref().map_or(0, AddressSpace::pages);
     drop(space);
     crate::kdebug!("proc", "{} (pid {}): {} user pages freed", process.name, process.pid, pages);
-    process.ring.lock().close();
     let waiters = {
         let mut exit = process.exit.lock();
         exit.cause = Some(cause.clone());

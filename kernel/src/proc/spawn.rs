@@ -76,7 +76,7 @@ pub fn spawn(
     }
     for (i, g) in grants.iter().enumerate() {
         if g.name.is_empty()
-            || g.name.len() >= capos_abi::CAPSET_NAME_LEN
+            || g.name.len() > capos_abi::CAPSET_NAME_LEN
             || grants[..i].iter().any(|o| o.name == g.name)
         {
             return Err(SpawnError::BadGrantName(g.name.clone()));

@@ -71,6 +71,36 @@ fn main(rt: &'static Runtime) -> i64 {
         println!(rt, "bench: a ring operation failed");
         return 3;
     };
+    // Where a call's cycles go: the same CALL stopped at successive checks.
+    // A wrong interface id stops after the cap lookup; an unknown method
+    // after the pointer checks and the params copy (before any decoding).
+    let stop_at = |status: u32, sqe: Sqe| {
+        let ring = rt.ring();
+        let start = cycles();
+        for i in 0..ROUNDS / BATCH {
+            for j in 0..BATCH {
+                ring.push(&Sqe { user_data: i * BATCH + j, ..sqe }).ok()?;
+            }
+            ring.publish();
+            let mut got = 0;
+            while got < BATCH {
+                ring.enter((BATCH - got) as u32, u64::MAX).ok()?;
+                while let Some(c) = ring.pop() {
+                    if c.status != status {
+                        return None;
+                    }
+                    got += 1;
+                }
+            }
+        }
+        Some((cycles() - start) / ROUNDS)
+    };
+    let wrong_iface = stop_at(3, Sqe { interface_id: 0, ..call(0) });
+    let bad_method = stop_at(4, Sqe { method: 99, ..call(0) });
+    let (Some(wrong_iface), Some(bad_method)) = (wrong_iface, bad_method) else {
+        println!(rt, "bench: a ring operation failed");
+        return 3;
+    };
     println!(rt, "bench: NOP, 1 per cap_enter: {nop1} cycles/op");
     println!(rt, "bench: NOP, {BATCH} per cap_enter: {nop64} cycles/op");
     println!(rt, "bench: null CALL (Timer.now), 1 per cap_enter: {call1} cycles/call");
@@ -79,6 +109,13 @@ fn main(rt: &'static Runtime) -> i64 {
         "bench: null CALL (Timer.now), {BATCH} per cap_enter: {call64} cycles/call ({}.{}x cheaper)",
         call1 / call64.max(1),
         (call1 * 10 / call64.max(1)) % 10
+    );
+    println!(
+        rt,
+        "bench: where a batched CALL goes: ring {nop64}, cap lookup {}, pointer checks and params copy {}, decode/dispatch/encode/deliver {}",
+        wrong_iface.saturating_sub(nop64),
+        bad_method.saturating_sub(wrong_iface),
+        call64.saturating_sub(bad_method)
     );
     let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
     const SPAWNS: u64 = 32;

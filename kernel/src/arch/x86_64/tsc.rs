@@ -4,6 +4,8 @@ use core::arch::x86_64::__cpuid;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC tick in 32.32 fixed point (no division per reading).
+static NS_PER_TICK_FP32: AtomicU64 = AtomicU64::new(0);
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
 
 /// Reads the TSC.
@@ -26,6 +28,14 @@ pub fn hz() -> u64 {
 /// Sets the TSC frequency (from CPUID or calibration).
 pub fn set_hz(hz: u64) {
     TSC_HZ.store(hz, Ordering::Relaxed);
+    NS_PER_TICK_FP32
+        .store(((1_000_000_000u128 << 32) / hz.max(1) as u128) as u64, Ordering::Relaxed);
+}
+
+/// Nanoseconds since [`mark_boot`] (0 while the frequency is unknown).
+pub fn nanos_since_boot() -> u64 {
+    let delta = rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed));
+    ((delta as u128 * NS_PER_TICK_FP32.load(Ordering::Relaxed) as u128) >> 32) as u64
 }
 
 /// Microseconds since [`mark_boot`], 0 while the frequency is unknown.
