@@ -15,7 +15,9 @@ USER_PROGRAMS := hello template isolation leak nop bench hostile
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
-RUN_CMDLINE  ?=
+comma        := ,
+# By default `make run` has init start hello with the caps it uses.
+RUN_CMDLINE  ?= init=hello:console$(comma)sysinfo$(comma)clock$(comma)timer$(comma)log
 RUN_SMP      ?= 2
 RUN_MEM      ?= 512M
 
@@ -31,11 +33,12 @@ KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-no
 	--target-dir $(KERNEL_DIR)
 MODULES      := $(addprefix $(USER_BIN)/,$(USER_PROGRAMS))
 
-.PHONY: schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
 	@echo "make run      build capOS and boot it in QEMU (COM1 here, COM2 in target/qemu-debug.log)"
+	@echo "make run-app APP=name   boot a program of your own (start from demos/template)"
 	@echo "make test     format check, clippy, host tests and every QEMU proof (what CI runs)"
 	@echo "make iso      build $(ISO)"
 	@echo "make bench    ring and spawn figures measured inside the guest"
@@ -57,11 +60,24 @@ iso: kernel
 	@echo "==> $(ISO)"
 	@tools/mkiso.sh $(KERNEL) $(ISO) "$(RUN_CMDLINE)" $(MODULES)
 
+QEMU_RUN = qemu-system-x86_64 -machine q35 -cpu max -smp $(RUN_SMP) -m $(RUN_MEM) \
+	-display none -no-reboot -serial mon:stdio -serial file:target/qemu-debug.log
+
 run: iso
 	@echo "==> booting capOS in QEMU (Ctrl-A X quits; debug log: target/qemu-debug.log)"
-	@qemu-system-x86_64 -machine q35 -cpu qemu64 -smp $(RUN_SMP) -m $(RUN_MEM) \
-		-display none -no-reboot -serial mon:stdio -serial file:target/qemu-debug.log \
-		-cdrom $(ISO)
+	@$(QEMU_RUN) -cdrom $(ISO)
+
+# Build one more program (a copy of demos/template, say) and boot it as
+# init's only child with the caps `console`, `log` and `timer`.
+APP_ISO := target/iso/app.iso
+run-app: kernel
+	@test -n "$(APP)" || { echo "usage: make run-app APP=<package with a binary of the same name>"; exit 2; }
+	@echo "==> $(APP)"
+	@$(USER_CARGO) build -p $(APP) --target x86_64-unknown-none --release --target-dir $(USER_DIR)
+	@tools/mkiso.sh $(KERNEL) $(APP_ISO) "init=$(APP):console$(comma)log$(comma)timer $(RUN_CMDLINE_EXTRA)" \
+		$(sort $(MODULES) $(USER_BIN)/$(APP))
+	@echo "==> booting $(APP) in QEMU (Ctrl-A X quits; debug log: target/qemu-debug.log)"
+	@$(QEMU_RUN) -cdrom $(APP_ISO)
 
 harness: setup
 	@$(CARGO) build -q -p capos-tools --release --bin qemu-proof
@@ -73,7 +89,6 @@ harness: setup
 $(PROOF_ISOS)/%.iso: kernel
 	@true
 
-comma := ,
 proof-iso = tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/$(1).iso "$(2)" $(MODULES)
 
 run-boot: kernel harness
