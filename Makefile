@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop bench hostile
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -33,7 +33,7 @@ KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-no
 	--target-dir $(KERNEL_DIR)
 MODULES      := $(addprefix $(USER_BIN)/,$(USER_PROGRAMS))
 
-.PHONY: run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-preempt run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -89,6 +89,9 @@ harness: setup
 $(PROOF_ISOS)/%.iso: kernel
 	@true
 
+# User-space proofs run on QEMU's `max` CPU model (SMEP, SMAP, RDRAND);
+# the boot proofs keep the baseline qemu64 model.
+USER_QEMU := --qemu-arg -cpu --qemu-arg max
 proof-iso = tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/$(1).iso "$(2)" $(MODULES)
 
 run-boot: kernel harness
@@ -103,7 +106,7 @@ run-serial: kernel harness
 
 run-hello: kernel harness
 	@$(call proof-iso,hello,harness init=hello:console$(comma)sysinfo$(comma)clock$(comma)timer$(comma)log)
-	@$(HARNESS) --name hello --image $(PROOF_ISOS)/hello.iso --smp 2 --mem 256M \
+	@$(HARNESS) --name hello --image $(PROOF_ISOS)/hello.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--expect 'init: starting hello with 5 cap(s)' \
 		--expect 'hello: hello from user space' \
 		--expect 're:hello: capOS [0-9.]+ on capos, 2 CPU\(s\), [0-9]+ MiB total' \
@@ -112,6 +115,7 @@ run-hello: kernel harness
 		--expect 'hello: done' \
 		--expect 'init: hello exited with code 0' \
 		--expect 'init: exited with code 0' \
+		--expect-log 're:.* info cpu: SMEP on, SMAP on' \
 		--expect-log 're:.* info log: #1 Info hello: hello wrote to the log' \
 		--exit success
 
@@ -119,7 +123,7 @@ run-hello: kernel harness
 # the format); a `mismatch` line names a case that gave the wrong error.
 run-hostile: kernel harness
 	@$(call proof-iso,hostile,harness init=hostile:console$(comma)sysinfo$(comma)timer$(comma)log$(comma)spawner)
-	@$(HARNESS) --name hostile --image $(PROOF_ISOS)/hostile.iso --smp 2 --mem 256M \
+	@$(HARNESS) --name hostile --image $(PROOF_ISOS)/hostile.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--fail-on 'hostile: mismatch' --fail-on 'must never appear' --fail-on 'survived' \
 		--expect 'init: starting hostile with 5 cap(s)' \
 		--expect 'hostile: params at null: BadPointer' \
@@ -228,7 +232,7 @@ run-hostile: kernel harness
 
 run-isolation: kernel harness
 	@$(call proof-iso,isolation,harness init=isolation:console$(comma)spawner$(comma)vm)
-	@$(HARNESS) --name isolation --image $(PROOF_ISOS)/isolation.iso --smp 2 --mem 256M \
+	@$(HARNESS) --name isolation --image $(PROOF_ISOS)/isolation.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--expect 'init: starting isolation with 3 cap(s)' \
 		--expect 'isolation: parent holds 3 caps, secret set, mapped 0x100000000000' \
 		--expect 'isolation child: holds exactly 1 cap(s): console' \
@@ -242,9 +246,22 @@ run-isolation: kernel harness
 		--expect 'init: exited with code 0' \
 		--exit success
 
+run-preempt: kernel harness
+	@$(call proof-iso,preempt,harness init=preempt:console$(comma)spawner$(comma)timer$(comma)log)
+	@$(HARNESS) --name preempt --image $(PROOF_ISOS)/preempt.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--expect 'init: starting preempt with 4 cap(s)' \
+		--expect 'preempt: 4 SSE workers kept all 16 XMM registers across preemption' \
+		--expect 'preempt: 2 CPU-bound spinners were preempted and killed' \
+		--expect 'preempt: panicking child exited with code 101' \
+		--expect 'init: preempt exited with code 0' \
+		--expect-log 're:.* info proc: started preempt \(pid [0-9]+, parent 2\) as thread [0-9]+ on cpu0, .*' \
+		--expect-log 're:.* info proc: started preempt \(pid [0-9]+, parent 2\) as thread [0-9]+ on cpu1, .*' \
+		--expect-log 're:.* info log: #[0-9]+ Error preempt: panic: deliberate panic in a child at demos/proofs/src/bin/preempt.rs:[0-9]+' \
+		--exit success
+
 run-leak: kernel harness
 	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer)
-	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso --smp 2 --mem 256M --timeout 120 \
+	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 spawn/exit cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \
@@ -274,7 +291,7 @@ run-faults: kernel harness
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-leak run-hostile
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile
 
 # --- checks -----------------------------------------------------------------
 
