@@ -189,6 +189,7 @@ extern "C" fn kernel_main() -> ! {
         apic_hz / 1_000
     );
 
+    cap::wall_clock::init();
     ioapic::init(&acpi);
     match ioapic::route_isa_irq(&acpi, 4, trap::VEC_COM1, apic::id()) {
         Ok(gsi) => kinfo!("serial", "COM1 receive interrupts on GSI {gsi}"),

@@ -200,10 +200,11 @@ pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> 
             *process.waiter.lock() = None;
             continue;
         }
-        if let Some(d) = deadline {
-            crate::time::wake_at(d, &me);
-        }
+        let timer = deadline.map(|d| crate::time::wake_at(d, &me));
         sched::block_current();
+        if let Some(id) = timer {
+            crate::time::cancel(id);
+        }
         *process.waiter.lock() = None;
     }
 }

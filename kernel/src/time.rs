@@ -18,8 +18,22 @@ enum Action {
 }
 
 struct Entry {
+    id: u64,
     deadline: u64,
     action: Action,
+}
+
+static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+
+fn push(deadline: u64, action: Action) -> u64 {
+    let id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    TIMERS.lock().push(Entry { id, deadline, action });
+    id
+}
+
+/// Removes a pending entry (no-op if it already fired).
+pub fn cancel(id: u64) {
+    TIMERS.lock().retain(|e| e.id != id);
 }
 
 static TIMERS: IrqLock<Vec<Entry>> = IrqLock::new(Vec::new());
@@ -44,14 +58,14 @@ pub fn deadline_after_ns(ns: u64) -> Option<u64> {
     (ns != u64::MAX).then(|| now_tsc().saturating_add(ns_to_tsc(ns)))
 }
 
-/// Wakes `thread` at `deadline` (a spurious wake-up later is harmless).
-pub fn wake_at(deadline: u64, thread: &Arc<Thread>) {
-    TIMERS.lock().push(Entry { deadline, action: Action::Wake(Arc::downgrade(thread)) });
+/// Wakes `thread` at `deadline`; returns an id for [`cancel`].
+pub fn wake_at(deadline: u64, thread: &Arc<Thread>) -> u64 {
+    push(deadline, Action::Wake(Arc::downgrade(thread)))
 }
 
 /// Completes `call` with an empty results message at `deadline`.
 pub fn complete_at(deadline: u64, call: PendingCall) {
-    TIMERS.lock().push(Entry { deadline, action: Action::Complete(call) });
+    push(deadline, Action::Complete(call));
 }
 
 /// Fires every expired entry.

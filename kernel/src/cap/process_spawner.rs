@@ -11,7 +11,7 @@ use capos_schema::{dispatch_process_spawner, ProcessSpawnerServer, ServerError};
 
 use super::process_handle::KernelProcessHandle;
 use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject};
-use crate::proc::spawn::{spawn, Grant};
+use crate::proc::spawn::{spawn, Grant, SpawnError};
 
 /// Most arguments a spawn may pass.
 pub const MAX_ARGS: u32 = 32;
@@ -81,10 +81,11 @@ impl ProcessSpawnerServer for Server<'_> {
         // Perform.
         let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let child = spawn(binary, image, grants, &arg_refs, self.ctx.caller.pid).map_err(|e| {
-            ServerError::exception(
-                exception::INVALID_ARGUMENT,
-                alloc::format!("cannot start `{binary}`: {e}"),
-            )
+            let code = match e {
+                SpawnError::NoMemory => exception::EXHAUSTED,
+                _ => exception::INVALID_ARGUMENT,
+            };
+            ServerError::exception(code, alloc::format!("cannot start `{binary}`: {e}"))
         })?;
         Ok(CapEntry::new(Arc::new(KernelProcessHandle { process: child })))
     }

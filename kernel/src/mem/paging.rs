@@ -231,15 +231,6 @@ pub fn map_fresh(virt: u64, count: u64) -> Result<(), PagingError> {
     })
 }
 
-/// Unmaps `count` pages mapped by [`map_fresh`] and frees their frames.
-pub fn unmap_fresh(virt: u64, count: u64) {
-    with(|k| {
-        for i in 0..count {
-            unmap_free(k, virt + i * 4096);
-        }
-    })
-}
-
 fn unmap_free(k: &mut KernelTables, virt: u64) {
     let page = Page::<Size4KiB>::containing_address(VirtAddr::new(virt));
     if let Ok((frame, flush)) = k.mapper.unmap(page) {

@@ -1,5 +1,10 @@
 //! Kernel stacks: each in its own slot of the stack window, with the page
 //! below it left unmapped so an overflow faults instead of corrupting memory.
+//!
+//! A freed stack is kept mapped and handed out again to the next request of
+//! the same size. Its mapping never changes, so no other CPU can hold a stale
+//! TLB entry for it (a CPU other than the owner's touches a new thread's
+//! stack when it builds its first frame), and no TLB shootdown is needed.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,8 +23,8 @@ pub const IST_STACK_PAGES: u64 = 4;
 const SLOT: u64 = 64 * PAGE_SIZE;
 
 static NEXT_SLOT: AtomicU64 = AtomicU64::new(0);
-/// Slots whose stacks were freed, reused before new slots.
-static FREE_SLOTS: IrqLock<Vec<u64>> = IrqLock::new(Vec::new());
+/// Freed stacks, still mapped, reused before new slots.
+static FREE: IrqLock<Vec<KernelStack>> = IrqLock::new(Vec::new());
 
 /// A mapped kernel stack.
 #[derive(Debug, Clone, Copy)]
@@ -43,23 +48,24 @@ impl KernelStack {
 /// Maps a new stack of `pages` pages (at most 63) over an unmapped guard page.
 pub fn alloc(pages: u64) -> Option<KernelStack> {
     assert!(pages < SLOT / PAGE_SIZE, "stack of {pages} pages fits a slot");
-    let reused = FREE_SLOTS.lock().pop();
-    let slot = reused.unwrap_or_else(|| NEXT_SLOT.fetch_add(1, Ordering::Relaxed));
+    {
+        let mut free = FREE.lock();
+        if let Some(i) = free.iter().position(|s| s.pages == pages) {
+            return Some(free.swap_remove(i));
+        }
+    }
+    let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
     let slot_base = STACKS_BASE + slot * SLOT;
     // The slot's top `pages` pages are the stack; the page below is the guard.
     let bottom = slot_base + SLOT - pages * PAGE_SIZE;
-    if paging::map_fresh(bottom, pages).is_err() {
-        FREE_SLOTS.lock().push(slot);
-        return None;
-    }
+    paging::map_fresh(bottom, pages).ok()?;
     Some(KernelStack { bottom, pages })
 }
 
-/// Unmaps a stack and returns its frames and slot.
+/// Returns a stack for reuse (it stays mapped).
 ///
 /// # Safety
 /// Nothing may run on the stack or hold pointers into it any more.
 pub unsafe fn free(stack: KernelStack) {
-    paging::unmap_fresh(stack.bottom, stack.pages);
-    FREE_SLOTS.lock().push((stack.bottom - STACKS_BASE) / SLOT);
+    FREE.lock().push(stack);
 }

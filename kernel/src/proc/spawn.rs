@@ -173,10 +173,11 @@ pub fn spawn(
         kill_requested: AtomicBool::new(false),
         thread: IrqLock::new(None),
     });
-    register(&process);
     let thread =
         sched::spawn_user(process.clone(), entry, USER_STACK_TOP).ok_or(SpawnError::NoMemory)?;
+    register(&process);
     *process.thread.lock() = Some(thread.clone());
+    sched::start(thread.clone());
     crate::kinfo!(
         "proc",
         "started {} (pid {}, parent {}) as thread {} on cpu{}, entry {:#x}",

@@ -141,7 +141,8 @@ fn pick_cpu() -> u32 {
 }
 
 /// Creates a user thread of `process` that enters user mode at `entry` with
-/// stack `user_rsp`, and makes it runnable.
+/// stack `user_rsp`. It runs once passed to [`start`] (after the caller has
+/// recorded it, so it cannot finish before being known).
 pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Arc<Thread>> {
     let stack = stacks::alloc(stacks::KERNEL_STACK_PAGES)?;
     let top = stack.top().as_u64();
@@ -173,8 +174,12 @@ pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Ar
         cpu_ticks: AtomicU64::new(0),
         run_since: AtomicU64::new(0),
     });
-    enqueue(thread.clone());
     Some(thread)
+}
+
+/// Makes a thread made by [`spawn_user`] runnable.
+pub fn start(thread: Arc<Thread>) {
+    enqueue(thread);
 }
 
 fn enqueue(thread: Arc<Thread>) {
@@ -256,16 +261,18 @@ pub fn schedule() {
     let (prev, next) = {
         let mut q = QUEUES[cpu_index].lock();
         let Some(prev) = q.current.clone() else { return };
+        // A thread that was running goes to the back of the queue. One that
+        // blocked and was woken again before this point is already queued
+        // (by `wake`) and must not be queued twice.
         let prev_state = {
             let mut s = prev.sched.lock();
-            if s.state == State::Running && !prev.is_idle() {
+            let was = s.state;
+            if was == State::Running && !prev.is_idle() {
                 s.state = State::Runnable;
+                q.queue.push_back(prev.clone());
             }
-            s.state
+            was
         };
-        if prev_state == State::Runnable && !prev.is_idle() {
-            q.queue.push_back(prev.clone());
-        }
         let next = match q.queue.pop_front() {
             Some(t) => t,
             None if prev_state == State::Running => return,

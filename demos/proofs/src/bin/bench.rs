@@ -72,8 +72,9 @@ fn main(rt: &'static Runtime) -> i64 {
         return 3;
     };
     // Where a call's cycles go: the same CALL stopped at successive checks.
-    // A wrong interface id stops after the cap lookup; an unknown method
-    // after the pointer checks and the params copy (before any decoding).
+    // A wrong interface id stops after the cap lookup; an unmapped results
+    // buffer after the method and limit checks, the params copy and the
+    // results check (before any decoding).
     let stop_at = |status: u32, sqe: Sqe| {
         let ring = rt.ring();
         let start = cycles();
@@ -96,8 +97,8 @@ fn main(rt: &'static Runtime) -> i64 {
         Some((cycles() - start) / ROUNDS)
     };
     let wrong_iface = stop_at(3, Sqe { interface_id: 0, ..call(0) });
-    let bad_method = stop_at(4, Sqe { method: 99, ..call(0) });
-    let (Some(wrong_iface), Some(bad_method)) = (wrong_iface, bad_method) else {
+    let bad_results = stop_at(5, Sqe { results_addr: 0x1_0000, ..call(0) });
+    let (Some(wrong_iface), Some(bad_results)) = (wrong_iface, bad_results) else {
         println!(rt, "bench: a ring operation failed");
         return 3;
     };
@@ -112,10 +113,10 @@ fn main(rt: &'static Runtime) -> i64 {
     );
     println!(
         rt,
-        "bench: where a batched CALL goes: ring {nop64}, cap lookup {}, pointer checks and params copy {}, decode/dispatch/encode/deliver {}",
+        "bench: where a batched CALL goes: ring {nop64}, cap lookup {}, checks and params copy {}, decode/dispatch/encode/deliver {}",
         wrong_iface.saturating_sub(nop64),
-        bad_method.saturating_sub(wrong_iface),
-        call64.saturating_sub(bad_method)
+        bad_results.saturating_sub(wrong_iface),
+        call64.saturating_sub(bad_results)
     );
     let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
     const SPAWNS: u64 = 32;
