@@ -178,9 +178,39 @@ interface VirtualMemory {
   # Maps and unmaps anonymous memory in the holder's own address space.
 
   map @0 (addr :UInt64, bytes :UInt64, writable :Bool) -> (addr :UInt64);
-  # Maps `bytes` (rounded up to pages) of zeroed memory at `addr`, or where
-  # the kernel chooses when `addr` is 0, and returns the address used.
+  # Maps `bytes` (a whole number of pages) of zeroed memory at the
+  # page-aligned `addr` inside the anonymous-memory window, or where the
+  # kernel chooses when `addr` is 0, and returns the address used.
 
   unmap @1 (addr :UInt64, bytes :UInt64) -> ();
-  # Unmaps the pages covering `addr .. addr + bytes`.
+  # Unmaps the pages of `addr .. addr + bytes` (page aligned, in the window).
+}
+
+# --- IPC --------------------------------------------------------------------
+
+interface IpcManager {
+  # Creates kernel IPC objects for the holder.
+
+  createEndpoint @0 () -> (endpoint :Endpoint);
+  # A new endpoint; the result cap is its serving side, on which the ring's
+  # RECV and RETURN operate.
+}
+
+interface Endpoint {
+  # The serving side of an endpoint. Calls made through caps minted here
+  # queue on it; the server takes them with RECV (the kernel writes a
+  # RecvHeader, then the params) and answers with RETURN. When the last
+  # serving cap is gone, every queued and unanswered call completes with
+  # Disconnected, and every minted cap fails with Disconnected from then on.
+
+  mint @0 (interfaceId :UInt64, cookie :UInt64) -> (client :Capability);
+  # A client cap that speaks `interfaceId`; each call through it reaches this
+  # endpoint with `cookie`, which the client can neither read nor change.
+  # The cap arrives as the call's result cap.
+}
+
+interface Echo {
+  # Returns what it is given: the service the IPC proofs and benchmark use.
+
+  echo @0 (data :Data) -> (data :Data);
 }

@@ -48,11 +48,14 @@ pub enum TransportError {
     TooLarge = 13,
     /// The callee reported an application error; the details are in the results message.
     AppError = 14,
+    /// A RETURN names a call id the endpoint is not serving: never received,
+    /// or already answered.
+    UnknownCall = 15,
 }
 
 impl TransportError {
     /// Every error code, in value order.
-    pub const ALL: [TransportError; 14] = [
+    pub const ALL: [TransportError; 15] = [
         TransportError::InvalidCap,
         TransportError::StaleCap,
         TransportError::WrongInterface,
@@ -67,6 +70,7 @@ impl TransportError {
         TransportError::BadOpcode,
         TransportError::TooLarge,
         TransportError::AppError,
+        TransportError::UnknownCall,
     ];
 
     /// The error with code `value`; `None` for [`STATUS_OK`] and unknown codes.
@@ -86,6 +90,7 @@ impl TransportError {
             12 => TransportError::BadOpcode,
             13 => TransportError::TooLarge,
             14 => TransportError::AppError,
+            15 => TransportError::UnknownCall,
             _ => return None,
         })
     }
@@ -112,6 +117,7 @@ impl TransportError {
             TransportError::BadOpcode => "BadOpcode",
             TransportError::TooLarge => "TooLarge",
             TransportError::AppError => "AppError",
+            TransportError::UnknownCall => "UnknownCall",
         }
     }
 
@@ -132,6 +138,7 @@ impl TransportError {
             TransportError::BadOpcode => "opcode or system call number unknown or unsupported",
             TransportError::TooLarge => "length or count over the ABI limit",
             TransportError::AppError => "callee reported an application error (see results)",
+            TransportError::UnknownCall => "RETURN names a call the endpoint is not serving",
         }
     }
 
@@ -169,7 +176,7 @@ mod tests {
     #[test]
     fn codes_round_trip_and_are_fixed() {
         assert_eq!(TransportError::from_u32(STATUS_OK), None);
-        assert_eq!(TransportError::from_u32(15), None);
+        assert_eq!(TransportError::from_u32(16), None);
         assert_eq!(TransportError::from_u32(u32::MAX), None);
         for (i, e) in TransportError::ALL.iter().enumerate() {
             assert_eq!(e.code(), i as u32 + 1, "{e} must keep its ABI value");
@@ -179,6 +186,7 @@ mod tests {
         assert_eq!(TransportError::InvalidCap as u32, 1);
         assert_eq!(TransportError::Overflow as u32, 10);
         assert_eq!(TransportError::AppError as u32, 14);
+        assert_eq!(TransportError::UnknownCall as u32, 15);
     }
 
     #[test]
@@ -204,7 +212,7 @@ mod tests {
         }
         assert_eq!(TransportError::from_syscall_return(0), None);
         assert_eq!(TransportError::from_syscall_return(5), None);
-        assert_eq!(TransportError::from_syscall_return((-15i64) as u64), None);
+        assert_eq!(TransportError::from_syscall_return((-16i64) as u64), None);
         assert_eq!(TransportError::from_syscall_return(i64::MIN as u64), None);
     }
 }

@@ -9,7 +9,7 @@
 
 use core::mem::{align_of, offset_of, size_of};
 
-use crate::{put, read_u16, read_u32, read_u64, CapId, PAGE_SIZE};
+use crate::{put, read_u16, read_u32, read_u64, CapId, TransportError, PAGE_SIZE, STATUS_OK};
 
 // ---------------------------------------------------------------------------
 // Opcodes
@@ -19,10 +19,12 @@ use crate::{put, read_u16, read_u32, read_u64, CapId, PAGE_SIZE};
 pub const OP_NOP: u8 = 0;
 /// Invokes method `method` of interface `interface_id` on cap `cap`.
 pub const OP_CALL: u8 = 1;
-/// Waits on an endpoint cap for an incoming call (served by the IPC layer).
+/// Waits on an endpoint's serving cap for an incoming call; the buffer
+/// receives a [`RecvHeader`] and the params message.
 pub const OP_RECV: u8 = 2;
-/// Answers a call received with [`OP_RECV`]; `interface_id` carries the call
-/// id the `RECV` completion gave in `Cqe::aux`.
+/// Answers a call received with [`OP_RECV`]: `results_addr` carries the call
+/// id the `RECV` completion gave in `Cqe::aux`, `method` the status for the
+/// caller (one of [`RETURN_STATUSES`]), `params_*` the results message.
 pub const OP_RETURN: u8 = 3;
 /// Drops the cap `cap` from the caller's cap table.
 pub const OP_RELEASE: u8 = 4;
@@ -126,16 +128,15 @@ pub const SQE_SIZE: usize = 64;
 /// | field | CALL | RECV | RETURN | RELEASE | NOP |
 /// |---|---|---|---|---|---|
 /// | `cap` | target cap | endpoint cap | endpoint cap | cap to drop | - |
-/// | `interface_id` | expected interface | expected interface | call id | - | - |
-/// | `method` | method ordinal | - | - | - | - |
+/// | `interface_id` | expected interface | `Endpoint` | `Endpoint` | - | - |
+/// | `method` | method ordinal | - | status for the caller | - | - |
 /// | `params_addr/len` | params message | - | results message | - | - |
-/// | `results_addr/len` | results buffer | incoming message buffer | - | - | - |
+/// | `results_addr/len` | results buffer | incoming message buffer | call id / - | - | - |
 /// | `xfer_addr/count` | caps sent | cap slots for received caps | caps returned | - | - |
 /// | `user_data` | echoed | echoed | echoed | echoed | echoed |
 ///
-/// The detailed RECV and RETURN semantics (message framing, the transfer
-/// descriptor format) are fixed together with the IPC layer; the field
-/// positions above are final.
+/// Cap transfer (`xfer_*`) is not served yet: a count other than 0 is
+/// `Malformed`. The transfer descriptor format is fixed with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 #[repr(C, align(8))]
 pub struct Sqe {
@@ -152,7 +153,7 @@ pub struct Sqe {
     /// The target cap, a [`CapId`] value.
     pub cap: u64,
     /// The interface the caller expects `cap` to speak; checked against the cap
-    /// table before anything else about the call. RETURN carries the call id here.
+    /// table before anything else about the call.
     pub interface_id: u64,
     /// User address of the params message.
     pub params_addr: u64,
@@ -417,6 +418,73 @@ pub const fn ring_layout(sq_entries: u32, cq_entries: u32) -> Option<RingLayout>
     let total_bytes = end.div_ceil(page) * page;
     Some(RingLayout { sqe_offset, cqe_offset, total_bytes })
 }
+
+/// Bytes of [`RecvHeader`] at the start of a RECV buffer.
+pub const RECV_HEADER_SIZE: usize = 40;
+
+/// What a server learns about a call it receives: written by the kernel at
+/// the start of the RECV buffer, followed by the call's params message (and
+/// then, 8-aligned, the CapIds of caps transferred with it). The cookie and
+/// the caller reference come from the kernel, never from the caller's bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct RecvHeader {
+    /// The call id a RETURN must name (also in `Cqe::aux`).
+    pub call_id: u64,
+    /// The interface the caller's cap speaks.
+    pub interface_id: u64,
+    /// The cookie the server chose when it minted the caller's cap.
+    pub cookie: u64,
+    /// An opaque, per-endpoint reference to the calling process: stable for
+    /// one caller, unrelated across endpoints.
+    pub caller: u64,
+    /// The method ordinal.
+    pub method: u16,
+    /// Zero.
+    pub reserved: [u16; 3],
+}
+
+const _: () = assert!(size_of::<RecvHeader>() == RECV_HEADER_SIZE);
+const _: () = assert!(offset_of!(RecvHeader, call_id) == 0);
+const _: () = assert!(offset_of!(RecvHeader, interface_id) == 8);
+const _: () = assert!(offset_of!(RecvHeader, cookie) == 16);
+const _: () = assert!(offset_of!(RecvHeader, caller) == 24);
+const _: () = assert!(offset_of!(RecvHeader, method) == 32);
+
+impl RecvHeader {
+    /// Decodes a header from the first [`RECV_HEADER_SIZE`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<RecvHeader> {
+        let b = bytes.get(..RECV_HEADER_SIZE)?;
+        Some(RecvHeader {
+            call_id: read_u64(b, 0)?,
+            interface_id: read_u64(b, 8)?,
+            cookie: read_u64(b, 16)?,
+            caller: read_u64(b, 24)?,
+            method: read_u16(b, 32)?,
+            reserved: [0; 3],
+        })
+    }
+
+    /// Encodes the header.
+    pub fn to_bytes(&self) -> [u8; RECV_HEADER_SIZE] {
+        let mut b = [0u8; RECV_HEADER_SIZE];
+        b[0..8].copy_from_slice(&self.call_id.to_le_bytes());
+        b[8..16].copy_from_slice(&self.interface_id.to_le_bytes());
+        b[16..24].copy_from_slice(&self.cookie.to_le_bytes());
+        b[24..32].copy_from_slice(&self.caller.to_le_bytes());
+        b[32..34].copy_from_slice(&self.method.to_le_bytes());
+        b
+    }
+}
+
+/// Statuses a RETURN may give the caller (in the SQE's `method` field): OK,
+/// or the server's verdict on the request.
+pub const RETURN_STATUSES: [u32; 4] = [
+    STATUS_OK,
+    TransportError::BadMethod as u32,
+    TransportError::Malformed as u32,
+    TransportError::AppError as u32,
+];
 
 /// Size of the largest ring mapping (4096 SQEs and 4096 CQEs).
 pub const MAX_RING_BYTES: u32 = match ring_layout(MAX_RING_ENTRIES, MAX_RING_ENTRIES) {

@@ -14,9 +14,12 @@ use alloc::vec::Vec;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use capos_abi::{CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, CQE_SIZE, SQE_SIZE};
+use capos_abi::{
+    CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, CQE_SIZE, RETURN_STATUSES, SQE_SIZE,
+};
 use capos_lib::ring::{check_sqe_header, check_sqe_limits};
 
+use crate::cap::endpoint::{Endpoint, Received};
 use crate::cap::{CallContext, CallOutcome};
 use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
@@ -277,16 +280,95 @@ fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
                 .map_err(|e| (cap_error(e), 0)),
         ),
         Opcode::Call => call(process, op, sqe),
-        Opcode::Recv | Opcode::Return => {
-            // Only endpoints serve RECV/RETURN, and no kernel object here is one.
-            let caps = process.caps.lock();
-            Some(match caps.get(CapId(sqe.cap)) {
-                Ok(_) => err(TransportError::WrongInterface),
-                Err(e) => err(cap_error(e)),
-            })
-        }
+        Opcode::Recv => recv(process, op, sqe),
+        Opcode::Return => answer(process, op, sqe),
         Opcode::Pipeline => Some(err(TransportError::BadOpcode)),
     }
+}
+
+/// The endpoint behind a RECV/RETURN SQE's cap, after the cap, interface
+/// and limit checks.
+fn serving_endpoint(
+    process: &Arc<Process>,
+    op: Opcode,
+    sqe: &Sqe,
+) -> Result<Arc<Endpoint>, TransportError> {
+    let entry = process.caps.lock().get(CapId(sqe.cap)).map_err(cap_error)?.clone();
+    let endpoint = entry.object.endpoint().cloned().ok_or(TransportError::WrongInterface)?;
+    if sqe.interface_id != entry.interface_id {
+        return Err(TransportError::WrongInterface);
+    }
+    check_sqe_limits(op, sqe)?;
+    if sqe.xfer_count != 0 {
+        return Err(TransportError::Malformed);
+    }
+    Ok(endpoint)
+}
+
+/// RECV: take the next call queued on the endpoint, or wait for one.
+fn recv(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
+    let endpoint = match serving_endpoint(process, op, sqe) {
+        Ok(e) => e,
+        Err(e) => return Some(err(e)),
+    };
+    let buffer = match UserRange::new(sqe.results_addr, sqe.results_len as u64) {
+        Ok(r) => r,
+        Err(_) => return Some(err(TransportError::BadPointer)),
+    };
+    {
+        let space = process.space.lock();
+        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
+        if buffer.check(space, Access::Write).is_err() {
+            return Some(err(TransportError::BadPointer));
+        }
+    }
+    let me = PendingCall {
+        process: Arc::downgrade(process),
+        user_data: sqe.user_data,
+        results_addr: sqe.results_addr,
+        results_len: sqe.results_len,
+    };
+    match endpoint.recv(me.clone()) {
+        Ok(Received::Now(bytes, call_id)) => {
+            // Posted through the deferred path so the CQE carries the call id.
+            complete_raw(me, Ok(()), &bytes, call_id);
+            None
+        }
+        Ok(Received::Pending) => None,
+        Err(e) => Some(err(e)),
+    }
+}
+
+/// RETURN: answer call `results_addr` with the message at `params` and the
+/// status in `method`.
+fn answer(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
+    let endpoint = match serving_endpoint(process, op, sqe) {
+        Ok(e) => e,
+        Err(e) => return Some(err(e)),
+    };
+    let status = sqe.method as u32;
+    if !RETURN_STATUSES.contains(&status) {
+        return Some(err(TransportError::Malformed));
+    }
+    let mut bytes = Vec::new();
+    if bytes.try_reserve_exact(sqe.params_len as usize).is_err() {
+        return Some(err(TransportError::NoMemory));
+    }
+    bytes.resize(sqe.params_len as usize, 0);
+    {
+        let space = process.space.lock();
+        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
+        let read = UserRange::new(sqe.params_addr, sqe.params_len as u64)
+            .and_then(|r| r.read(space, &mut bytes));
+        if read.is_err() {
+            return Some(err(TransportError::BadPointer));
+        }
+    }
+    let outcome = match TransportError::from_u32(status) {
+        None => Ok(bytes),
+        Some(e) => Err((e, bytes)),
+    };
+    Some(endpoint.answer(sqe.results_addr, outcome).map(|()| (0, 0)).map_err(|e| (e, 0)))
 }
 
 fn cap_error(e: capos_lib::cap_table::CapError) -> TransportError {
@@ -430,20 +512,55 @@ fn deliver_exception(process: &Arc<Process>, to: &PendingCall, bytes: &[u8]) -> 
     Err((TransportError::AppError, if ok && n == bytes.len() { n as u32 } else { 0 }))
 }
 
-/// Completes a call that returned [`CallOutcome::Pending`].
+/// Completes a call that returned [`CallOutcome::Pending`] with results (or
+/// an error).
 pub fn complete(to: PendingCall, outcome: Result<Vec<u8>, TransportError>) {
+    complete_reply(to, outcome.map_err(|e| (e, Vec::new())));
+}
+
+/// Completes a deferred call with a server's answer: results, an application
+/// error (with its encoded exception) or a transport error.
+pub fn complete_reply(to: PendingCall, outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>) {
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
         Ok(results) => deliver(&process, &to, &results, Vec::new()).map_err(|e| (e, 0)),
-        Err(e) => err(e),
+        Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
+        Err((e, _)) => err(e),
     };
+    post_and_wake(&process, &cqe(to.user_data, status));
+}
+
+/// Completes a deferred operation with raw bytes for its buffer and an `aux`
+/// value (a RECV: the message and the call id).
+pub fn complete_raw(to: PendingCall, status: Result<(), TransportError>, bytes: &[u8], aux: u64) {
+    let Some(process) = to.process.upgrade() else { return };
+    let status = status.and_then(|()| {
+        if bytes.len() > to.results_len as usize {
+            return Err(TransportError::Overflow);
+        }
+        let space = process.space.lock();
+        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
+        UserRange::new(to.results_addr, bytes.len() as u64)
+            .and_then(|r| r.write(space, bytes))
+            .map_err(|_| TransportError::BadPointer)
+    });
+    let mut c = cqe(to.user_data, status.map(|()| (bytes.len() as u32, 0)).map_err(|e| (e, 0)));
+    if c.status == capos_abi::STATUS_OK {
+        c.aux = aux;
+    }
+    post_and_wake(&process, &c);
+}
+
+/// Posts a deferred completion (its CQ slot was reserved) and wakes the
+/// thread waiting in `cap_enter`, ahead of the rest of its run queue.
+fn post_and_wake(process: &Arc<Process>, c: &Cqe) {
     {
         let mut ring = process.ring.lock();
         ring.inflight = ring.inflight.saturating_sub(1);
-        ring.post(&cqe(to.user_data, status));
+        ring.post(c);
     }
     let waiter = process.waiter.lock().clone();
     if let Some(t) = waiter {
-        sched::wake(&t);
+        sched::wake_first(&t);
     }
 }

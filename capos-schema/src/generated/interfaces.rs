@@ -14,6 +14,9 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (process_spawner::INTERFACE_ID, process_spawner::NAME),
     (process_handle::INTERFACE_ID, process_handle::NAME),
     (virtual_memory::INTERFACE_ID, virtual_memory::NAME),
+    (ipc_manager::INTERFACE_ID, ipc_manager::NAME),
+    (endpoint::INTERFACE_ID, endpoint::NAME),
+    (echo::INTERFACE_ID, echo::NAME),
 ];
 
 /// The schema name of the interface with id `interface_id`.
@@ -1367,8 +1370,9 @@ impl<T: crate::rpc::Transport> VirtualMemoryClient<T> {
         self.transport
     }
 
-    /// Maps `bytes` (rounded up to pages) of zeroed memory at `addr`, or where
-    /// the kernel chooses when `addr` is 0, and returns the address used.
+    /// Maps `bytes` (a whole number of pages) of zeroed memory at the
+    /// page-aligned `addr` inside the anonymous-memory window, or where the
+    /// kernel chooses when `addr` is 0, and returns the address used.
     pub fn map(&self, addr: u64, bytes: u64, writable: bool) -> Result<u64, crate::rpc::CallError> {
         let reply = crate::rpc::call::<crate::capos_capnp::virtual_memory::map_params::Owned, T>(
             &self.transport,
@@ -1388,7 +1392,7 @@ impl<T: crate::rpc::Transport> VirtualMemoryClient<T> {
         )
     }
 
-    /// Unmaps the pages covering `addr .. addr + bytes`.
+    /// Unmaps the pages of `addr .. addr + bytes` (page aligned, in the window).
     pub fn unmap(&self, addr: u64, bytes: u64) -> Result<(), crate::rpc::CallError> {
         let reply = crate::rpc::call::<crate::capos_capnp::virtual_memory::unmap_params::Owned, T>(
             &self.transport,
@@ -1411,15 +1415,16 @@ impl<T: crate::rpc::Transport> VirtualMemoryClient<T> {
 /// The server side of `VirtualMemory`: one method per schema method, each reading
 /// its params and filling in its results; see [`dispatch_virtual_memory`].
 pub trait VirtualMemoryServer {
-    /// Maps `bytes` (rounded up to pages) of zeroed memory at `addr`, or where
-    /// the kernel chooses when `addr` is 0, and returns the address used.
+    /// Maps `bytes` (a whole number of pages) of zeroed memory at the
+    /// page-aligned `addr` inside the anonymous-memory window, or where the
+    /// kernel chooses when `addr` is 0, and returns the address used.
     fn map(
         &mut self,
         params: crate::capos_capnp::virtual_memory::map_params::Reader<'_>,
         results: crate::capos_capnp::virtual_memory::map_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 
-    /// Unmaps the pages covering `addr .. addr + bytes`.
+    /// Unmaps the pages of `addr .. addr + bytes` (page aligned, in the window).
     fn unmap(
         &mut self,
         params: crate::capos_capnp::virtual_memory::unmap_params::Reader<'_>,
@@ -1453,6 +1458,342 @@ pub fn dispatch_virtual_memory<S: VirtualMemoryServer + ?Sized>(
             >(params, |params, results| server.unmap(params, results))
             .map(|(results, ())| results)
         }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Creates kernel IPC objects for the holder.
+pub mod ipc_manager {
+    /// The interface id of `IpcManager`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xf75b9ec905954772;
+    /// The schema name of the interface.
+    pub const NAME: &str = "IpcManager";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `IpcManager.createEndpoint`
+        pub const CREATE_ENDPOINT: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                CREATE_ENDPOINT => Some("createEndpoint"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::ipc_manager::{create_endpoint_params, create_endpoint_results};
+}
+
+/// A typed client for `IpcManager` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct IpcManagerClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> IpcManagerClient<T> {
+    /// A client calling the `IpcManager` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// A new endpoint; the result cap is its serving side, on which the ring's
+    /// RECV and RETURN operate.
+    ///
+    /// Result caps (`endpoint`) arrive through the ring; their CapIds are returned.
+    pub fn create_endpoint(&self) -> Result<u64, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::ipc_manager::create_endpoint_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                ipc_manager::INTERFACE_ID,
+                ipc_manager::method::CREATE_ENDPOINT,
+                |_| Ok(()),
+            )?;
+        let endpoint = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::ipc_manager::create_endpoint_results::Owned, _>(
+            &reply,
+            |_| Ok(endpoint),
+        )
+    }
+}
+
+/// The server side of `IpcManager`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_ipc_manager`].
+pub trait IpcManagerServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// A new endpoint; the result cap is its serving side, on which the ring's
+    /// RECV and RETURN operate.
+    ///
+    /// Returns the result caps (`endpoint`), in that order; their fields in
+    /// `results` stay null.
+    fn create_endpoint(
+        &mut self,
+        params: crate::capos_capnp::ipc_manager::create_endpoint_params::Reader<'_>,
+        results: crate::capos_capnp::ipc_manager::create_endpoint_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `IpcManager` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_ipc_manager<S: IpcManagerServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        ipc_manager::method::CREATE_ENDPOINT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::ipc_manager::create_endpoint_params::Owned,
+                crate::capos_capnp::ipc_manager::create_endpoint_results::Owned,
+                _,
+            >(params, |params, results| server.create_endpoint(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// The serving side of an endpoint. Calls made through caps minted here
+/// queue on it; the server takes them with RECV (the kernel writes a
+/// RecvHeader, then the params) and answers with RETURN. When the last
+/// serving cap is gone, every queued and unanswered call completes with
+/// Disconnected, and every minted cap fails with Disconnected from then on.
+pub mod endpoint {
+    /// The interface id of `Endpoint`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xa14ca87b4e9cc558;
+    /// The schema name of the interface.
+    pub const NAME: &str = "Endpoint";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `Endpoint.mint`
+        pub const MINT: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                MINT => Some("mint"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::endpoint::{mint_params, mint_results};
+}
+
+/// A typed client for `Endpoint` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct EndpointClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> EndpointClient<T> {
+    /// A client calling the `Endpoint` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// A client cap that speaks `interfaceId`; each call through it reaches this
+    /// endpoint with `cookie`, which the client can neither read nor change.
+    /// The cap arrives as the call's result cap.
+    ///
+    /// The results have no plain Rust form (`client` is an untyped pointer);
+    /// read them from the returned message.
+    pub fn mint(
+        &self,
+        interface_id: u64,
+        cookie: u64,
+    ) -> Result<
+        crate::rpc::Reply<crate::capos_capnp::endpoint::mint_results::Owned>,
+        crate::rpc::CallError,
+    > {
+        let reply = crate::rpc::call::<crate::capos_capnp::endpoint::mint_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            endpoint::INTERFACE_ID,
+            endpoint::method::MINT,
+            |mut params| {
+                params.set_interface_id(interface_id);
+                params.set_cookie(cookie);
+                Ok(())
+            },
+        )?;
+        crate::rpc::keep_results::<crate::capos_capnp::endpoint::mint_results::Owned>(reply)
+    }
+}
+
+/// The server side of `Endpoint`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_endpoint`].
+pub trait EndpointServer {
+    /// A client cap that speaks `interfaceId`; each call through it reaches this
+    /// endpoint with `cookie`, which the client can neither read nor change.
+    /// The cap arrives as the call's result cap.
+    fn mint(
+        &mut self,
+        params: crate::capos_capnp::endpoint::mint_params::Reader<'_>,
+        results: crate::capos_capnp::endpoint::mint_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `Endpoint` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_endpoint<S: EndpointServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        endpoint::method::MINT => crate::rpc::serve::<
+            crate::capos_capnp::endpoint::mint_params::Owned,
+            crate::capos_capnp::endpoint::mint_results::Owned,
+            _,
+        >(params, |params, results| server.mint(params, results))
+        .map(|(results, ())| results),
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Returns what it is given: the service the IPC proofs and benchmark use.
+pub mod echo {
+    /// The interface id of `Echo`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xf0dade9c27e86b24;
+    /// The schema name of the interface.
+    pub const NAME: &str = "Echo";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `Echo.echo`
+        pub const ECHO: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                ECHO => Some("echo"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::echo::{echo_params, echo_results};
+}
+
+/// A typed client for `Echo` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct EchoClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> EchoClient<T> {
+    /// A client calling the `Echo` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    pub fn echo(&self, data: &[u8]) -> Result<::alloc::vec::Vec<u8>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::echo::echo_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            echo::INTERFACE_ID,
+            echo::method::ECHO,
+            |mut params| {
+                params.set_data(data);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::echo::echo_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_data()?.to_vec()),
+        )
+    }
+}
+
+/// The server side of `Echo`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_echo`].
+pub trait EchoServer {
+    fn echo(
+        &mut self,
+        params: crate::capos_capnp::echo::echo_params::Reader<'_>,
+        results: crate::capos_capnp::echo::echo_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `Echo` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_echo<S: EchoServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        echo::method::ECHO => crate::rpc::serve::<
+            crate::capos_capnp::echo::echo_params::Owned,
+            crate::capos_capnp::echo::echo_results::Owned,
+            _,
+        >(params, |params, results| server.echo(params, results))
+        .map(|(results, ())| results),
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
     }
 }

@@ -6,7 +6,9 @@
 //! leaves an object half-changed.
 
 pub mod console;
+pub mod endpoint;
 pub mod entropy;
+pub mod ipc_manager;
 pub mod log;
 pub mod process_handle;
 pub mod process_spawner;
@@ -132,7 +134,7 @@ pub mod exception {
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 9] = [
+    let objects: [(&str, Arc<dyn CapObject>); 10] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -142,6 +144,7 @@ pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
         ("entropy", Arc::new(entropy::KernelEntropy)),
         ("spawner", Arc::new(process_spawner::KernelSpawner)),
         ("vm", Arc::new(virtual_memory::KernelVirtualMemory)),
+        ("ipc", Arc::new(ipc_manager::KernelIpcManager)),
     ];
     objects
         .into_iter()
@@ -166,6 +169,12 @@ pub trait CapObject: Send + Sync {
 
     /// Invokes `method` with the Cap'n Proto `params` message.
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome;
+
+    /// The endpoint this is the serving side of (RECV and RETURN work only
+    /// on such caps).
+    fn endpoint(&self) -> Option<&Arc<endpoint::Endpoint>> {
+        None
+    }
 
     /// A short description for diagnostics.
     fn describe(&self) -> String {

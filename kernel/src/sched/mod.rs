@@ -183,10 +183,18 @@ pub fn start(thread: Arc<Thread>) {
 }
 
 fn enqueue(thread: Arc<Thread>) {
+    enqueue_at(thread, false);
+}
+
+fn enqueue_at(thread: Arc<Thread>, front: bool) {
     let cpu = thread.cpu as usize;
     let idle_now = {
         let mut q = QUEUES[cpu].lock();
-        q.queue.push_back(thread);
+        if front {
+            q.queue.push_front(thread);
+        } else {
+            q.queue.push_back(thread);
+        }
         q.current.as_ref().is_some_and(|t| t.is_idle())
     };
     if cpu != percpu::cpu_index() as usize && idle_now {
@@ -199,6 +207,16 @@ fn enqueue(thread: Arc<Thread>) {
 /// Wakes `thread` if it is blocked; otherwise makes its next block return
 /// at once.
 pub fn wake(thread: &Arc<Thread>) {
+    wake_to(thread, false);
+}
+
+/// Like [`wake`], but the thread runs next on its CPU (ahead of the queue):
+/// a completion's waiter gets the CPU straight away, as in a direct switch.
+pub fn wake_first(thread: &Arc<Thread>) {
+    wake_to(thread, true);
+}
+
+fn wake_to(thread: &Arc<Thread>, front: bool) {
     let run = {
         let mut s = thread.sched.lock();
         match s.state {
@@ -214,7 +232,7 @@ pub fn wake(thread: &Arc<Thread>) {
         }
     };
     if run {
-        enqueue(thread.clone());
+        enqueue_at(thread.clone(), front);
     }
 }
 

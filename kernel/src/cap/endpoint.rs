@@ -1,0 +1,322 @@
+//! `Endpoint`: kernel IPC between processes.
+//!
+//! A server holds the serving side ([`EndpointServer`], interface
+//! `Endpoint`): it mints client caps ([`EndpointClient`]), each speaking an
+//! interface of the server's choosing and carrying a server-chosen cookie the
+//! client can neither read nor change. A CALL through a client cap queues on
+//! the endpoint; the server takes it with RECV (the kernel writes a
+//! `RecvHeader` with the call id, interface, cookie, method and an opaque
+//! per-endpoint caller reference, then the params) and answers it with
+//! RETURN. All queues are bounded. When the last serving cap goes (released,
+//! or its process died), every queued and in-flight call completes with
+//! `Disconnected`, and so does every later call through a minted cap.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use capos_abi::{RecvHeader, TransportError, RECV_HEADER_SIZE};
+use capos_schema::capos_capnp::endpoint;
+use capos_schema::{dispatch_endpoint, EndpointServer as EndpointServerTrait, ServerError};
+
+use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
+use crate::ring::PendingCall;
+use crate::sync::IrqLock;
+
+/// Calls queued and not yet received.
+pub const MAX_QUEUED: usize = 64;
+/// RECVs waiting for a call.
+pub const MAX_RECEIVERS: usize = 16;
+/// Calls received and not yet answered.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+struct IpcCall {
+    caller: PendingCall,
+    caller_pid: u64,
+    interface_id: u64,
+    method: u16,
+    cookie: u64,
+    params: Vec<u8>,
+}
+
+struct State {
+    open: bool,
+    queued: VecDeque<IpcCall>,
+    receivers: VecDeque<PendingCall>,
+    in_flight: BTreeMap<u64, PendingCall>,
+    next_call: u64,
+    /// Caller process id -> the opaque reference the server sees.
+    callers: BTreeMap<u64, u64>,
+    next_caller: u64,
+}
+
+/// One endpoint.
+pub struct Endpoint {
+    id: u64,
+    state: IrqLock<State>,
+}
+
+static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
+
+/// What a RECV got.
+pub enum Received {
+    /// A call: the bytes for the RECV buffer and the call id.
+    Now(Vec<u8>, u64),
+    /// No call yet; the RECV completes when one arrives.
+    Pending,
+}
+
+impl Endpoint {
+    /// A new, open endpoint.
+    pub fn new() -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
+            state: IrqLock::new(State {
+                open: true,
+                queued: VecDeque::new(),
+                receivers: VecDeque::new(),
+                in_flight: BTreeMap::new(),
+                next_call: 1,
+                callers: BTreeMap::new(),
+                next_caller: 1,
+            }),
+        })
+    }
+
+    fn message(call: &IpcCall, call_id: u64, caller: u64) -> Vec<u8> {
+        let header = RecvHeader {
+            call_id,
+            interface_id: call.interface_id,
+            cookie: call.cookie,
+            caller,
+            method: call.method,
+            reserved: [0; 3],
+        };
+        let mut bytes = Vec::with_capacity(RECV_HEADER_SIZE + call.params.len());
+        bytes.extend_from_slice(&header.to_bytes());
+        bytes.extend_from_slice(&call.params);
+        bytes
+    }
+
+    /// Takes a queued call for a RECV with a `buffer_len`-byte buffer, or
+    /// registers the RECV to be completed by the next call.
+    pub fn recv(&self, receiver: PendingCall) -> Result<Received, TransportError> {
+        let mut s = self.state.lock();
+        if !s.open {
+            return Err(TransportError::Disconnected);
+        }
+        if let Some(call) = s.queued.front() {
+            if RECV_HEADER_SIZE + call.params.len() > receiver.results_len as usize {
+                // The call stays queued for a RECV with room for it.
+                return Err(TransportError::Overflow);
+            }
+            if s.in_flight.len() >= MAX_IN_FLIGHT {
+                return Err(TransportError::Overflow);
+            }
+            let call = s.queued.pop_front().expect("front exists");
+            let (call_id, caller) = s.admit(&call);
+            s.in_flight.insert(call_id, call.caller.clone());
+            return Ok(Received::Now(Self::message(&call, call_id, caller), call_id));
+        }
+        if s.receivers.len() >= MAX_RECEIVERS {
+            return Err(TransportError::Overflow);
+        }
+        s.receivers.push_back(receiver);
+        Ok(Received::Pending)
+    }
+
+    /// Answers call `call_id` for the caller.
+    pub fn answer(
+        &self,
+        call_id: u64,
+        outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>,
+    ) -> Result<(), TransportError> {
+        let caller =
+            self.state.lock().in_flight.remove(&call_id).ok_or(TransportError::UnknownCall)?;
+        crate::ring::complete_reply(caller, outcome);
+        Ok(())
+    }
+
+    /// A CALL through a client cap.
+    fn call(&self, call: IpcCall) -> CallOutcome {
+        let mut s = self.state.lock();
+        if !s.open {
+            return CallOutcome::Failed(TransportError::Disconnected);
+        }
+        // Hand it to a waiting RECV that has room for it.
+        while s.in_flight.len() < MAX_IN_FLIGHT {
+            let Some(receiver) = s.receivers.pop_front() else { break };
+            if RECV_HEADER_SIZE + call.params.len() > receiver.results_len as usize {
+                drop(s);
+                crate::ring::complete_raw(receiver, Err(TransportError::Overflow), &[], 0);
+                s = self.state.lock();
+                if !s.open {
+                    return CallOutcome::Failed(TransportError::Disconnected);
+                }
+                continue;
+            }
+            let (call_id, caller) = s.admit(&call);
+            s.in_flight.insert(call_id, call.caller.clone());
+            drop(s);
+            let bytes = Self::message(&call, call_id, caller);
+            crate::ring::complete_raw(receiver, Ok(()), &bytes, call_id);
+            return CallOutcome::Pending;
+        }
+        if s.queued.len() >= MAX_QUEUED {
+            return CallOutcome::Failed(TransportError::Overflow);
+        }
+        s.queued.push_back(call);
+        CallOutcome::Pending
+    }
+
+    /// Closes the endpoint: every waiting party completes with `Disconnected`.
+    fn close(&self) {
+        let (queued, receivers, in_flight) = {
+            let mut s = self.state.lock();
+            s.open = false;
+            (
+                core::mem::take(&mut s.queued),
+                core::mem::take(&mut s.receivers),
+                core::mem::take(&mut s.in_flight),
+            )
+        };
+        crate::kdebug!(
+            "ipc",
+            "endpoint {} closed: {} queued, {} in-flight call(s) disconnected",
+            self.id,
+            queued.len(),
+            in_flight.len()
+        );
+        for c in queued {
+            crate::ring::complete_raw(c.caller, Err(TransportError::Disconnected), &[], 0);
+        }
+        for (_, caller) in in_flight {
+            crate::ring::complete_raw(caller, Err(TransportError::Disconnected), &[], 0);
+        }
+        for r in receivers {
+            crate::ring::complete_raw(r, Err(TransportError::Disconnected), &[], 0);
+        }
+    }
+}
+
+impl State {
+    /// A fresh call id and the caller's opaque reference for `call`.
+    fn admit(&mut self, call: &IpcCall) -> (u64, u64) {
+        let call_id = self.next_call;
+        self.next_call += 1;
+        let next = self.next_caller;
+        let caller = *self.callers.entry(call.caller_pid).or_insert(next);
+        if caller == next {
+            self.next_caller += 1;
+        }
+        (call_id, caller)
+    }
+}
+
+/// The serving side. Dropping the last copy closes the endpoint.
+pub struct EndpointServer {
+    /// The endpoint.
+    pub endpoint: Arc<Endpoint>,
+}
+
+impl Drop for EndpointServer {
+    fn drop(&mut self) {
+        self.endpoint.close();
+    }
+}
+
+/// A client cap minted by the server.
+pub struct EndpointClient {
+    endpoint: Arc<Endpoint>,
+    interface_id: u64,
+    cookie: u64,
+}
+
+struct Minter {
+    request: Option<(u64, u64)>,
+}
+
+impl EndpointServerTrait for Minter {
+    fn mint(
+        &mut self,
+        params: endpoint::mint_params::Reader<'_>,
+        _results: endpoint::mint_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        self.request = Some((params.get_interface_id(), params.get_cookie()));
+        Ok(())
+    }
+}
+
+impl CapObject for EndpointServer {
+    fn interface_id(&self) -> u64 {
+        capos_schema::endpoint::INTERFACE_ID
+    }
+
+    fn interface_name(&self) -> &'static str {
+        capos_schema::endpoint::NAME
+    }
+
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::endpoint::method::name(method).is_some()
+    }
+
+    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        let mut minter = Minter { request: None };
+        match dispatch_endpoint(&mut minter, method, params) {
+            Ok(results) => match minter.request {
+                Some((interface_id, cookie)) => CallOutcome::Done {
+                    results,
+                    caps: alloc::vec![CapEntry {
+                        object: Arc::new(EndpointClient {
+                            endpoint: self.endpoint.clone(),
+                            interface_id,
+                            cookie,
+                        }),
+                        interface_id,
+                    }],
+                },
+                None => CallOutcome::done(results),
+            },
+            Err(e) => failure(e),
+        }
+    }
+
+    fn endpoint(&self) -> Option<&Arc<Endpoint>> {
+        Some(&self.endpoint)
+    }
+
+    fn describe(&self) -> alloc::string::String {
+        alloc::format!("Endpoint #{} (serving side)", self.endpoint.id)
+    }
+}
+
+impl CapObject for EndpointClient {
+    fn interface_id(&self) -> u64 {
+        self.interface_id
+    }
+
+    fn interface_name(&self) -> &'static str {
+        capos_schema::interface_name(self.interface_id).unwrap_or("(served interface)")
+    }
+
+    fn has_method(&self, _method: u16) -> bool {
+        // The server knows its interface and answers BadMethod itself.
+        true
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        self.endpoint.call(IpcCall {
+            caller: ctx.pending(),
+            caller_pid: ctx.caller.pid,
+            interface_id: self.interface_id,
+            method,
+            cookie: self.cookie,
+            params: params.to_vec(),
+        })
+    }
+
+    fn describe(&self) -> alloc::string::String {
+        alloc::format!("{} via endpoint #{}", self.interface_name(), self.endpoint.id)
+    }
+}
