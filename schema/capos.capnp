@@ -170,6 +170,19 @@ interface ProcessHandle {
 
   id @2 () -> (pid :UInt64);
   # The process id, as shown by `ps`.
+
+  status @3 () -> (status :ProcessStatus);
+  # Whether the process has ended, and how: the crash record of a process
+  # a CPU exception ended names the exception and the faulting addresses.
+}
+
+struct ProcessStatus {
+  exited @0 :Bool;
+  exitCode @1 :Int64;
+  cause @2 :Text;
+  # "running", "exited", "killed", or the exception, e.g. "page fault".
+  faultRip @3 :UInt64;
+  faultAddress @4 :UInt64;
 }
 
 # --- Memory -----------------------------------------------------------------
@@ -194,6 +207,34 @@ interface IpcManager {
   createEndpoint @0 () -> (endpoint :Endpoint);
   # A new endpoint; the result cap is its serving side, on which the ring's
   # RECV and RETURN operate.
+
+  makeRevocable @1 () -> (revoker :Revoker, wrapped :Capability);
+  # The CALL transfers exactly one cap. Results: a Revoker, and a revocable
+  # copy of the transferred cap speaking its interface. Every copy of the
+  # wrapped cap, wherever it was passed, fails with Revoked once the
+  # revoker's `revoke` is called.
+
+  createNotification @2 () -> (notification :Notification);
+  # A new notification object.
+}
+
+interface Revoker {
+  # Control of one revocable wrapper.
+
+  revoke @0 () -> ();
+  # Every copy of the wrapped cap fails with Revoked from now on.
+}
+
+interface Notification {
+  # A word of signal bits: signal sets bits, wait takes them. For events
+  # that need no message.
+
+  signal @0 (bits :UInt64) -> ();
+  # Sets `bits`, waking waiters whose mask they match.
+
+  wait @1 (mask :UInt64, timeoutNs :UInt64) -> (bits :UInt64);
+  # Returns (and clears) the set bits within `mask` as soon as any is set;
+  # fails with Timeout after `timeoutNs` (UInt64 max: no timeout).
 }
 
 interface Endpoint {

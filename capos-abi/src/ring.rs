@@ -132,11 +132,11 @@ pub const SQE_SIZE: usize = 64;
 /// | `method` | method ordinal | - | status for the caller | - | - |
 /// | `params_addr/len` | params message | - | results message | - | - |
 /// | `results_addr/len` | results buffer | incoming message buffer | call id / - | - | - |
-/// | `xfer_addr/count` | caps sent | cap slots for received caps | caps returned | - | - |
+/// | `xfer_addr/count` | caps sent ([`XferDesc`]) | - (must be 0) | result caps sent | - | - |
 /// | `user_data` | echoed | echoed | echoed | echoed | echoed |
 ///
-/// Cap transfer (`xfer_*`) is not served yet: a count other than 0 is
-/// `Malformed`. The transfer descriptor format is fixed with it.
+/// Caps received by RECV, and result caps, arrive as CapIds after the
+/// message in the buffer (8-aligned), counted in `Cqe::cap_count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 #[repr(C, align(8))]
 pub struct Sqe {
@@ -417,6 +417,52 @@ pub const fn ring_layout(sq_entries: u32, cq_entries: u32) -> Option<RingLayout>
     let page = PAGE_SIZE as u32;
     let total_bytes = end.div_ceil(page) * page;
     Some(RingLayout { sqe_offset, cqe_offset, total_bytes })
+}
+
+/// Bytes of one [`XferDesc`].
+pub const XFER_DESC_SIZE: usize = 16;
+/// [`XferDesc::mode`]: the sender keeps the cap; the receiver gets a copy.
+pub const XFER_COPY: u32 = 0;
+/// [`XferDesc::mode`]: the cap leaves the sender's table.
+pub const XFER_MOVE: u32 = 1;
+
+/// One cap sent with a CALL (to an endpoint, or to a kernel object that takes
+/// caps) or a RETURN: `xfer_count` of these at `xfer_addr`. All descriptors
+/// are checked before any cap moves: a cap the sender does not hold, an
+/// unknown mode, a nonzero `reserved` or the same cap twice fails the whole
+/// SQE and leaves every table as it was.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct XferDesc {
+    /// The cap, a [`CapId`] value in the sender's table.
+    pub cap: u64,
+    /// [`XFER_COPY`] or [`XFER_MOVE`].
+    pub mode: u32,
+    /// Zero.
+    pub reserved: u32,
+}
+
+const _: () = assert!(size_of::<XferDesc>() == XFER_DESC_SIZE);
+const _: () = assert!(offset_of!(XferDesc, mode) == 8);
+
+impl XferDesc {
+    /// Decodes a descriptor from its 16 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Option<XferDesc> {
+        Some(XferDesc {
+            cap: read_u64(bytes, 0)?,
+            mode: read_u32(bytes, 8)?,
+            reserved: read_u32(bytes, 12)?,
+        })
+    }
+
+    /// Encodes the descriptor.
+    pub fn to_bytes(&self) -> [u8; XFER_DESC_SIZE] {
+        let mut b = [0u8; XFER_DESC_SIZE];
+        b[0..8].copy_from_slice(&self.cap.to_le_bytes());
+        b[8..12].copy_from_slice(&self.mode.to_le_bytes());
+        b[12..16].copy_from_slice(&self.reserved.to_le_bytes());
+        b
+    }
 }
 
 /// Bytes of [`RecvHeader`] at the start of a RECV buffer.

@@ -25,6 +25,7 @@
 extern crate alloc;
 
 pub mod heap;
+pub mod ipc;
 pub mod probe;
 pub mod ring;
 pub mod startup;

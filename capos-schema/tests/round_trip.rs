@@ -240,6 +240,22 @@ impl ProcessHandleServer for Handle<'_> {
         results.set_pid(self.child.pid);
         Ok(())
     }
+
+    fn status(
+        &mut self,
+        _params: process_handle::status_params::Reader<'_>,
+        results: process_handle::status_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let status = capos_schema::ProcessStatus {
+            exited: self.child.killed,
+            exit_code: if self.child.killed { -9 } else { 0 },
+            cause: if self.child.killed { "killed" } else { "running" }.into(),
+            fault_rip: 0,
+            fault_address: 0,
+        };
+        capos_schema::SchemaStruct::write_to(&status, results.init_status())?;
+        Ok(())
+    }
 }
 
 #[derive(Default)]

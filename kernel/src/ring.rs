@@ -15,12 +15,13 @@ use core::mem::offset_of;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use capos_abi::{
-    CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, CQE_SIZE, RETURN_STATUSES, SQE_SIZE,
+    CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, XferDesc, CQE_SIZE, MAX_XFER,
+    RETURN_STATUSES, SQE_SIZE, XFER_COPY, XFER_DESC_SIZE, XFER_MOVE,
 };
 use capos_lib::ring::{check_sqe_header, check_sqe_limits};
 
 use crate::cap::endpoint::{Endpoint, Received};
-use crate::cap::{CallContext, CallOutcome};
+use crate::cap::{CallContext, CallOutcome, CapEntry};
 use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
 use crate::mem::{phys_to_virt, PAGE_SIZE};
@@ -286,6 +287,51 @@ fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
     }
 }
 
+/// Checks and reads an SQE's transfer descriptors (all of them, before any
+/// cap moves), then takes the caps from the sender's table: copies are
+/// cloned, moves removed, under one lock. Any bad descriptor fails the whole
+/// SQE and leaves the table as it was.
+fn take_caps(process: &Arc<Process>, sqe: &Sqe) -> Result<Vec<CapEntry>, TransportError> {
+    let n = sqe.xfer_count as usize;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut raw = [0u8; XFER_DESC_SIZE * MAX_XFER as usize];
+    let raw = &mut raw[..n * XFER_DESC_SIZE];
+    {
+        let space = process.space.lock();
+        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
+        UserRange::new(sqe.xfer_addr, raw.len() as u64)
+            .and_then(|r| r.read(space, raw))
+            .map_err(|_| TransportError::BadPointer)?;
+    }
+    let mut descs = [XferDesc::default(); MAX_XFER as usize];
+    for (i, d) in descs.iter_mut().take(n).enumerate() {
+        *d = XferDesc::from_bytes(&raw[i * XFER_DESC_SIZE..]).ok_or(TransportError::Malformed)?;
+        if (d.mode != XFER_COPY && d.mode != XFER_MOVE) || d.reserved != 0 {
+            return Err(TransportError::Malformed);
+        }
+    }
+    let descs = &descs[..n];
+    if descs.iter().enumerate().any(|(i, d)| descs[..i].iter().any(|o| o.cap == d.cap)) {
+        return Err(TransportError::Malformed);
+    }
+    let mut table = process.caps.lock();
+    for d in descs {
+        table.get(CapId(d.cap)).map_err(cap_error)?;
+    }
+    let mut caps = Vec::with_capacity(n);
+    for d in descs {
+        let entry = if d.mode == XFER_MOVE {
+            table.remove(CapId(d.cap))
+        } else {
+            table.get(CapId(d.cap)).cloned()
+        };
+        caps.push(entry.expect("every descriptor was checked under this lock"));
+    }
+    Ok(caps)
+}
+
 /// The endpoint behind a RECV/RETURN SQE's cap, after the cap, interface
 /// and limit checks.
 fn serving_endpoint(
@@ -294,12 +340,15 @@ fn serving_endpoint(
     sqe: &Sqe,
 ) -> Result<Arc<Endpoint>, TransportError> {
     let entry = process.caps.lock().get(CapId(sqe.cap)).map_err(cap_error)?.clone();
+    if entry.object.revoked() {
+        return Err(TransportError::Revoked);
+    }
     let endpoint = entry.object.endpoint().cloned().ok_or(TransportError::WrongInterface)?;
     if sqe.interface_id != entry.interface_id {
         return Err(TransportError::WrongInterface);
     }
     check_sqe_limits(op, sqe)?;
-    if sqe.xfer_count != 0 {
+    if op == Opcode::Recv && sqe.xfer_count != 0 {
         return Err(TransportError::Malformed);
     }
     Ok(endpoint)
@@ -329,9 +378,11 @@ fn recv(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
         results_len: sqe.results_len,
     };
     match endpoint.recv(me.clone()) {
-        Ok(Received::Now(bytes, call_id)) => {
+        Ok(Received::Now(bytes, call_id, caps)) => {
             // Posted through the deferred path so the CQE carries the call id.
-            complete_raw(me, Ok(()), &bytes, call_id);
+            if let Err(e) = complete_recv(me, &bytes, call_id, caps) {
+                endpoint.fail(call_id, e);
+            }
             None
         }
         Ok(Received::Pending) => None,
@@ -368,7 +419,14 @@ fn answer(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
         None => Ok(bytes),
         Some(e) => Err((e, bytes)),
     };
-    Some(endpoint.answer(sqe.results_addr, outcome).map(|()| (0, 0)).map_err(|e| (e, 0)))
+    if !endpoint.serving(sqe.results_addr) {
+        return Some(err(TransportError::UnknownCall));
+    }
+    let caps = match take_caps(process, sqe) {
+        Ok(c) => c,
+        Err(e) => return Some(err(e)),
+    };
+    Some(endpoint.answer(sqe.results_addr, outcome, caps).map(|()| (0, 0)).map_err(|e| (e, 0)))
 }
 
 fn cap_error(e: capos_lib::cap_table::CapError) -> TransportError {
@@ -384,6 +442,9 @@ fn call(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
         Ok(e) => e.clone(),
         Err(e) => return Some(err(cap_error(e))),
     };
+    if entry.object.revoked() {
+        return Some(err(TransportError::Revoked));
+    }
     if entry.interface_id != sqe.interface_id {
         return Some(err(TransportError::WrongInterface));
     }
@@ -393,8 +454,8 @@ fn call(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     if let Err(e) = check_sqe_limits(op, sqe) {
         return Some(err(e));
     }
-    if sqe.xfer_count != 0 {
-        // Capability transfer on CALL is not served by kernel objects.
+    if sqe.xfer_count != 0 && !entry.object.accepts_caps(sqe.method) {
+        // This object takes no caps with this method.
         return Some(err(TransportError::Malformed));
     }
     let params_range = match UserRange::new(sqe.params_addr, sqe.params_len as u64) {
@@ -426,11 +487,17 @@ fn call(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
             return Some(err(TransportError::BadPointer));
         }
     }
+    // Last: take the transferred caps (nothing before this changed any table).
+    let caps_in = match take_caps(process, sqe) {
+        Ok(c) => c,
+        Err(e) => return Some(err(e)),
+    };
     let ctx = CallContext {
         caller: process,
         user_data: sqe.user_data,
         results_addr: sqe.results_addr,
         results_len: sqe.results_len,
+        caps_in: core::cell::RefCell::new(caps_in),
     };
     match entry.object.call(&ctx, sqe.method, params) {
         CallOutcome::Done { results, caps } => {
@@ -515,40 +582,50 @@ fn deliver_exception(process: &Arc<Process>, to: &PendingCall, bytes: &[u8]) -> 
 /// Completes a call that returned [`CallOutcome::Pending`] with results (or
 /// an error).
 pub fn complete(to: PendingCall, outcome: Result<Vec<u8>, TransportError>) {
-    complete_reply(to, outcome.map_err(|e| (e, Vec::new())));
+    complete_reply(to, outcome.map_err(|e| (e, Vec::new())), Vec::new());
 }
 
-/// Completes a deferred call with a server's answer: results, an application
-/// error (with its encoded exception) or a transport error.
-pub fn complete_reply(to: PendingCall, outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>) {
+/// Completes a deferred call with a server's answer: results (and result
+/// caps), an application error (with its encoded exception) or a transport
+/// error.
+pub fn complete_reply(
+    to: PendingCall,
+    outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>,
+    caps: Vec<CapEntry>,
+) {
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
-        Ok(results) => deliver(&process, &to, &results, Vec::new()).map_err(|e| (e, 0)),
+        Ok(results) => deliver(&process, &to, &results, caps).map_err(|e| (e, 0)),
         Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
         Err((e, _)) => err(e),
     };
     post_and_wake(&process, &cqe(to.user_data, status));
 }
 
-/// Completes a deferred operation with raw bytes for its buffer and an `aux`
-/// value (a RECV: the message and the call id).
-pub fn complete_raw(to: PendingCall, status: Result<(), TransportError>, bytes: &[u8], aux: u64) {
+/// Completes a deferred operation with an error.
+pub fn complete_error(to: PendingCall, e: TransportError) {
     let Some(process) = to.process.upgrade() else { return };
-    let status = status.and_then(|()| {
-        if bytes.len() > to.results_len as usize {
-            return Err(TransportError::Overflow);
-        }
-        let space = process.space.lock();
-        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
-        UserRange::new(to.results_addr, bytes.len() as u64)
-            .and_then(|r| r.write(space, bytes))
-            .map_err(|_| TransportError::BadPointer)
-    });
-    let mut c = cqe(to.user_data, status.map(|()| (bytes.len() as u32, 0)).map_err(|e| (e, 0)));
-    if c.status == capos_abi::STATUS_OK {
-        c.aux = aux;
+    post_and_wake(&process, &cqe(to.user_data, err(e)));
+}
+
+/// Completes a RECV: the header and params (`bytes`), then the CapIds of the
+/// transferred `caps` (installed in the receiver's table), with the call id
+/// in `aux`. On failure the RECV completes with the error, which is returned
+/// so the endpoint can fail the call too.
+pub fn complete_recv(
+    to: PendingCall,
+    bytes: &[u8],
+    call_id: u64,
+    caps: Vec<CapEntry>,
+) -> Result<(), TransportError> {
+    let Some(process) = to.process.upgrade() else { return Err(TransportError::Disconnected) };
+    let delivered = deliver(&process, &to, bytes, caps);
+    let mut c = cqe(to.user_data, delivered.map_err(|e| (e, 0)));
+    if delivered.is_ok() {
+        c.aux = call_id;
     }
     post_and_wake(&process, &c);
+    delivered.map(|_| ())
 }
 
 /// Posts a deferred completion (its CQ slot was reserved) and wakes the

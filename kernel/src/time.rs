@@ -4,6 +4,7 @@
 //! fires the expired entries: waking a thread (a `cap_enter` timeout) or
 //! completing a call (`Timer.sleep`). Resolution is the tick (10 ms).
 
+use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 
@@ -15,6 +16,7 @@ use crate::sync::IrqLock;
 enum Action {
     Wake(Weak<Thread>),
     Complete(PendingCall),
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 struct Entry {
@@ -63,6 +65,12 @@ pub fn wake_at(deadline: u64, thread: &Arc<Thread>) -> u64 {
     push(deadline, Action::Wake(Arc::downgrade(thread)))
 }
 
+/// Runs `f` (from a timer interrupt, interrupts off) at `deadline`;
+/// returns an id for [`cancel`].
+pub fn call_at(deadline: u64, f: Box<dyn FnOnce() + Send>) -> u64 {
+    push(deadline, Action::Call(f))
+}
+
 /// Completes `call` with an empty results message at `deadline`.
 pub fn complete_at(deadline: u64, call: PendingCall) {
     push(deadline, Action::Complete(call));
@@ -89,6 +97,7 @@ pub fn on_tick() {
                 }
             }
             Action::Complete(call) => crate::cap::timer::finish_sleep(call),
+            Action::Call(f) => f(),
         }
     }
 }

@@ -15,6 +15,8 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (process_handle::INTERFACE_ID, process_handle::NAME),
     (virtual_memory::INTERFACE_ID, virtual_memory::NAME),
     (ipc_manager::INTERFACE_ID, ipc_manager::NAME),
+    (revoker::INTERFACE_ID, revoker::NAME),
+    (notification::INTERFACE_ID, notification::NAME),
     (endpoint::INTERFACE_ID, endpoint::NAME),
     (echo::INTERFACE_ID, echo::NAME),
 ];
@@ -161,6 +163,42 @@ impl crate::rpc::SchemaStruct for Grant {
     fn write_to(&self, mut builder: crate::capos_capnp::grant::Builder<'_>) -> ::capnp::Result<()> {
         builder.set_name(&self.name);
         builder.set_cap(self.cap);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessStatus {
+    pub exited: bool,
+    pub exit_code: i64,
+    /// "running", "exited", "killed", or the exception, e.g. "page fault".
+    pub cause: ::alloc::string::String,
+    pub fault_rip: u64,
+    pub fault_address: u64,
+}
+
+impl crate::rpc::SchemaStruct for ProcessStatus {
+    type Owned = crate::capos_capnp::process_status::Owned;
+
+    fn read_from(reader: crate::capos_capnp::process_status::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            exited: reader.get_exited(),
+            exit_code: reader.get_exit_code(),
+            cause: reader.get_cause()?.to_string()?,
+            fault_rip: reader.get_fault_rip(),
+            fault_address: reader.get_fault_address(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::process_status::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_exited(self.exited);
+        builder.set_exit_code(self.exit_code);
+        builder.set_cause(&self.cause);
+        builder.set_fault_rip(self.fault_rip);
+        builder.set_fault_address(self.fault_address);
         Ok(())
     }
 }
@@ -1157,6 +1195,8 @@ pub mod process_handle {
         pub const KILL: u16 = 1;
         /// `ProcessHandle.id`
         pub const ID: u16 = 2;
+        /// `ProcessHandle.status`
+        pub const STATUS: u16 = 3;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
@@ -1164,13 +1204,15 @@ pub mod process_handle {
                 WAIT => Some("wait"),
                 KILL => Some("kill"),
                 ID => Some("id"),
+                STATUS => Some("status"),
                 _ => None,
             }
         }
     }
 
     pub use crate::capos_capnp::process_handle::{
-        id_params, id_results, kill_params, kill_results, wait_params, wait_results,
+        id_params, id_results, kill_params, kill_results, status_params, status_results,
+        wait_params, wait_results,
     };
 }
 
@@ -1247,6 +1289,22 @@ impl<T: crate::rpc::Transport> ProcessHandleClient<T> {
             |results| Ok(results.get_pid()),
         )
     }
+
+    /// Whether the process has ended, and how: the crash record of a process
+    /// a CPU exception ended names the exception and the faulting addresses.
+    pub fn status(&self) -> Result<ProcessStatus, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::process_handle::status_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            process_handle::INTERFACE_ID,
+            process_handle::method::STATUS,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::process_handle::status_results::Owned, _>(
+            &reply,
+            |results| <ProcessStatus as crate::rpc::SchemaStruct>::read_from(results.get_status()?),
+        )
+    }
 }
 
 /// The server side of `ProcessHandle`: one method per schema method, each reading
@@ -1271,6 +1329,14 @@ pub trait ProcessHandleServer {
         &mut self,
         params: crate::capos_capnp::process_handle::id_params::Reader<'_>,
         results: crate::capos_capnp::process_handle::id_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Whether the process has ended, and how: the crash record of a process
+    /// a CPU exception ended names the exception and the faulting addresses.
+    fn status(
+        &mut self,
+        params: crate::capos_capnp::process_handle::status_params::Reader<'_>,
+        results: crate::capos_capnp::process_handle::status_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
@@ -1306,6 +1372,14 @@ pub fn dispatch_process_handle<S: ProcessHandleServer + ?Sized>(
                 crate::capos_capnp::process_handle::id_results::Owned,
                 _,
             >(params, |params, results| server.id(params, results))
+            .map(|(results, ())| results)
+        }
+        process_handle::method::STATUS => {
+            crate::rpc::serve::<
+                crate::capos_capnp::process_handle::status_params::Owned,
+                crate::capos_capnp::process_handle::status_results::Owned,
+                _,
+            >(params, |params, results| server.status(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
@@ -1473,17 +1547,26 @@ pub mod ipc_manager {
     pub mod method {
         /// `IpcManager.createEndpoint`
         pub const CREATE_ENDPOINT: u16 = 0;
+        /// `IpcManager.makeRevocable`
+        pub const MAKE_REVOCABLE: u16 = 1;
+        /// `IpcManager.createNotification`
+        pub const CREATE_NOTIFICATION: u16 = 2;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 CREATE_ENDPOINT => Some("createEndpoint"),
+                MAKE_REVOCABLE => Some("makeRevocable"),
+                CREATE_NOTIFICATION => Some("createNotification"),
                 _ => None,
             }
         }
     }
 
-    pub use crate::capos_capnp::ipc_manager::{create_endpoint_params, create_endpoint_results};
+    pub use crate::capos_capnp::ipc_manager::{
+        create_endpoint_params, create_endpoint_results, create_notification_params,
+        create_notification_results, make_revocable_params, make_revocable_results,
+    };
 }
 
 /// A typed client for `IpcManager` caps: each method encodes its params, makes one
@@ -1534,6 +1617,53 @@ impl<T: crate::rpc::Transport> IpcManagerClient<T> {
             |_| Ok(endpoint),
         )
     }
+
+    /// The CALL transfers exactly one cap. Results: a Revoker, and a revocable
+    /// copy of the transferred cap speaking its interface. Every copy of the
+    /// wrapped cap, wherever it was passed, fails with Revoked once the
+    /// revoker's `revoke` is called.
+    ///
+    /// The results have no plain Rust form (`revoker` is a cap);
+    /// read them from the returned message.
+    pub fn make_revocable(
+        &self,
+    ) -> Result<
+        crate::rpc::Reply<crate::capos_capnp::ipc_manager::make_revocable_results::Owned>,
+        crate::rpc::CallError,
+    > {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::ipc_manager::make_revocable_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                ipc_manager::INTERFACE_ID,
+                ipc_manager::method::MAKE_REVOCABLE,
+                |_| Ok(()),
+            )?;
+        crate::rpc::keep_results::<crate::capos_capnp::ipc_manager::make_revocable_results::Owned>(
+            reply,
+        )
+    }
+
+    /// A new notification object.
+    ///
+    /// Result caps (`notification`) arrive through the ring; their CapIds are returned.
+    pub fn create_notification(&self) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<
+            crate::capos_capnp::ipc_manager::create_notification_params::Owned,
+            T,
+        >(
+            &self.transport,
+            self.cap,
+            ipc_manager::INTERFACE_ID,
+            ipc_manager::method::CREATE_NOTIFICATION,
+            |_| Ok(()),
+        )?;
+        let notification = reply.cap(0)?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::ipc_manager::create_notification_results::Owned,
+            _,
+        >(&reply, |_| Ok(notification))
+    }
 }
 
 /// The server side of `IpcManager`: one method per schema method, each reading
@@ -1554,6 +1684,29 @@ pub trait IpcManagerServer {
         params: crate::capos_capnp::ipc_manager::create_endpoint_params::Reader<'_>,
         results: crate::capos_capnp::ipc_manager::create_endpoint_results::Builder<'_>,
     ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// The CALL transfers exactly one cap. Results: a Revoker, and a revocable
+    /// copy of the transferred cap speaking its interface. Every copy of the
+    /// wrapped cap, wherever it was passed, fails with Revoked once the
+    /// revoker's `revoke` is called.
+    ///
+    /// Returns the result caps (`revoker`), in that order; their fields in
+    /// `results` stay null.
+    fn make_revocable(
+        &mut self,
+        params: crate::capos_capnp::ipc_manager::make_revocable_params::Reader<'_>,
+        results: crate::capos_capnp::ipc_manager::make_revocable_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// A new notification object.
+    ///
+    /// Returns the result caps (`notification`), in that order; their fields in
+    /// `results` stay null.
+    fn create_notification(
+        &mut self,
+        params: crate::capos_capnp::ipc_manager::create_notification_params::Reader<'_>,
+        results: crate::capos_capnp::ipc_manager::create_notification_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
 /// Serves one call to a `IpcManager` cap: decodes `params` for `method`, calls
@@ -1573,6 +1726,271 @@ pub fn dispatch_ipc_manager<S: IpcManagerServer + ?Sized>(
                 _,
             >(params, |params, results| server.create_endpoint(params, results))
             .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        ipc_manager::method::MAKE_REVOCABLE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::ipc_manager::make_revocable_params::Owned,
+                crate::capos_capnp::ipc_manager::make_revocable_results::Owned,
+                _,
+            >(params, |params, results| server.make_revocable(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        ipc_manager::method::CREATE_NOTIFICATION => {
+            crate::rpc::serve::<
+                crate::capos_capnp::ipc_manager::create_notification_params::Owned,
+                crate::capos_capnp::ipc_manager::create_notification_results::Owned,
+                _,
+            >(params, |params, results| server.create_notification(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Control of one revocable wrapper.
+pub mod revoker {
+    /// The interface id of `Revoker`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xcff0081cd613fabf;
+    /// The schema name of the interface.
+    pub const NAME: &str = "Revoker";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `Revoker.revoke`
+        pub const REVOKE: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                REVOKE => Some("revoke"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::revoker::{revoke_params, revoke_results};
+}
+
+/// A typed client for `Revoker` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct RevokerClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> RevokerClient<T> {
+    /// A client calling the `Revoker` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Every copy of the wrapped cap fails with Revoked from now on.
+    pub fn revoke(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::revoker::revoke_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            revoker::INTERFACE_ID,
+            revoker::method::REVOKE,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::revoker::revoke_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `Revoker`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_revoker`].
+pub trait RevokerServer {
+    /// Every copy of the wrapped cap fails with Revoked from now on.
+    fn revoke(
+        &mut self,
+        params: crate::capos_capnp::revoker::revoke_params::Reader<'_>,
+        results: crate::capos_capnp::revoker::revoke_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `Revoker` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_revoker<S: RevokerServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        revoker::method::REVOKE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::revoker::revoke_params::Owned,
+                crate::capos_capnp::revoker::revoke_results::Owned,
+                _,
+            >(params, |params, results| server.revoke(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// A word of signal bits: signal sets bits, wait takes them. For events
+/// that need no message.
+pub mod notification {
+    /// The interface id of `Notification`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xba2734acad742595;
+    /// The schema name of the interface.
+    pub const NAME: &str = "Notification";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `Notification.signal`
+        pub const SIGNAL: u16 = 0;
+        /// `Notification.wait`
+        pub const WAIT: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                SIGNAL => Some("signal"),
+                WAIT => Some("wait"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::notification::{
+        signal_params, signal_results, wait_params, wait_results,
+    };
+}
+
+/// A typed client for `Notification` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct NotificationClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> NotificationClient<T> {
+    /// A client calling the `Notification` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Sets `bits`, waking waiters whose mask they match.
+    pub fn signal(&self, bits: u64) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::notification::signal_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            notification::INTERFACE_ID,
+            notification::method::SIGNAL,
+            |mut params| {
+                params.set_bits(bits);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::notification::signal_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+
+    /// Returns (and clears) the set bits within `mask` as soon as any is set;
+    /// fails with Timeout after `timeoutNs` (UInt64 max: no timeout).
+    pub fn wait(&self, mask: u64, timeout_ns: u64) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::notification::wait_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            notification::INTERFACE_ID,
+            notification::method::WAIT,
+            |mut params| {
+                params.set_mask(mask);
+                params.set_timeout_ns(timeout_ns);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::notification::wait_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_bits()),
+        )
+    }
+}
+
+/// The server side of `Notification`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_notification`].
+pub trait NotificationServer {
+    /// Sets `bits`, waking waiters whose mask they match.
+    fn signal(
+        &mut self,
+        params: crate::capos_capnp::notification::signal_params::Reader<'_>,
+        results: crate::capos_capnp::notification::signal_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Returns (and clears) the set bits within `mask` as soon as any is set;
+    /// fails with Timeout after `timeoutNs` (UInt64 max: no timeout).
+    fn wait(
+        &mut self,
+        params: crate::capos_capnp::notification::wait_params::Reader<'_>,
+        results: crate::capos_capnp::notification::wait_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `Notification` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_notification<S: NotificationServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        notification::method::SIGNAL => {
+            crate::rpc::serve::<
+                crate::capos_capnp::notification::signal_params::Owned,
+                crate::capos_capnp::notification::signal_results::Owned,
+                _,
+            >(params, |params, results| server.signal(params, results))
+            .map(|(results, ())| results)
+        }
+        notification::method::WAIT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::notification::wait_params::Owned,
+                crate::capos_capnp::notification::wait_results::Owned,
+                _,
+            >(params, |params, results| server.wait(params, results))
+            .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
     }

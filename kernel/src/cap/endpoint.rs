@@ -38,6 +38,7 @@ struct IpcCall {
     method: u16,
     cookie: u64,
     params: Vec<u8>,
+    caps: Vec<CapEntry>,
 }
 
 struct State {
@@ -61,8 +62,9 @@ static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
 
 /// What a RECV got.
 pub enum Received {
-    /// A call: the bytes for the RECV buffer and the call id.
-    Now(Vec<u8>, u64),
+    /// A call: the bytes for the RECV buffer, the call id and the caps it
+    /// transferred.
+    Now(Vec<u8>, u64, Vec<CapEntry>),
     /// No call yet; the RECV completes when one arrives.
     Pending,
 }
@@ -114,10 +116,11 @@ impl Endpoint {
             if s.in_flight.len() >= MAX_IN_FLIGHT {
                 return Err(TransportError::Overflow);
             }
-            let call = s.queued.pop_front().expect("front exists");
+            let mut call = s.queued.pop_front().expect("front exists");
             let (call_id, caller) = s.admit(&call);
             s.in_flight.insert(call_id, call.caller.clone());
-            return Ok(Received::Now(Self::message(&call, call_id, caller), call_id));
+            let caps = core::mem::take(&mut call.caps);
+            return Ok(Received::Now(Self::message(&call, call_id, caller), call_id, caps));
         }
         if s.receivers.len() >= MAX_RECEIVERS {
             return Err(TransportError::Overflow);
@@ -126,20 +129,34 @@ impl Endpoint {
         Ok(Received::Pending)
     }
 
-    /// Answers call `call_id` for the caller.
+    /// Whether call `call_id` was received and awaits its answer.
+    pub fn serving(&self, call_id: u64) -> bool {
+        self.state.lock().in_flight.contains_key(&call_id)
+    }
+
+    /// Answers call `call_id` for the caller, with result caps.
     pub fn answer(
         &self,
         call_id: u64,
         outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>,
+        caps: Vec<CapEntry>,
     ) -> Result<(), TransportError> {
         let caller =
             self.state.lock().in_flight.remove(&call_id).ok_or(TransportError::UnknownCall)?;
-        crate::ring::complete_reply(caller, outcome);
+        crate::ring::complete_reply(caller, outcome, caps);
         Ok(())
     }
 
+    /// Fails call `call_id` (its delivery to the server failed).
+    pub fn fail(&self, call_id: u64, e: TransportError) {
+        let caller = self.state.lock().in_flight.remove(&call_id);
+        if let Some(caller) = caller {
+            crate::ring::complete_error(caller, e);
+        }
+    }
+
     /// A CALL through a client cap.
-    fn call(&self, call: IpcCall) -> CallOutcome {
+    fn call(&self, mut call: IpcCall) -> CallOutcome {
         let mut s = self.state.lock();
         if !s.open {
             return CallOutcome::Failed(TransportError::Disconnected);
@@ -149,7 +166,7 @@ impl Endpoint {
             let Some(receiver) = s.receivers.pop_front() else { break };
             if RECV_HEADER_SIZE + call.params.len() > receiver.results_len as usize {
                 drop(s);
-                crate::ring::complete_raw(receiver, Err(TransportError::Overflow), &[], 0);
+                crate::ring::complete_error(receiver, TransportError::Overflow);
                 s = self.state.lock();
                 if !s.open {
                     return CallOutcome::Failed(TransportError::Disconnected);
@@ -160,7 +177,11 @@ impl Endpoint {
             s.in_flight.insert(call_id, call.caller.clone());
             drop(s);
             let bytes = Self::message(&call, call_id, caller);
-            crate::ring::complete_raw(receiver, Ok(()), &bytes, call_id);
+            let caps = core::mem::take(&mut call.caps);
+            if let Err(e) = crate::ring::complete_recv(receiver, &bytes, call_id, caps) {
+                self.state.lock().in_flight.remove(&call_id);
+                return CallOutcome::Failed(e);
+            }
             return CallOutcome::Pending;
         }
         if s.queued.len() >= MAX_QUEUED {
@@ -189,13 +210,13 @@ impl Endpoint {
             in_flight.len()
         );
         for c in queued {
-            crate::ring::complete_raw(c.caller, Err(TransportError::Disconnected), &[], 0);
+            crate::ring::complete_error(c.caller, TransportError::Disconnected);
         }
         for (_, caller) in in_flight {
-            crate::ring::complete_raw(caller, Err(TransportError::Disconnected), &[], 0);
+            crate::ring::complete_error(caller, TransportError::Disconnected);
         }
         for r in receivers {
-            crate::ring::complete_raw(r, Err(TransportError::Disconnected), &[], 0);
+            crate::ring::complete_error(r, TransportError::Disconnected);
         }
     }
 }
@@ -305,6 +326,10 @@ impl CapObject for EndpointClient {
         true
     }
 
+    fn accepts_caps(&self, _method: u16) -> bool {
+        true
+    }
+
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         self.endpoint.call(IpcCall {
             caller: ctx.pending(),
@@ -313,6 +338,7 @@ impl CapObject for EndpointClient {
             method,
             cookie: self.cookie,
             params: params.to_vec(),
+            caps: ctx.take_caps(),
         })
     }
 

@@ -6,15 +6,46 @@ use capos_schema::capos_capnp::ipc_manager;
 use capos_schema::{dispatch_ipc_manager, IpcManagerServer, ServerError};
 
 use super::endpoint::{Endpoint, EndpointServer};
-use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
+use super::notification::KernelNotification;
+use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject};
 
 /// The kernel's IPC object factory.
 pub struct KernelIpcManager;
 
-struct Server;
+struct Server<'a> {
+    ctx: &'a CallContext<'a>,
+    /// Set by `makeRevocable`: the wrapped copy, returned as the second
+    /// result cap.
+    wrapped: Option<CapEntry>,
+}
 
-impl IpcManagerServer for Server {
+impl IpcManagerServer for Server<'_> {
     type Cap = CapEntry;
+
+    fn make_revocable(
+        &mut self,
+        _params: ipc_manager::make_revocable_params::Reader<'_>,
+        _results: ipc_manager::make_revocable_results::Builder<'_>,
+    ) -> Result<CapEntry, ServerError> {
+        let mut caps = self.ctx.take_caps();
+        if caps.len() != 1 {
+            return Err(ServerError::exception(
+                exception::INVALID_ARGUMENT,
+                alloc::format!("makeRevocable takes exactly one cap, got {}", caps.len()),
+            ));
+        }
+        let (revoker, wrapped) = super::revocable::wrap(caps.remove(0));
+        self.wrapped = Some(wrapped);
+        Ok(revoker)
+    }
+
+    fn create_notification(
+        &mut self,
+        _params: ipc_manager::create_notification_params::Reader<'_>,
+        _results: ipc_manager::create_notification_results::Builder<'_>,
+    ) -> Result<CapEntry, ServerError> {
+        Ok(CapEntry::new(KernelNotification::new()))
+    }
 
     fn create_endpoint(
         &mut self,
@@ -38,9 +69,17 @@ impl CapObject for KernelIpcManager {
         capos_schema::ipc_manager::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        match dispatch_ipc_manager(&mut Server, method, params) {
-            Ok(d) => CallOutcome::Done { results: d.results, caps: d.caps },
+    fn accepts_caps(&self, method: u16) -> bool {
+        method == capos_schema::ipc_manager::method::MAKE_REVOCABLE
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        let mut server = Server { ctx, wrapped: None };
+        match dispatch_ipc_manager(&mut server, method, params) {
+            Ok(mut d) => {
+                d.caps.extend(server.wrapped.take());
+                CallOutcome::Done { results: d.results, caps: d.caps }
+            }
             Err(e) => failure(e),
         }
     }

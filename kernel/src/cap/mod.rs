@@ -10,8 +10,10 @@ pub mod endpoint;
 pub mod entropy;
 pub mod ipc_manager;
 pub mod log;
+pub mod notification;
 pub mod process_handle;
 pub mod process_spawner;
+pub mod revocable;
 pub mod system_info;
 pub mod timer;
 pub mod virtual_memory;
@@ -58,9 +60,16 @@ pub struct CallContext<'a> {
     pub results_addr: u64,
     /// Results buffer length.
     pub results_len: u32,
+    /// Caps the CALL transferred (already taken from the caller's table).
+    pub caps_in: core::cell::RefCell<Vec<CapEntry>>,
 }
 
 impl CallContext<'_> {
+    /// Takes the transferred caps.
+    pub fn take_caps(&self) -> Vec<CapEntry> {
+        core::mem::take(&mut *self.caps_in.borrow_mut())
+    }
+
     /// Where a deferred completion for this call goes.
     pub fn pending(&self) -> crate::ring::PendingCall {
         crate::ring::PendingCall {
@@ -169,6 +178,18 @@ pub trait CapObject: Send + Sync {
 
     /// Invokes `method` with the Cap'n Proto `params` message.
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome;
+
+    /// Whether `method` takes caps transferred with the CALL (others fail
+    /// with `Malformed` when sent any).
+    fn accepts_caps(&self, _method: u16) -> bool {
+        false
+    }
+
+    /// Whether this cap was revoked (every operation on it then fails with
+    /// `Revoked`).
+    fn revoked(&self) -> bool {
+        false
+    }
 
     /// The endpoint this is the serving side of (RECV and RETURN work only
     /// on such caps).

@@ -4,10 +4,12 @@ use alloc::sync::Arc;
 use core::cell::Cell;
 
 use capos_schema::capos_capnp::process_handle;
-use capos_schema::{dispatch_process_handle, ProcessHandleServer, ServerError};
+use capos_schema::{
+    dispatch_process_handle, ProcessHandleServer, ProcessStatus, SchemaStruct, ServerError,
+};
 
 use super::{failure, CallContext, CallOutcome, CapObject};
-use crate::proc::Process;
+use crate::proc::{ExitCause, Process};
 use crate::ring::PendingCall;
 
 /// A handle on one process (keeps its record, not its memory, alive).
@@ -41,6 +43,39 @@ impl ProcessHandleServer for Server<'_> {
         _results: process_handle::kill_results::Builder<'_>,
     ) -> Result<(), ServerError> {
         self.process.request_kill();
+        Ok(())
+    }
+
+    fn status(
+        &mut self,
+        _params: process_handle::status_params::Reader<'_>,
+        results: process_handle::status_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let exit = self.process.exit.lock();
+        let status = match exit.cause.as_ref() {
+            None => ProcessStatus {
+                exited: false,
+                exit_code: 0,
+                cause: "running".into(),
+                fault_rip: 0,
+                fault_address: 0,
+            },
+            Some(cause) => {
+                let (text, rip, addr) = match cause {
+                    ExitCause::Exited(_) => ("exited", 0, 0),
+                    ExitCause::Killed => ("killed", 0, 0),
+                    ExitCause::Fault { name, rip, addr, .. } => (*name, *rip, *addr),
+                };
+                ProcessStatus {
+                    exited: true,
+                    exit_code: cause.code(),
+                    cause: text.into(),
+                    fault_rip: rip,
+                    fault_address: addr,
+                }
+            }
+        };
+        status.write_to(results.init_status())?;
         Ok(())
     }
 

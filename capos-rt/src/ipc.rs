@@ -1,0 +1,281 @@
+//! Serving capabilities from user space through kernel IPC endpoints.
+//!
+//! An endpoint has two sides. Its *serving* cap (from
+//! [`create_endpoint`]) takes calls with the ring's `RECV` and answers them
+//! with `RETURN`; *client* caps minted from it ([`mint`]) speak whatever
+//! interface the server chose and are called like any other cap: with a
+//! typed client from [`capos_schema`]. Each client cap carries a cookie the
+//! server picked when minting it; the kernel puts it in the [`RecvHeader`] of
+//! every call made through that cap, and the caller can neither read nor
+//! change it.
+//!
+//! A server is a loop: [`recv`] a [`Request`], run it through the generated
+//! `dispatch_*` function of its interface, [`reply`] with the results or an
+//! error status. [`serve`] is that loop:
+//!
+//! ```ignore
+//! use capos_rt::schema::capos_capnp::echo::{echo_params, echo_results};
+//! use capos_rt::schema::{dispatch_echo, EchoServer, ServerError};
+//!
+//! struct Echo;
+//!
+//! impl EchoServer for Echo {
+//!     fn echo(
+//!         &mut self,
+//!         params: echo_params::Reader<'_>,
+//!         mut results: echo_results::Builder<'_>,
+//!     ) -> Result<(), ServerError> {
+//!         results.set_data(params.get_data()?);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main(rt: &'static capos_rt::Runtime) -> i64 {
+//!     let Some(endpoint) = rt.cap("endpoint") else { return 2 };
+//!     let mut server = Echo;
+//!     let end = capos_rt::ipc::serve(rt, endpoint.cap, |request| {
+//!         dispatch_echo(&mut server, request.header.method, &request.params)
+//!     });
+//!     capos_rt::println!(rt, "echo: endpoint closed: {end}");
+//!     1
+//! }
+//! ```
+//!
+//! The runtime is single-threaded and these calls block: a server answers
+//! one call at a time, in the order it receives them, unless its handler
+//! defers calls with [`serve_with`] and answers them later with [`reply`].
+//!
+//! Memory: a receive buffer starts at [`MIN_RECV_LEN`] bytes and grows to
+//! [`RECV_BUFFER_LEN`] the first time a call does not fit (the kernel leaves
+//! such a call queued, so it is received again into the larger buffer).
+//! [`serve`] reuses one buffer for every call.
+
+use alloc::vec::Vec;
+
+use capos_abi::{
+    Sqe, TransportError, MAX_PARAMS_LEN, OP_RECV, OP_RETURN, RECV_HEADER_SIZE, STATUS_OK,
+};
+use capos_schema::{endpoint, CallError, CapException, DispatchError, EndpointClient};
+
+use crate::Runtime;
+
+pub use capos_abi::{RecvHeader, RETURN_STATUSES};
+
+/// The largest receive buffer: a [`RecvHeader`] and the largest params
+/// message a CALL may carry.
+pub const RECV_BUFFER_LEN: usize = RECV_HEADER_SIZE + MAX_PARAMS_LEN as usize;
+
+/// The size a receive buffer starts at.
+pub const MIN_RECV_LEN: usize = 4096;
+
+/// The code of the application error [`serve`] answers with when a handler
+/// produced results larger than a message may be (`EXHAUSTED`, as the
+/// kernel's own objects number it).
+pub const RESULTS_TOO_LARGE: u32 = 4;
+
+/// One call taken from an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// What the kernel says about the call: its id (for [`reply`]), the
+    /// interface and cookie of the client cap it came through, an opaque
+    /// reference to the calling process, and the method ordinal.
+    pub header: RecvHeader,
+    /// The params message, as the caller encoded it: untrusted bytes.
+    pub params: Vec<u8>,
+}
+
+impl Request {
+    /// The call id [`reply`] needs.
+    pub fn call_id(&self) -> u64 {
+        self.header.call_id
+    }
+}
+
+/// Creates an endpoint through the `IpcManager` cap `ipc`; returns its
+/// serving cap.
+pub fn create_endpoint(rt: &Runtime, ipc: u64) -> Result<u64, CallError> {
+    capos_schema::IpcManagerClient::new(rt, ipc).create_endpoint()
+}
+
+/// Mints a client cap of `endpoint` speaking `interface_id`, whose calls
+/// reach the endpoint with `cookie`.
+pub fn mint(rt: &Runtime, endpoint: u64, interface_id: u64, cookie: u64) -> Result<u64, CallError> {
+    let reply = EndpointClient::new(rt, endpoint).mint(interface_id, cookie)?;
+    let caps = reply.caps();
+    caps.first().copied().ok_or(CallError::MissingResultCap { index: 0, received: caps.len() })
+}
+
+/// A RECV of one call on the serving cap `endpoint` into `buf`.
+///
+/// The SQE points at `buf`: it must stay in place, untouched, until the
+/// RECV completes.
+pub fn recv_sqe(endpoint: u64, buf: &mut [u8], user_data: u64) -> Sqe {
+    Sqe {
+        opcode: OP_RECV,
+        cap: endpoint,
+        interface_id: endpoint::INTERFACE_ID,
+        results_addr: buf.as_mut_ptr() as u64,
+        results_len: u32::try_from(buf.len()).unwrap_or(u32::MAX),
+        user_data,
+        ..Sqe::default()
+    }
+}
+
+/// A RETURN answering call `call_id` on the serving cap `endpoint` with
+/// `status` (one of [`RETURN_STATUSES`]) and the message `results`.
+///
+/// The SQE points at `results`, which must stay in place until the RETURN
+/// completes. A status that does not fit the SQE's 16-bit field is sent as
+/// `u16::MAX`, which the kernel refuses as `Malformed`.
+pub fn return_sqe(endpoint: u64, call_id: u64, status: u32, results: &[u8], user_data: u64) -> Sqe {
+    Sqe {
+        opcode: OP_RETURN,
+        method: u16::try_from(status).unwrap_or(u16::MAX),
+        cap: endpoint,
+        interface_id: endpoint::INTERFACE_ID,
+        results_addr: call_id,
+        params_addr: results.as_ptr() as u64,
+        params_len: u32::try_from(results.len()).unwrap_or(u32::MAX),
+        user_data,
+        ..Sqe::default()
+    }
+}
+
+/// Waits for the next call on the serving cap `endpoint`.
+pub fn recv(rt: &Runtime, endpoint: u64) -> Result<Request, TransportError> {
+    recv_into(rt, endpoint, Vec::new())
+}
+
+/// [`recv`], reusing `buf`'s allocation: the request's `params` is `buf`,
+/// so a loop can hand the previous request's `params` back in.
+pub fn recv_into(rt: &Runtime, endpoint: u64, mut buf: Vec<u8>) -> Result<Request, TransportError> {
+    let mut want = buf.capacity().clamp(MIN_RECV_LEN, RECV_BUFFER_LEN);
+    let cqe = loop {
+        buf.clear();
+        buf.resize(want, 0);
+        let cqe = rt.call_raw(recv_sqe(endpoint, &mut buf, rt.next_user_data()))?;
+        match TransportError::from_u32(cqe.status) {
+            None if cqe.status == STATUS_OK => break cqe,
+            // Too small for this call, which stays queued: take it again
+            // into the largest buffer.
+            Some(TransportError::Overflow) if want < RECV_BUFFER_LEN => want = RECV_BUFFER_LEN,
+            Some(e) => return Err(e),
+            None => return Err(TransportError::Malformed),
+        }
+    };
+    let len = cqe.result_len as usize;
+    if len < RECV_HEADER_SIZE || len > buf.len() {
+        return Err(TransportError::Malformed);
+    }
+    let header = RecvHeader::from_bytes(&buf).ok_or(TransportError::Malformed)?;
+    if header.call_id != cqe.aux {
+        return Err(TransportError::Malformed);
+    }
+    buf.truncate(len);
+    buf.drain(..RECV_HEADER_SIZE);
+    Ok(Request { header, params: buf })
+}
+
+/// Answers call `call_id` on the serving cap `endpoint`: `status` is what
+/// the caller's completion reports (one of [`RETURN_STATUSES`]) and
+/// `results` the message it receives (for `AppError`, an encoded
+/// [`CapException`]; see [`reply_exception`]).
+///
+/// Fails with `UnknownCall` if the endpoint is not serving `call_id` (never
+/// received, or already answered), `Malformed` for a status a RETURN may not
+/// give, `TooLarge` for results over 64 KiB.
+pub fn reply(
+    rt: &Runtime,
+    endpoint: u64,
+    call_id: u64,
+    status: u32,
+    results: &[u8],
+) -> Result<(), TransportError> {
+    let cqe = rt.call_raw(return_sqe(endpoint, call_id, status, results, rt.next_user_data()))?;
+    match TransportError::from_u32(cqe.status) {
+        None if cqe.status == STATUS_OK => Ok(()),
+        Some(e) => Err(e),
+        None => Err(TransportError::Malformed),
+    }
+}
+
+/// Answers call `call_id` with an application error.
+pub fn reply_exception(
+    rt: &Runtime,
+    endpoint: u64,
+    call_id: u64,
+    exception: &CapException,
+) -> Result<(), TransportError> {
+    let bytes = capos_schema::wire::encode_exception(exception);
+    reply(rt, endpoint, call_id, TransportError::AppError.code(), &bytes)
+}
+
+/// Answers call `call_id` with what a generated `dispatch_*` function
+/// returned: the results, or `BadMethod`, `Malformed` or the application
+/// error. Results too large for a message become an application error
+/// ([`RESULTS_TOO_LARGE`]).
+pub fn reply_dispatched(
+    rt: &Runtime,
+    endpoint: u64,
+    call_id: u64,
+    outcome: Result<Vec<u8>, DispatchError>,
+) -> Result<(), TransportError> {
+    match outcome {
+        Ok(results) if results.len() > MAX_PARAMS_LEN as usize => {
+            let exception = CapException {
+                code: RESULTS_TOO_LARGE,
+                message: alloc::format!(
+                    "results of {} bytes are over the {MAX_PARAMS_LEN}-byte message limit",
+                    results.len()
+                ),
+            };
+            drop(results);
+            reply_exception(rt, endpoint, call_id, &exception)
+        }
+        Ok(results) => reply(rt, endpoint, call_id, STATUS_OK, &results),
+        Err(DispatchError::BadMethod(_)) => {
+            reply(rt, endpoint, call_id, TransportError::BadMethod.code(), &[])
+        }
+        Err(DispatchError::Malformed(_)) => {
+            reply(rt, endpoint, call_id, TransportError::Malformed.code(), &[])
+        }
+        Err(DispatchError::Exception(e)) => reply_exception(rt, endpoint, call_id, &e),
+    }
+}
+
+/// Serves the endpoint whose serving cap is `endpoint`: receives each call,
+/// hands it to `handler` (typically a generated `dispatch_*` function) and
+/// answers with its results, or with `BadMethod`, `Malformed` or an
+/// application error. Runs until a RECV fails (the serving cap was released
+/// or is not one) and returns that error.
+///
+/// A RETURN that fails (the caller went away, say) does not stop the loop.
+pub fn serve(
+    rt: &Runtime,
+    endpoint: u64,
+    mut handler: impl FnMut(&Request) -> Result<Vec<u8>, DispatchError>,
+) -> TransportError {
+    serve_with(rt, endpoint, |request| Some(handler(request)))
+}
+
+/// [`serve`] for handlers that may leave a call unanswered for now: `None`
+/// answers nothing, and the handler (having kept [`Request::call_id`])
+/// answers later with [`reply`] or never (the caller then waits until the
+/// endpoint closes, or gives up).
+pub fn serve_with(
+    rt: &Runtime,
+    endpoint: u64,
+    mut handler: impl FnMut(&Request) -> Option<Result<Vec<u8>, DispatchError>>,
+) -> TransportError {
+    let mut buf = Vec::new();
+    loop {
+        let request = match recv_into(rt, endpoint, buf) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        if let Some(outcome) = handler(&request) {
+            let _ = reply_dispatched(rt, endpoint, request.call_id(), outcome);
+        }
+        buf = request.params;
+    }
+}
