@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -26,14 +26,14 @@ RUN_MEM      ?= 512M
 # tools). init is embedded in the kernel: build.rs reads CAPOS_INIT_ELF.
 USER_CARGO   := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(USER_FLAGS)" \
 	$(CARGO)
-USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile
+USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs
 KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 	CAPOS_INIT_ELF=$(CURDIR)/$(USER_BIN)/init $(CARGO)
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \
 	--target-dir $(KERNEL_DIR)
 MODULES      := $(addprefix $(USER_BIN)/,$(USER_PROGRAMS))
 
-.PHONY: run-preempt run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -259,6 +259,135 @@ run-preempt: kernel harness
 		--expect-log 're:.* info log: #[0-9]+ Error preempt: panic: deliberate panic in a child at demos/proofs/src/bin/preempt.rs:[0-9]+' \
 		--exit success
 
+# Cap transfer between processes (copy, move, result caps), refused
+# descriptors, revocation, and the status of a crashed child
+# (demos/caps/src/bin/transfer.rs).
+run-transfer: kernel harness
+	@$(call proof-iso,transfer,harness init=transfer:console$(comma)spawner$(comma)ipc)
+	@$(HARNESS) --name transfer --image $(PROOF_ISOS)/transfer.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 'transfer: FAILED' --fail-on 'must never appear' \
+		--expect 'init: starting transfer with 3 cap(s)' \
+		--expect 'server: hello through a transferred console' \
+		--expect "transfer: copy of console: server granted only endpoint, got 1 cap(s), writeLine ok; the driver's console then ok" \
+		--expect "transfer: move of a notification: server got 1 cap(s), signal then wait gave 0b1; the driver's CapId then gives StaleCap" \
+		--expect "transfer: result cap from the server: minted an Echo cap with cookie 8, 1 cap(s) arrived; calling it reaches the server with cookie 8 (the driver's own cap: cookie 7)" \
+		--expect 'transfer: one cap moved by two CALLs in one batch: first got 1 cap(s), second StaleCap' \
+		--expect 'transfer: a CapId the driver does not hold (slot 40): InvalidCap' \
+		--expect 'transfer: descriptor mode 9 after a move of console: Malformed; console then ok' \
+		--expect 'transfer: console twice in one CALL: Malformed; console then ok' \
+		--expect 'transfer: descriptor with reserved 1 after a move of console: Malformed; console then ok' \
+		--expect 'transfer: refused CALLs that reached the server: 0' \
+		--expect 'transfer: written through the revocable console' \
+		--expect 'server: hello through the revocable console' \
+		--expect "transfer: revocable copy of console: 2 result caps; the driver's writeLine ok; passed on, server got 1 cap(s), writeLine ok" \
+		--expect "transfer: revoke ok: the driver's wrapped cap gives Revoked; server: its copy gives Revoked; the original console ok" \
+		--expect 're:proc: transfer \(pid [0-9]+\) killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x8' \
+		--expect 'transfer: crashed child: wait gave -270; status: exited true, exit code -270, cause page fault, fault rip in the program, fault address 0x8' \
+		--expect 'transfer: server answered bye and exited with code 0' \
+		--expect 'transfer: all 13 checks passed' \
+		--expect 'init: transfer exited with code 0' \
+		--expect 'init: exited with code 0' \
+		--exit success
+
+# Notification wait, timeout and cross-process signal (demos/caps/src/bin/notify.rs).
+run-notify: kernel harness
+	@$(call proof-iso,notify,harness init=notify:console$(comma)ipc$(comma)timer$(comma)spawner)
+	@$(HARNESS) --name notify --image $(PROOF_ISOS)/notify.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 'notify: FAILED' \
+		--expect 'init: starting notify with 4 cap(s)' \
+		--expect 'notify: wait for 0b1 with a 50 ms timeout, nothing signalled: Timeout after at least 50 ms' \
+		--expect 'notify: signal 0b100, then wait for 0b100 without a deadline: 0b100, within the submitting cap_enter' \
+		--expect 'notify: signal 0b1010, wait for 0b10 gives 0b10, then wait for 0b1000 gives 0b1000' \
+		--expect 'notify: wait for 0b1 while a child sleeps 30 ms and signals it: 0b1 after at least 30 ms; child exited with code 0' \
+		--expect 'notify: wait for 0b1 again with a 10 ms timeout: Timeout' \
+		--expect 'notify: wait with mask 0: AppError (code 2)' \
+		--expect 'notify: all 6 checks passed' \
+		--expect 'init: notify exited with code 0' \
+		--expect 'init: exited with code 0' \
+		--exit success
+
+# Every line of the IPC proof, in order (demos/ipc/src/bin/ipc.rs explains
+# the format); a `mismatch` line names a case that gave the wrong result.
+run-ipc: kernel harness
+	@$(call proof-iso,ipc,harness init=ipc:console$(comma)spawner$(comma)ipc$(comma)timer)
+	@$(HARNESS) --name ipc --image $(PROOF_ISOS)/ipc.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 'mismatch' --fail-on 'panic:' \
+		--expect 'init: starting ipc with 4 cap(s)' \
+		--expect 'ipc: RECV on a minted Echo cap: WrongInterface' \
+		--expect 'ipc: RECV on a minted Echo cap, naming Echo: WrongInterface' \
+		--expect 'ipc: RETURN on a minted Echo cap: WrongInterface' \
+		--expect "ipc: RECV on a cap minted to claim Endpoint's interface: WrongInterface" \
+		--expect 'ipc: RECV on the console: WrongInterface' \
+		--expect 'ipc: RETURN on the console: WrongInterface' \
+		--expect 'ipc: RETURN of call id 999999: UnknownCall' \
+		--expect 'ipc: RECV of a queued call: ok' \
+		--expect 'ipc: cookie of a call whose params carry cookie 0xdead: 0x5678' \
+		--expect 'ipc: its interface and method: Echo.0' \
+		--expect 'ipc: its params arrive byte for byte: ok' \
+		--expect 'ipc: RETURN with status WrongInterface: Malformed' \
+		--expect 'ipc: RETURN of 65537 bytes: TooLarge' \
+		--expect 'ipc: RETURN of results at an unmapped address: BadPointer' \
+		--expect 'ipc: RETURN of the call on another endpoint: UnknownCall' \
+		--expect 'ipc: RETURN of the echo: ok' \
+		--expect 'ipc: second RETURN of the same call: UnknownCall' \
+		--expect "ipc: the caller's completion: ok" \
+		--expect 'ipc: cookies of calls through two minted caps, in order: 0x5678 then 0x9abc' \
+		--expect 'ipc: caller references of two calls from one process: equal' \
+		--expect 'ipc: RETURN with AppError: ok' \
+		--expect 'ipc: RETURN with BadMethod: ok' \
+		--expect 'ipc: the AppError seen by the caller: AppError 7 (refused by the driver)' \
+		--expect 'ipc: the BadMethod seen by the caller: BadMethod' \
+		--expect 'ipc: RECV of a 128-byte call into 16 bytes: Overflow' \
+		--expect "ipc: RECV of it into a header's 40 bytes: Overflow" \
+		--expect 'ipc: RECV of it into 4096 bytes: ok' \
+		--expect 'ipc: RETURN of 128 bytes to a caller with a 16-byte buffer: ok' \
+		--expect "ipc: the caller's completion: Overflow" \
+		--expect 'ipc: RECV of a call with a cap, no room for its CapId: Overflow' \
+		--expect 'ipc: RECV of it with room for the CapId: ok with 1 cap(s)' \
+		--expect 'ipc: this line went through a console cap sent with a call' \
+		--expect 'ipc: writeLine through the console cap received: ok' \
+		--expect 'ipc: RETURN of the call with a cap: ok' \
+		--expect "ipc: the caller's completion: ok" \
+		--expect 're:ipc: a call with 65536 bytes of params: (received|CALL refused with TooLarge)' \
+		--expect 'ipc: RECV of a small call queued after it: ok' \
+		--expect 'ipc: 70 calls on an endpoint nobody serves: 6 Overflow' \
+		--expect 'ipc: releasing the serving cap with 64 calls queued: 64 Disconnected' \
+		--expect 'ipc: the RELEASE: 1 ok' \
+		--expect 'ipc: a call through a cap of the closed endpoint: Disconnected' \
+		--expect 'ipc: 17 RECVs on an endpoint nobody calls: 1 Overflow' \
+		--expect 'ipc: releasing the serving cap with 16 RECVs waiting: 16 Disconnected' \
+		--expect 'ipc: the RELEASE: 1 ok' \
+		--expect 'ipc: RECVs of 64 queued calls: 64 received' \
+		--expect 'ipc: RECV with 64 calls unanswered: Overflow' \
+		--expect 'ipc: releasing the serving cap with them: 65 Disconnected' \
+		--expect 'ipc: the RELEASE: 1 ok' \
+		--expect 'ipc: starting echo-server and echo-client' \
+		--expect 'echo-server: serving Echo' \
+		--expect 'echo-server: calls arrive for Echo with cookie 0x1234' \
+		--expect 'echo-client: round trip of 0 bytes intact' \
+		--expect 'echo-client: round trip of 1 bytes intact' \
+		--expect 'echo-client: round trip of 100 bytes intact' \
+		--expect 'echo-client: round trip of 4096 bytes intact' \
+		--expect 'echo-client: round trip of 24576 bytes intact' \
+		--expect 'echo-client: method 7: BadMethod' \
+		--expect 'echo-client: params of 8 bytes 0xff: Malformed' \
+		--expect 'echo-client: data `raise`: AppError 2 (echo-server refuses to echo `raise`)' \
+		--expect 'echo-client: params of 65537 bytes: TooLarge' \
+		--expect 'echo-client: echo of 1000 bytes into a 64-byte results buffer: Overflow' \
+		--expect 'echo-client: echo after the refusals: ok' \
+		--expect 'echo-client: unanswered call timed out after 100 ms' \
+		--expect 'ipc: echo-client is blocked on an unanswered call; killing echo-server' \
+		--expect 'echo-client: call to a killed server completed with Disconnected' \
+		--expect 'echo-client: new call to a killed server failed with Disconnected' \
+		--expect-log 're:.* info proc: echo-server \(pid [0-9]+\) killed' \
+		--expect-log 're:.* info proc: echo-client \(pid [0-9]+\) exited with code 0' \
+		--expect 'ipc: exit of echo-server: code -9' \
+		--expect 'ipc: exit of echo-client: code 0' \
+		--expect 'ipc: all 49 cases gave their named result' \
+		--expect 'init: ipc exited with code 0' \
+		--expect 'init: exited with code 0' \
+		--exit success
+
 run-leak: kernel harness
 	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer)
 	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
@@ -272,7 +401,7 @@ run-leak: kernel harness
 # tests. -icount makes the TSC count guest instructions, so runs repeat.
 BENCH_QEMU := -icount shift=0,sleep=off
 bench: kernel harness
-	@$(call proof-iso,bench,harness init=bench:console$(comma)spawner$(comma)timer)
+	@$(call proof-iso,bench,harness init=bench:console$(comma)spawner$(comma)timer$(comma)ipc)
 	@echo "==> bench: QEMU TCG $(BENCH_QEMU), 1 CPU; figures are guest TSC ticks"
 	@$(HARNESS) --name bench --image $(PROOF_ISOS)/bench.iso --smp 1 --mem 256M --timeout 300 \
 		--qemu-arg -icount --qemu-arg shift=0,sleep=off \
@@ -281,6 +410,7 @@ bench: kernel harness
 		--expect 're:bench: null CALL \(Timer.now\), 1 per cap_enter: [0-9]+ cycles/call' \
 		--expect 're:bench: null CALL \(Timer.now\), 64 per cap_enter: .*' \
 		--expect 're:bench: where a batched CALL goes: .*' \
+		--expect 're:bench: IPC round trip \(CALL, peer RECV\+RETURN, completion\), 1 CPU: [0-9]+ cycles' \
 		--expect 're:bench: spawn\+wait of nop: [0-9]+ cycles' \
 		--exit success
 	@grep -h '^bench:' target/proofs/bench/com1.log
@@ -291,7 +421,7 @@ run-faults: kernel harness
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify
 
 # --- checks -----------------------------------------------------------------
 

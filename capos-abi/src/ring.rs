@@ -468,6 +468,11 @@ impl XferDesc {
 /// Bytes of [`RecvHeader`] at the start of a RECV buffer.
 pub const RECV_HEADER_SIZE: usize = 40;
 
+/// Largest RECV buffer: room for the header, the largest params message and
+/// the CapIds of the most caps a call may transfer. (RECV's `results_len`
+/// is checked against this, not [`MAX_RESULTS_LEN`].)
+pub const MAX_RECV_LEN: u32 = RECV_HEADER_SIZE as u32 + MAX_PARAMS_LEN + 8 * MAX_XFER as u32;
+
 /// What a server learns about a call it receives: written by the kernel at
 /// the start of the RECV buffer, followed by the call's params message (and
 /// then, 8-aligned, the CapIds of caps transferred with it). The cookie and

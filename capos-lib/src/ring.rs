@@ -20,8 +20,8 @@
 use core::fmt;
 
 use capos_abi::{
-    valid_ring_entries, Opcode, Sqe, TransportError, MAX_PARAMS_LEN, MAX_RESULTS_LEN, MAX_XFER,
-    SQE_FLAGS_DEFINED,
+    valid_ring_entries, Opcode, Sqe, TransportError, MAX_PARAMS_LEN, MAX_RECV_LEN, MAX_RESULTS_LEN,
+    MAX_XFER, SQE_FLAGS_DEFINED,
 };
 
 /// Entries between `head` and `tail`: `tail - head`, wrapping.
@@ -263,7 +263,8 @@ pub fn check_sqe_header(sqe: &Sqe) -> Result<Opcode, TransportError> {
 }
 
 /// The limit check of the ring protocol: the lengths and counts opcode `op`
-/// uses are within [`MAX_PARAMS_LEN`], [`MAX_RESULTS_LEN`] and [`MAX_XFER`],
+/// uses are within [`MAX_PARAMS_LEN`], [`MAX_RESULTS_LEN`] ([`MAX_RECV_LEN`]
+/// for a RECV buffer) and [`MAX_XFER`],
 /// else `TooLarge`. Fields `op` does not use are not looked at.
 pub fn check_sqe_limits(op: Opcode, sqe: &Sqe) -> Result<(), TransportError> {
     let (params, results, xfer) = match op {
@@ -272,8 +273,9 @@ pub fn check_sqe_limits(op: Opcode, sqe: &Sqe) -> Result<(), TransportError> {
         Opcode::Return => (true, false, true),
         Opcode::Nop | Opcode::Release | Opcode::Pipeline => (false, false, false),
     };
+    let max_results = if op == Opcode::Recv { MAX_RECV_LEN } else { MAX_RESULTS_LEN };
     if (params && sqe.params_len > MAX_PARAMS_LEN)
-        || (results && sqe.results_len > MAX_RESULTS_LEN)
+        || (results && sqe.results_len > max_results)
         || (xfer && sqe.xfer_count > MAX_XFER)
     {
         return Err(TransportError::TooLarge);

@@ -41,19 +41,23 @@
 //! }
 //! ```
 //!
-//! The runtime is single-threaded and these calls block: a server answers
-//! one call at a time, in the order it receives them, unless its handler
-//! defers calls with [`serve_with`] and answers them later with [`reply`].
+//! The runtime is single-threaded and these calls block (through
+//! [`Runtime::call_raw`], which keeps completions of other SQEs that arrive
+//! meanwhile for [`Runtime::wait_for`]): a server answers one call at a
+//! time, in the order it receives them, unless its handler defers calls
+//! with [`serve_with`] and answers them later with [`reply`]. [`recv_sqe`]
+//! and [`return_sqe`] build the raw entries for servers that batch them.
 //!
-//! Memory: a receive buffer starts at [`MIN_RECV_LEN`] bytes and grows to
-//! [`RECV_BUFFER_LEN`] the first time a call does not fit (the kernel leaves
-//! such a call queued, so it is received again into the larger buffer).
-//! [`serve`] reuses one buffer for every call.
+//! Memory: a [`Receiver`] holds one buffer of [`RECV_BUFFER_LEN`] bytes
+//! (64 KiB), and each [`Request`] a copy of its params. [`serve`] keeps one
+//! `Receiver` for all its calls.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use capos_abi::{
-    Sqe, TransportError, MAX_PARAMS_LEN, OP_RECV, OP_RETURN, RECV_HEADER_SIZE, STATUS_OK,
+    Sqe, TransportError, MAX_PARAMS_LEN, MAX_RECV_LEN, OP_RECV, OP_RETURN, RECV_HEADER_SIZE,
+    STATUS_OK,
 };
 use capos_schema::{endpoint, CallError, CapException, DispatchError, EndpointClient};
 
@@ -61,12 +65,10 @@ use crate::Runtime;
 
 pub use capos_abi::{RecvHeader, RETURN_STATUSES};
 
-/// The largest receive buffer: a [`RecvHeader`] and the largest params
-/// message a CALL may carry.
-pub const RECV_BUFFER_LEN: usize = RECV_HEADER_SIZE + MAX_PARAMS_LEN as usize;
-
-/// The size a receive buffer starts at.
-pub const MIN_RECV_LEN: usize = 4096;
+/// The receive buffer: the largest a RECV may name (`MAX_RECV_LEN`). A
+/// call whose header, params and transferred CapIds need more cannot be
+/// received: the kernel completes the RECV with `Overflow`.
+pub const RECV_BUFFER_LEN: usize = MAX_RECV_LEN as usize;
 
 /// The code of the application error [`serve`] answers with when a handler
 /// produced results larger than a message may be (`EXHAUSTED`, as the
@@ -82,6 +84,9 @@ pub struct Request {
     pub header: RecvHeader,
     /// The params message, as the caller encoded it: untrusted bytes.
     pub params: Vec<u8>,
+    /// CapIds of the caps the caller sent with the call, already in this
+    /// process's cap table, in the order the caller listed them.
+    pub caps: Vec<u64>,
 }
 
 impl Request {
@@ -141,39 +146,56 @@ pub fn return_sqe(endpoint: u64, call_id: u64, status: u32, results: &[u8], user
     }
 }
 
-/// Waits for the next call on the serving cap `endpoint`.
+/// Waits for the next call on the serving cap `endpoint` (into a fresh
+/// buffer; a loop should keep a [`Receiver`]).
 pub fn recv(rt: &Runtime, endpoint: u64) -> Result<Request, TransportError> {
-    recv_into(rt, endpoint, Vec::new())
+    Receiver::new().recv(rt, endpoint)
 }
 
-/// [`recv`], reusing `buf`'s allocation: the request's `params` is `buf`,
-/// so a loop can hand the previous request's `params` back in.
-pub fn recv_into(rt: &Runtime, endpoint: u64, mut buf: Vec<u8>) -> Result<Request, TransportError> {
-    let mut want = buf.capacity().clamp(MIN_RECV_LEN, RECV_BUFFER_LEN);
-    let cqe = loop {
-        buf.clear();
-        buf.resize(want, 0);
-        let cqe = rt.call_raw(recv_sqe(endpoint, &mut buf, rt.next_user_data()))?;
-        match TransportError::from_u32(cqe.status) {
-            None if cqe.status == STATUS_OK => break cqe,
-            // Too small for this call, which stays queued: take it again
-            // into the largest buffer.
-            Some(TransportError::Overflow) if want < RECV_BUFFER_LEN => want = RECV_BUFFER_LEN,
-            Some(e) => return Err(e),
-            None => return Err(TransportError::Malformed),
+/// A receive buffer of [`RECV_BUFFER_LEN`] bytes, reused for every call.
+#[derive(Debug)]
+pub struct Receiver {
+    buf: Vec<u8>,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Receiver {
+    /// Allocates the buffer.
+    pub fn new() -> Receiver {
+        Receiver { buf: vec![0; RECV_BUFFER_LEN] }
+    }
+
+    /// Waits for the next call on the serving cap `endpoint`.
+    ///
+    /// Caps sent with the call are already in this process's cap table;
+    /// their CapIds are in [`Request::caps`].
+    pub fn recv(&mut self, rt: &Runtime, endpoint: u64) -> Result<Request, TransportError> {
+        let cqe = rt.call_raw(recv_sqe(endpoint, &mut self.buf, rt.next_user_data()))?;
+        if cqe.status != STATUS_OK {
+            return Err(TransportError::from_u32(cqe.status).unwrap_or(TransportError::Malformed));
         }
-    };
-    let len = cqe.result_len as usize;
-    if len < RECV_HEADER_SIZE || len > buf.len() {
-        return Err(TransportError::Malformed);
+        let len = cqe.result_len as usize;
+        let caps_at = len.div_ceil(8) * 8;
+        let caps_end = caps_at + cqe.cap_count as usize * 8;
+        let (Some(message), Some(caps)) = (self.buf.get(..len), self.buf.get(caps_at..caps_end))
+        else {
+            return Err(TransportError::Malformed);
+        };
+        let caps = caps
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
+            .collect();
+        let header = RecvHeader::from_bytes(message).ok_or(TransportError::Malformed)?;
+        if header.call_id != cqe.aux {
+            return Err(TransportError::Malformed);
+        }
+        Ok(Request { header, params: message[RECV_HEADER_SIZE..].to_vec(), caps })
     }
-    let header = RecvHeader::from_bytes(&buf).ok_or(TransportError::Malformed)?;
-    if header.call_id != cqe.aux {
-        return Err(TransportError::Malformed);
-    }
-    buf.truncate(len);
-    buf.drain(..RECV_HEADER_SIZE);
-    Ok(Request { header, params: buf })
 }
 
 /// Answers call `call_id` on the serving cap `endpoint`: `status` is what
@@ -246,10 +268,15 @@ pub fn reply_dispatched(
 /// Serves the endpoint whose serving cap is `endpoint`: receives each call,
 /// hands it to `handler` (typically a generated `dispatch_*` function) and
 /// answers with its results, or with `BadMethod`, `Malformed` or an
-/// application error. Runs until a RECV fails (the serving cap was released
-/// or is not one) and returns that error.
+/// application error. Runs until a RECV fails and returns that error: the
+/// serving cap was released or is not one (`StaleCap`, `WrongInterface`),
+/// or a call too large for [`RECV_BUFFER_LEN`] is first in the queue
+/// (`Overflow`).
 ///
-/// A RETURN that fails (the caller went away, say) does not stop the loop.
+/// Caps a caller sends with a call are released once the handler returns;
+/// a server that keeps caps uses [`serve_with`]. A RETURN that fails does
+/// not stop the loop (results too large for the caller's buffer do not fail
+/// it: the caller's CALL completes with `Overflow`).
 pub fn serve(
     rt: &Runtime,
     endpoint: u64,
@@ -258,24 +285,30 @@ pub fn serve(
     serve_with(rt, endpoint, |request| Some(handler(request)))
 }
 
-/// [`serve`] for handlers that may leave a call unanswered for now: `None`
-/// answers nothing, and the handler (having kept [`Request::call_id`])
-/// answers later with [`reply`] or never (the caller then waits until the
-/// endpoint closes, or gives up).
+/// [`serve`] for handlers that keep caps or leave calls unanswered for now.
+///
+/// The handler may take caps out of [`Request::caps`]; those left there are
+/// released after it returns. `None` answers nothing: the handler (having
+/// kept [`Request::call_id`]) answers later with [`reply`], or never, and
+/// the caller then waits until the endpoint closes or it gives up. An
+/// endpoint holds at most 64 received, unanswered calls; beyond that a RECV
+/// completes with `Overflow` and the loop ends.
 pub fn serve_with(
     rt: &Runtime,
     endpoint: u64,
-    mut handler: impl FnMut(&Request) -> Option<Result<Vec<u8>, DispatchError>>,
+    mut handler: impl FnMut(&mut Request) -> Option<Result<Vec<u8>, DispatchError>>,
 ) -> TransportError {
-    let mut buf = Vec::new();
+    let mut receiver = Receiver::new();
     loop {
-        let request = match recv_into(rt, endpoint, buf) {
+        let mut request = match receiver.recv(rt, endpoint) {
             Ok(r) => r,
             Err(e) => return e,
         };
-        if let Some(outcome) = handler(&request) {
+        if let Some(outcome) = handler(&mut request) {
             let _ = reply_dispatched(rt, endpoint, request.call_id(), outcome);
         }
-        buf = request.params;
+        for cap in request.caps {
+            let _ = rt.release(cap);
+        }
     }
 }

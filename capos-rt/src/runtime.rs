@@ -107,7 +107,8 @@ impl Runtime {
 
     /// Waits for the completion with `user_data`, keeping others for later.
     pub fn wait_for(&self, user_data: u64) -> Result<Cqe, TransportError> {
-        if let Some(pos) = self.stash.borrow().iter().position(|c| c.user_data == user_data) {
+        let stashed = self.stash.borrow().iter().position(|c| c.user_data == user_data);
+        if let Some(pos) = stashed {
             return Ok(self.stash.borrow_mut().remove(pos).expect("position is in range"));
         }
         loop {

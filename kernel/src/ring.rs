@@ -96,6 +96,11 @@ impl RingState {
         self.open = false;
     }
 
+    /// Whether the ring still takes completions.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     fn ptr(&self, offset: u32) -> *mut u8 {
         let page = (offset as u64 / PAGE_SIZE) as usize;
         assert!(page < self.npages, "ring offset {offset} inside the ring");

@@ -86,6 +86,12 @@ impl Endpoint {
         })
     }
 
+    /// Bytes a RECV buffer needs for `call`: header, params, then (8-aligned)
+    /// one CapId per transferred cap.
+    fn needed(call: &IpcCall) -> usize {
+        (RECV_HEADER_SIZE + call.params.len()).div_ceil(8) * 8 + 8 * call.caps.len()
+    }
+
     fn message(call: &IpcCall, call_id: u64, caller: u64) -> Vec<u8> {
         let header = RecvHeader {
             call_id,
@@ -109,7 +115,7 @@ impl Endpoint {
             return Err(TransportError::Disconnected);
         }
         if let Some(call) = s.queued.front() {
-            if RECV_HEADER_SIZE + call.params.len() > receiver.results_len as usize {
+            if Self::needed(call) > receiver.results_len as usize {
                 // The call stays queued for a RECV with room for it.
                 return Err(TransportError::Overflow);
             }
@@ -122,6 +128,8 @@ impl Endpoint {
             let caps = core::mem::take(&mut call.caps);
             return Ok(Received::Now(Self::message(&call, call_id, caller), call_id, caps));
         }
+        // Receivers whose process ended no longer count.
+        s.receivers.retain(|r| r.process.upgrade().is_some_and(|p| !p.exit_started()));
         if s.receivers.len() >= MAX_RECEIVERS {
             return Err(TransportError::Overflow);
         }
@@ -164,7 +172,11 @@ impl Endpoint {
         // Hand it to a waiting RECV that has room for it.
         while s.in_flight.len() < MAX_IN_FLIGHT {
             let Some(receiver) = s.receivers.pop_front() else { break };
-            if RECV_HEADER_SIZE + call.params.len() > receiver.results_len as usize {
+            if !receiver.process.upgrade().is_some_and(|p| !p.exit_started()) {
+                // Its process ended: skip it.
+                continue;
+            }
+            if Self::needed(&call) > receiver.results_len as usize {
                 drop(s);
                 crate::ring::complete_error(receiver, TransportError::Overflow);
                 s = self.state.lock();

@@ -50,6 +50,8 @@ impl KernelNotification {
         let woken: Vec<(Waiter, u64)> = {
             let mut s = self.state.lock();
             s.bits |= bits;
+            // Waiters whose process ended take nothing.
+            s.waiters.retain(|w| w.call.process.upgrade().is_some_and(|p| !p.exit_started()));
             let mut woken = Vec::new();
             let mut i = 0;
             while i < s.waiters.len() {
@@ -160,6 +162,7 @@ impl CapObject for KernelNotification {
             s.bits &= !got;
             return CallOutcome::done(encode_bits(got));
         }
+        s.waiters.retain(|w| w.call.process.upgrade().is_some_and(|p| !p.exit_started()));
         if s.waiters.len() >= MAX_WAITERS {
             return CallOutcome::Failed(TransportError::Overflow);
         }

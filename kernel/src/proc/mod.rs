@@ -118,6 +118,12 @@ impl Process {
         }
     }
 
+    /// Whether the process has begun to end (its ring is closed): it can take
+    /// no more completions.
+    pub fn exit_started(&self) -> bool {
+        !self.ring.lock().is_open()
+    }
+
     /// Asks the process to end; it does so on its next return to user mode.
     pub fn request_kill(&self) {
         self.kill_requested.store(true, Ordering::Release);
