@@ -172,7 +172,7 @@ impl Endpoint {
         // Hand it to a waiting RECV that has room for it.
         while s.in_flight.len() < MAX_IN_FLIGHT {
             let Some(receiver) = s.receivers.pop_front() else { break };
-            if !receiver.process.upgrade().is_some_and(|p| !p.exit_started()) {
+            if receiver.process.upgrade().is_none_or(|p| p.exit_started()) {
                 // Its process ended: skip it.
                 continue;
             }
