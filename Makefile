@@ -368,7 +368,7 @@ run-ipc: kernel harness
 		--expect 'echo-client: round trip of 1 bytes intact' \
 		--expect 'echo-client: round trip of 100 bytes intact' \
 		--expect 'echo-client: round trip of 4096 bytes intact' \
-		--expect 'echo-client: round trip of 24576 bytes intact' \
+		--expect 'echo-client: round trip of 65000 bytes intact' \
 		--expect 'echo-client: method 7: BadMethod' \
 		--expect 'echo-client: params of 8 bytes 0xff: Malformed' \
 		--expect 'echo-client: data `raise`: AppError 2 (echo-server refuses to echo `raise`)' \

@@ -25,7 +25,10 @@ pub fn describe() -> SystemDescription {
         hostname: "capos".into(),
         cpu_count: cpus as u32,
         total_memory_bytes: total,
-        free_memory_bytes: crate::mem::frames::free_count() as u64 * 4096,
+        // Pages cached for reuse (freed kernel stacks) count as free.
+        free_memory_bytes: (crate::mem::frames::free_count() as u64
+            + crate::mem::stacks::pooled_pages())
+            * 4096,
         uptime_ns: crate::time::monotonic_ns(),
         kernel_heap_used_bytes: crate::mem::heap::usage().0 as u64,
     }

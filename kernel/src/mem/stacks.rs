@@ -62,6 +62,12 @@ pub fn alloc(pages: u64) -> Option<KernelStack> {
     Some(KernelStack { bottom, pages })
 }
 
+/// Pages held by freed stacks kept for reuse (reported as free memory: they
+/// are a cache, not in use).
+pub fn pooled_pages() -> u64 {
+    FREE.lock().iter().map(|s| s.pages).sum()
+}
+
 /// Returns a stack for reuse (it stays mapped).
 ///
 /// # Safety
