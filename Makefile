@@ -379,6 +379,7 @@ run-ipc: kernel harness
 		--expect 'ipc: echo-client is blocked on an unanswered call; killing echo-server' \
 		--expect 'echo-client: call to a killed server completed with Disconnected' \
 		--expect 'echo-client: new call to a killed server failed with Disconnected' \
+		--expect-log 're:.* info mem: heap grew to [0-9]+ KiB' \
 		--expect-log 're:.* info proc: echo-server \(pid [0-9]+\) killed' \
 		--expect-log 're:.* info proc: echo-client \(pid [0-9]+\) exited with code 0' \
 		--expect 'ipc: exit of echo-server: code -9' \

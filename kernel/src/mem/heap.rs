@@ -15,7 +15,7 @@ use super::{paging, HEAP_BASE, HEAP_MAX, PAGE_SIZE};
 use crate::sync::IrqLock;
 
 /// Heap mapped at start-up.
-const INITIAL: u64 = 256 * 1024;
+const INITIAL: u64 = 128 * 1024;
 /// Smallest growth step.
 const GROW_MIN: u64 = 256 * 1024;
 
@@ -93,6 +93,8 @@ impl State {
         // mapped and belong to nobody else.
         unsafe { self.heap.extend(by as usize) };
         self.mapped += by;
+        // Logging takes only the serial lock and never allocates.
+        crate::kinfo!("mem", "heap grew to {} KiB", self.mapped / 1024);
         true
     }
 }
