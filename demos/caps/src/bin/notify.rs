@@ -22,6 +22,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use cap_programs::Checks;
 use capos_rt::abi::{Sqe, TransportError, OP_CALL, STATUS_OK};
 use capos_rt::schema::capos_capnp::notification::{wait_params, wait_results};
 use capos_rt::schema::{
@@ -72,25 +73,6 @@ fn bits_or_error(r: &Result<u64, CallError>) -> String {
     }
 }
 
-struct Checks<'a> {
-    rt: &'a Runtime,
-    passed: u32,
-    failed: u32,
-}
-
-impl Checks<'_> {
-    /// Prints `line` as a passed check when `ok`, else as a failed one.
-    fn check(&mut self, ok: bool, line: String) {
-        if ok {
-            self.passed += 1;
-            println!(self.rt, "notify: {line}");
-        } else {
-            self.failed += 1;
-            println!(self.rt, "notify: FAILED {line}");
-        }
-    }
-}
-
 fn driver(rt: &'static Runtime) -> i64 {
     let (Some(_), Some(ipc), Some(timer), Some(spawner)) =
         (rt.cap("console"), rt.cap("ipc"), rt.cap("timer"), rt.cap("spawner"))
@@ -108,7 +90,7 @@ fn driver(rt: &'static Runtime) -> i64 {
         }
     };
     let notification = NotificationClient::new(rt, n);
-    let mut checks = Checks { rt, passed: 0, failed: 0 };
+    let mut checks = Checks::new(rt, "notify");
 
     // 1. Nothing signalled: Timeout, and not before the deadline.
     let start = now();

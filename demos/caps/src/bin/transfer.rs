@@ -32,6 +32,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
+use cap_programs::Checks;
 use capos_rt::abi::{
     CapId, Cqe, RecvHeader, Sqe, TransportError, XferDesc, OP_CALL, OP_RECV, OP_RETURN,
     RECV_HEADER_SIZE, STATUS_OK, XFER_COPY, XFER_MOVE,
@@ -219,25 +220,6 @@ fn console_state(rt: &Runtime, cap: u64) -> String {
 
 // --- the driver ----------------------------------------------------------------
 
-struct Checks<'a> {
-    rt: &'a Runtime,
-    passed: u32,
-    failed: u32,
-}
-
-impl Checks<'_> {
-    /// Prints `line` as a passed check when `ok`, else as a failed one.
-    fn check(&mut self, ok: bool, line: String) {
-        if ok {
-            self.passed += 1;
-            println!(self.rt, "transfer: {line}");
-        } else {
-            self.failed += 1;
-            println!(self.rt, "transfer: FAILED {line}");
-        }
-    }
-}
-
 fn driver(rt: &'static Runtime) -> i64 {
     let (Some(console), Some(spawner), Some(ipc)) =
         (rt.cap("console"), rt.cap("spawner"), rt.cap("ipc"))
@@ -273,7 +255,7 @@ fn driver(rt: &'static Runtime) -> i64 {
     // Only the server serves the endpoint from now on.
     let _ = rt.release(serving);
 
-    let mut checks = Checks { rt, passed: 0, failed: 0 };
+    let mut checks = Checks::new(rt, "transfer");
 
     // 1. Copy: the server prints through its copy; the driver keeps its own.
     let reply = request(rt, echo_cap, "console", &[desc(console, XFER_COPY)]).outcome();
