@@ -255,3 +255,85 @@ interface Echo {
 
   echo @0 (data :Data) -> (data :Data);
 }
+
+# --- Boot manifest ------------------------------------------------------------
+
+struct SystemManifest {
+  # The system init brings up: written by tools/mkmanifest from system.cue,
+  # loaded by GRUB as the boot module `manifest.bin`.
+
+  version @0 :UInt32;
+  # 1.
+  kernel @1 :KernelParams;
+  services @2 :List(ServiceSpec);
+  # In any order; init starts them in dependency order.
+}
+
+struct KernelParams {
+  hostname @0 :Text;
+  # Served by SystemInfo; RFC 1123 host name.
+  logLevel @1 :Text;
+  # error, warn, info, debug or trace.
+  motd @2 :Text;
+  # Message of the day, printed on the console at boot.
+}
+
+struct ServiceSpec {
+  name @0 :Text;
+  binary @1 :Text;
+  # A binary in the boot package.
+  args @2 :List(Text);
+  grants @3 :List(GrantSpec);
+  exports @4 :List(Text);
+  # Names of the caps the service hands to init (ServiceExporter.export)
+  # for other services' grants.
+  restart @5 :RestartPolicy;
+}
+
+struct GrantSpec {
+  name @0 :Text;
+  # The name in the service's CapSet.
+  source :union {
+    kernel @1 :Text;
+    # A bootstrap cap init holds: console, sysinfo, clock, timer, log,
+    # log_reader, entropy, spawner, vm, ipc, boot.
+    service @2 :ExportRef;
+    # An export of another service.
+  }
+}
+
+struct ExportRef {
+  service @0 :Text;
+  export @1 :Text;
+}
+
+struct RestartPolicy {
+  mode @0 :RestartMode;
+  maxRestarts @1 :UInt32;
+  # With onFailure: restarts before init gives up on the service.
+  backoffMs @2 :UInt32;
+  # With onFailure: delay before the first restart; doubles each time.
+}
+
+enum RestartMode {
+  never @0;
+  onFailure @1;
+}
+
+interface BootPackage {
+  # The files GRUB loaded for init: the manifest and the service binaries.
+
+  manifest @0 () -> (data :Data);
+  # The bytes of `manifest.bin` (empty when none was loaded).
+
+  binaries @1 () -> (names :List(Text));
+  # The names of the binaries ProcessSpawner can start.
+}
+
+interface ServiceExporter {
+  # Held by a service that exports caps: how it hands them to init.
+
+  export @0 (name :Text) -> ();
+  # The CALL transfers exactly one cap, the export called `name`.
+}
+

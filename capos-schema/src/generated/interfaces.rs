@@ -19,6 +19,8 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (notification::INTERFACE_ID, notification::NAME),
     (endpoint::INTERFACE_ID, endpoint::NAME),
     (echo::INTERFACE_ID, echo::NAME),
+    (boot_package::INTERFACE_ID, boot_package::NAME),
+    (service_exporter::INTERFACE_ID, service_exporter::NAME),
 ];
 
 /// The schema name of the interface with id `interface_id`.
@@ -27,6 +29,7 @@ pub fn interface_name(interface_id: u64) -> Option<&'static str> {
 }
 
 pub use crate::capos_capnp::LogLevel;
+pub use crate::capos_capnp::RestartMode;
 
 /// An application error returned by a capability method, as opposed to a
 /// transport error, which the ring reports in the completion status.
@@ -199,6 +202,95 @@ impl crate::rpc::SchemaStruct for ProcessStatus {
         builder.set_cause(&self.cause);
         builder.set_fault_rip(self.fault_rip);
         builder.set_fault_address(self.fault_address);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelParams {
+    /// Served by SystemInfo; RFC 1123 host name.
+    pub hostname: ::alloc::string::String,
+    /// error, warn, info, debug or trace.
+    pub log_level: ::alloc::string::String,
+    /// Message of the day, printed on the console at boot.
+    pub motd: ::alloc::string::String,
+}
+
+impl crate::rpc::SchemaStruct for KernelParams {
+    type Owned = crate::capos_capnp::kernel_params::Owned;
+
+    fn read_from(reader: crate::capos_capnp::kernel_params::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            hostname: reader.get_hostname()?.to_string()?,
+            log_level: reader.get_log_level()?.to_string()?,
+            motd: reader.get_motd()?.to_string()?,
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::kernel_params::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_hostname(&self.hostname);
+        builder.set_log_level(&self.log_level);
+        builder.set_motd(&self.motd);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportRef {
+    pub service: ::alloc::string::String,
+    pub export: ::alloc::string::String,
+}
+
+impl crate::rpc::SchemaStruct for ExportRef {
+    type Owned = crate::capos_capnp::export_ref::Owned;
+
+    fn read_from(reader: crate::capos_capnp::export_ref::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            service: reader.get_service()?.to_string()?,
+            export: reader.get_export()?.to_string()?,
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::export_ref::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_service(&self.service);
+        builder.set_export(&self.export);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartPolicy {
+    pub mode: crate::capos_capnp::RestartMode,
+    /// With onFailure: restarts before init gives up on the service.
+    pub max_restarts: u32,
+    /// With onFailure: delay before the first restart; doubles each time.
+    pub backoff_ms: u32,
+}
+
+impl crate::rpc::SchemaStruct for RestartPolicy {
+    type Owned = crate::capos_capnp::restart_policy::Owned;
+
+    fn read_from(reader: crate::capos_capnp::restart_policy::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            mode: reader.get_mode()?,
+            max_restarts: reader.get_max_restarts(),
+            backoff_ms: reader.get_backoff_ms(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::restart_policy::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_mode(self.mode);
+        builder.set_max_restarts(self.max_restarts);
+        builder.set_backoff_ms(self.backoff_ms);
         Ok(())
     }
 }
@@ -2212,6 +2304,259 @@ pub fn dispatch_echo<S: EchoServer + ?Sized>(
             _,
         >(params, |params, results| server.echo(params, results))
         .map(|(results, ())| results),
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// The files GRUB loaded for init: the manifest and the service binaries.
+pub mod boot_package {
+    /// The interface id of `BootPackage`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x8b0cc8ebf5c1c155;
+    /// The schema name of the interface.
+    pub const NAME: &str = "BootPackage";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `BootPackage.manifest`
+        pub const MANIFEST: u16 = 0;
+        /// `BootPackage.binaries`
+        pub const BINARIES: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                MANIFEST => Some("manifest"),
+                BINARIES => Some("binaries"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::boot_package::{
+        binaries_params, binaries_results, manifest_params, manifest_results,
+    };
+}
+
+/// A typed client for `BootPackage` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct BootPackageClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> BootPackageClient<T> {
+    /// A client calling the `BootPackage` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The bytes of `manifest.bin` (empty when none was loaded).
+    pub fn manifest(&self) -> Result<::alloc::vec::Vec<u8>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::boot_package::manifest_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            boot_package::INTERFACE_ID,
+            boot_package::method::MANIFEST,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::boot_package::manifest_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_data()?.to_vec()),
+        )
+    }
+
+    /// The names of the binaries ProcessSpawner can start.
+    pub fn binaries(
+        &self,
+    ) -> Result<::alloc::vec::Vec<::alloc::string::String>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::boot_package::binaries_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            boot_package::INTERFACE_ID,
+            boot_package::method::BINARIES,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::boot_package::binaries_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok({
+                    let mut items = ::alloc::vec::Vec::new();
+                    for item in results.get_names()?.iter() {
+                        items.push(item?.to_string()?);
+                    }
+                    items
+                })
+            },
+        )
+    }
+}
+
+/// The server side of `BootPackage`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_boot_package`].
+pub trait BootPackageServer {
+    /// The bytes of `manifest.bin` (empty when none was loaded).
+    fn manifest(
+        &mut self,
+        params: crate::capos_capnp::boot_package::manifest_params::Reader<'_>,
+        results: crate::capos_capnp::boot_package::manifest_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// The names of the binaries ProcessSpawner can start.
+    fn binaries(
+        &mut self,
+        params: crate::capos_capnp::boot_package::binaries_params::Reader<'_>,
+        results: crate::capos_capnp::boot_package::binaries_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `BootPackage` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_boot_package<S: BootPackageServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        boot_package::method::MANIFEST => {
+            crate::rpc::serve::<
+                crate::capos_capnp::boot_package::manifest_params::Owned,
+                crate::capos_capnp::boot_package::manifest_results::Owned,
+                _,
+            >(params, |params, results| server.manifest(params, results))
+            .map(|(results, ())| results)
+        }
+        boot_package::method::BINARIES => {
+            crate::rpc::serve::<
+                crate::capos_capnp::boot_package::binaries_params::Owned,
+                crate::capos_capnp::boot_package::binaries_results::Owned,
+                _,
+            >(params, |params, results| server.binaries(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Held by a service that exports caps: how it hands them to init.
+pub mod service_exporter {
+    /// The interface id of `ServiceExporter`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xd82351c75014e932;
+    /// The schema name of the interface.
+    pub const NAME: &str = "ServiceExporter";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `ServiceExporter.export`
+        pub const EXPORT: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                EXPORT => Some("export"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::service_exporter::{export_params, export_results};
+}
+
+/// A typed client for `ServiceExporter` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct ServiceExporterClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> ServiceExporterClient<T> {
+    /// A client calling the `ServiceExporter` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The CALL transfers exactly one cap, the export called `name`.
+    pub fn export(&self, name: &str) -> Result<(), crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::service_exporter::export_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                service_exporter::INTERFACE_ID,
+                service_exporter::method::EXPORT,
+                |mut params| {
+                    params.set_name(name);
+                    Ok(())
+                },
+            )?;
+        crate::rpc::read_results::<crate::capos_capnp::service_exporter::export_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `ServiceExporter`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_service_exporter`].
+pub trait ServiceExporterServer {
+    /// The CALL transfers exactly one cap, the export called `name`.
+    fn export(
+        &mut self,
+        params: crate::capos_capnp::service_exporter::export_params::Reader<'_>,
+        results: crate::capos_capnp::service_exporter::export_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `ServiceExporter` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_service_exporter<S: ServiceExporterServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        service_exporter::method::EXPORT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::service_exporter::export_params::Owned,
+                crate::capos_capnp::service_exporter::export_results::Owned,
+                _,
+            >(params, |params, results| server.export(params, results))
+            .map(|(results, ())| results)
+        }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
     }
 }
