@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -26,7 +26,7 @@ RUN_MEM      ?= 512M
 # tools). init is embedded in the kernel: build.rs reads CAPOS_INIT_ELF.
 USER_CARGO   := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(USER_FLAGS)" \
 	$(CARGO)
-USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs
+USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs
 KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 	CAPOS_INIT_ELF=$(CURDIR)/$(USER_BIN)/init $(CARGO)
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \

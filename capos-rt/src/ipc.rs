@@ -56,8 +56,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use capos_abi::{
-    Sqe, TransportError, MAX_PARAMS_LEN, MAX_RECV_LEN, OP_RECV, OP_RETURN, RECV_HEADER_SIZE,
-    STATUS_OK,
+    Sqe, TransportError, XferDesc, MAX_PARAMS_LEN, MAX_RECV_LEN, OP_RECV, OP_RETURN,
+    RECV_HEADER_SIZE, STATUS_OK, XFER_COPY, XFER_MOVE,
 };
 use capos_schema::{endpoint, CallError, CapException, DispatchError, EndpointClient};
 
@@ -311,4 +311,66 @@ pub fn serve_with(
             let _ = rt.release(cap);
         }
     }
+}
+
+/// A CALL that sends caps: `caps` are (CapId, move?) pairs, sent with the
+/// params message; returns the completion (results land in `results`).
+pub fn call_with_caps(
+    rt: &Runtime,
+    cap: u64,
+    interface_id: u64,
+    method: u16,
+    params: &[u8],
+    caps: &[(u64, bool)],
+    results: &mut [u8],
+) -> Result<capos_abi::Cqe, TransportError> {
+    let descs: Vec<u8> = caps
+        .iter()
+        .flat_map(|&(cap, moved)| {
+            XferDesc { cap, mode: if moved { XFER_MOVE } else { XFER_COPY }, reserved: 0 }
+                .to_bytes()
+        })
+        .collect();
+    let sqe = Sqe {
+        opcode: capos_abi::OP_CALL,
+        cap,
+        interface_id,
+        method,
+        params_addr: params.as_ptr() as u64,
+        params_len: u32::try_from(params.len()).unwrap_or(u32::MAX),
+        results_addr: results.as_mut_ptr() as u64,
+        results_len: u32::try_from(results.len()).unwrap_or(u32::MAX),
+        xfer_addr: descs.as_ptr() as u64,
+        xfer_count: u16::try_from(caps.len()).unwrap_or(u16::MAX),
+        user_data: rt.next_user_data(),
+        ..Sqe::default()
+    };
+    let cqe = rt.call_raw(sqe)?;
+    match TransportError::from_u32(cqe.status) {
+        None => Ok(cqe),
+        Some(e) => Err(e),
+    }
+}
+
+/// Hands the cap `cap` (moved) to init as the export `name`, through the
+/// `exporter` cap init granted (a `ServiceExporter`).
+pub fn export(rt: &Runtime, exporter: u64, name: &str, cap: u64) -> Result<(), TransportError> {
+    let params = capos_schema::wire::encode::<
+        capos_schema::capos_capnp::service_exporter::export_params::Owned,
+    >(|mut p| {
+        p.set_name(name);
+        Ok(())
+    })
+    .map_err(|_| TransportError::Malformed)?;
+    let mut results = [0u8; 256];
+    call_with_caps(
+        rt,
+        exporter,
+        capos_schema::service_exporter::INTERFACE_ID,
+        capos_schema::service_exporter::method::EXPORT,
+        &params,
+        &[(cap, true)],
+        &mut results,
+    )
+    .map(|_| ())
 }

@@ -1,9 +1,15 @@
 //! init: the first process.
 //!
-//! It receives the bootstrap caps from the kernel and, for now, runs the
-//! programs named in its argument one after another, each with exactly the
-//! caps the argument grants it, and reports each exit code from the child's
-//! `ProcessHandle`. The argument (kernel option `init=`) reads
+//! It receives the bootstrap caps from the kernel. Normally it runs the boot
+//! manifest (`manifest.bin`, from the `boot` cap): it checks it again and
+//! fails closed with a named error, then starts the services in dependency
+//! order with exactly their grants, collects their exports, and restarts
+//! them per policy (see `supervisor.rs`).
+//!
+//! Given an argument (kernel option `init=`), it instead runs the programs
+//! named there one after another, each with exactly the caps the argument
+//! grants it, and reports each exit code from the child's `ProcessHandle`
+//! (how the proofs start single programs). The argument reads
 //! `program:cap,cap+program:cap`, e.g. `hello:console,log+isolation:console,spawner`
 //! (`+` separates programs: GRUB reserves `;`).
 //! init exits with 0 when every program exited with 0, else with 1.
@@ -16,12 +22,70 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use capos_rt::schema::{Grant, ProcessHandleClient, ProcessSpawnerClient};
+use capos_rt::schema::{BootPackageClient, Grant, ProcessHandleClient, ProcessSpawnerClient};
 use capos_rt::{println, Runtime};
+
+mod manifest;
+mod supervisor;
 
 capos_rt::entry!(main);
 
 fn main(rt: &'static Runtime) -> i64 {
+    if rt.args().all(str::is_empty) {
+        return run_manifest(rt);
+    }
+    run_programs(rt)
+}
+
+/// Runs the boot manifest.
+fn run_manifest(rt: &'static Runtime) -> i64 {
+    let Some(boot) = rt.cap("boot") else {
+        println!(rt, "init: no `boot` cap; nothing to run");
+        return 1;
+    };
+    let boot = BootPackageClient::new(rt, boot.cap);
+    let (bytes, binaries) = match (boot.manifest(), boot.binaries()) {
+        (Ok(m), Ok(b)) => (m, b),
+        _ => {
+            println!(rt, "init: cannot read the boot package");
+            return 1;
+        }
+    };
+    if bytes.is_empty() {
+        println!(rt, "init: no manifest in the boot package; nothing to run");
+        return 0;
+    }
+    let checked = manifest::Manifest::decode(&bytes).and_then(|m| {
+        m.validate(&binaries, |name| rt.cap(name).is_some())?;
+        let order = m.start_order()?;
+        Ok((m, order))
+    });
+    let (m, order) = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            println!(rt, "init: manifest rejected: {e}");
+            println!(rt, "init: halting: nothing started");
+            return 2;
+        }
+    };
+    let names: Vec<&str> = order.iter().map(|&i| m.services[i].name.as_str()).collect();
+    println!(
+        rt,
+        "init: manifest: {} service(s), start order {}",
+        m.services.len(),
+        names.join(", ")
+    );
+    match supervisor::Supervisor::new(rt, &m) {
+        Ok(s) => s.run(&order),
+        Err(e) => {
+            println!(rt, "init: cannot supervise: {e}");
+            1
+        }
+    }
+}
+
+/// Runs the programs named in init's argument (see the module docs).
+fn run_programs(rt: &'static Runtime) -> i64 {
     let Some(spawner) = rt.cap("spawner") else {
         println!(rt, "init: no `spawner` cap; nothing to run");
         return 1;

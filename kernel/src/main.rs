@@ -15,6 +15,7 @@ mod boot;
 mod cap;
 mod dev;
 mod log;
+mod manifest;
 mod mem;
 mod panic;
 mod proc;
@@ -216,6 +217,7 @@ extern "C" fn kernel_main() -> ! {
         heap_mapped / 1024
     );
     console!("capOS kernel ready");
+    manifest::apply(info.cmdline.split_ascii_whitespace().any(|t| t.starts_with("log=")));
     if opts.test == Some(TestAction::SerialEcho) {
         serial_echo();
     }

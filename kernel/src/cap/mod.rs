@@ -5,6 +5,7 @@
 //! parameters) before the object performs anything, so a bad request never
 //! leaves an object half-changed.
 
+pub mod boot_package;
 pub mod console;
 pub mod endpoint;
 pub mod entropy;
@@ -143,7 +144,7 @@ pub mod exception {
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 10] = [
+    let objects: [(&str, Arc<dyn CapObject>); 11] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -154,6 +155,7 @@ pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
         ("spawner", Arc::new(process_spawner::KernelSpawner)),
         ("vm", Arc::new(virtual_memory::KernelVirtualMemory)),
         ("ipc", Arc::new(ipc_manager::KernelIpcManager)),
+        ("boot", Arc::new(boot_package::KernelBootPackage)),
     ];
     objects
         .into_iter()

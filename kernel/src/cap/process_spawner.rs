@@ -23,20 +23,6 @@ struct Server<'a> {
     ctx: &'a CallContext<'a>,
 }
 
-/// The boot module named `name`, as bytes.
-pub fn boot_binary(name: &str) -> Option<&'static [u8]> {
-    let boot = crate::BOOT.get()?;
-    let m = boot.modules().find(|m| m.name == name)?;
-    // SAFETY: boot modules are carved out of usable memory (never handed out
-    // by the frame allocator) and mapped in the direct map for good.
-    Some(unsafe {
-        core::slice::from_raw_parts(
-            crate::mem::phys_to_virt(m.start) as *const u8,
-            (m.end - m.start) as usize,
-        )
-    })
-}
-
 impl ProcessSpawnerServer for Server<'_> {
     type Cap = CapEntry;
 
@@ -58,7 +44,7 @@ impl ProcessSpawnerServer for Server<'_> {
         for a in args_list.iter() {
             args.push(String::from(a?.to_str()?));
         }
-        let image = boot_binary(binary).ok_or_else(|| {
+        let image = super::boot_package::binary(binary).ok_or_else(|| {
             ServerError::exception(
                 exception::NOT_FOUND,
                 alloc::format!("no binary `{binary}` in the boot package"),

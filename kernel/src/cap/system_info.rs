@@ -22,7 +22,7 @@ pub fn describe() -> SystemDescription {
     SystemDescription {
         os_name: "capOS".into(),
         version: crate::VERSION.into(),
-        hostname: "capos".into(),
+        hostname: crate::manifest::hostname().into(),
         cpu_count: cpus as u32,
         total_memory_bytes: total,
         // Pages cached for reuse (freed kernel stacks) count as free.
