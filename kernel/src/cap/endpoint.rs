@@ -152,7 +152,37 @@ impl Endpoint {
         let caller =
             self.state.lock().in_flight.remove(&call_id).ok_or(TransportError::UnknownCall)?;
         crate::ring::complete_reply(caller, outcome, caps);
+        self.pump();
         Ok(())
+    }
+
+    /// Hands queued calls to waiting RECVs while there is in-flight room
+    /// (room frees up when a call is answered).
+    fn pump(&self) {
+        loop {
+            let mut s = self.state.lock();
+            if !s.open || s.in_flight.len() >= MAX_IN_FLIGHT {
+                return;
+            }
+            let Some(call) = s.queued.front() else { return };
+            let need = Self::needed(call);
+            let Some(pos) = s.receivers.iter().position(|r| {
+                r.results_len as usize >= need
+                    && r.process.upgrade().is_some_and(|p| !p.exit_started())
+            }) else {
+                return;
+            };
+            let receiver = s.receivers.remove(pos).expect("position is in range");
+            let mut call = s.queued.pop_front().expect("front exists");
+            let (call_id, caller) = s.admit(&call);
+            s.in_flight.insert(call_id, call.caller.clone());
+            drop(s);
+            let bytes = Self::message(&call, call_id, caller);
+            let caps = core::mem::take(&mut call.caps);
+            if let Err(e) = crate::ring::complete_recv(receiver, &bytes, call_id, caps) {
+                self.fail(call_id, e);
+            }
+        }
     }
 
     /// Fails call `call_id` (its delivery to the server failed).

@@ -85,6 +85,19 @@ impl KernelNotification {
     }
 }
 
+impl Drop for KernelNotification {
+    fn drop(&mut self) {
+        // The last cap is gone: pending waits can never be satisfied.
+        let waiters = core::mem::take(&mut self.state.lock().waiters);
+        for w in waiters {
+            if let Some(t) = w.timer {
+                crate::time::cancel(t);
+            }
+            crate::ring::complete(w.call, Err(TransportError::Disconnected));
+        }
+    }
+}
+
 fn encode_bits(bits: u64) -> Vec<u8> {
     capos_schema::wire::encode::<notification::wait_results::Owned>(|mut r| {
         r.set_bits(bits);
@@ -163,6 +176,9 @@ impl CapObject for KernelNotification {
             return CallOutcome::done(encode_bits(got));
         }
         s.waiters.retain(|w| w.call.process.upgrade().is_some_and(|p| !p.exit_started()));
+        if timeout_ns == 0 {
+            return CallOutcome::Failed(TransportError::Timeout);
+        }
         if s.waiters.len() >= MAX_WAITERS {
             return CallOutcome::Failed(TransportError::Overflow);
         }

@@ -48,7 +48,8 @@ impl CapObject for Revocable {
     }
 
     fn revoked(&self) -> bool {
-        self.revoked.load(Ordering::Acquire)
+        // A wrapper of a revoked wrapper is revoked too.
+        self.revoked.load(Ordering::Acquire) || self.inner.object.revoked()
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
