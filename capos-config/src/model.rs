@@ -1,0 +1,278 @@
+//! The typed manifest: one Rust type per `SystemManifest` struct of
+//! `schema/capos.capnp`.
+//!
+//! A [`Manifest`]'s `Display` is a text rendering for people (what
+//! `mkmanifest --print` shows); names are quoted with backticks and escaped.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// A boot manifest: kernel parameters and the services init starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// The format version; [`crate::MANIFEST_VERSION`].
+    pub version: u32,
+    /// Kernel parameters.
+    pub kernel: KernelParams,
+    /// The services, in declaration order (init starts them in
+    /// [`crate::start_order`]).
+    pub services: Vec<Service>,
+}
+
+impl Manifest {
+    /// The first service called `name`.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Kernel parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelParams {
+    /// The host name `SystemInfo` serves: an RFC 1123 host name.
+    pub hostname: String,
+    /// One of [`crate::LOG_LEVELS`].
+    pub log_level: String,
+    /// The message of the day, printed on the console at boot (may be empty).
+    pub motd: String,
+}
+
+/// A service: a binary init starts with exactly its grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Unique among the manifest's services.
+    pub name: String,
+    /// A binary in the boot package.
+    pub binary: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The caps it is started with, by the name it finds each under.
+    pub grants: Vec<Grant>,
+    /// The caps it hands to init for other services' grants, by name.
+    pub exports: Vec<String>,
+    /// What init does when it exits.
+    pub restart: RestartPolicy,
+}
+
+impl Service {
+    /// A service running `binary`, with no arguments, grants or exports, never
+    /// restarted.
+    pub fn new(name: impl Into<String>, binary: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            binary: binary.into(),
+            args: Vec::new(),
+            grants: Vec::new(),
+            exports: Vec::new(),
+            restart: RestartPolicy::default(),
+        }
+    }
+}
+
+/// One cap a service is started with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The name in the service's CapSet.
+    pub name: String,
+    /// Where the cap comes from.
+    pub source: GrantSource,
+}
+
+impl Grant {
+    /// A grant of the kernel cap source `source` under `name`.
+    pub fn kernel(name: impl Into<String>, source: impl Into<String>) -> Self {
+        Self { name: name.into(), source: GrantSource::Kernel(source.into()) }
+    }
+
+    /// A grant of `service`'s export `export` under `name`.
+    pub fn export(
+        name: impl Into<String>,
+        service: impl Into<String>,
+        export: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            source: GrantSource::Service(ExportRef {
+                service: service.into(),
+                export: export.into(),
+            }),
+        }
+    }
+}
+
+/// Where a granted cap comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantSource {
+    /// A bootstrap cap init holds: one of [`crate::KERNEL_CAP_SOURCES`].
+    Kernel(String),
+    /// An export of another service.
+    Service(ExportRef),
+}
+
+/// An export of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportRef {
+    /// The service that exports it.
+    pub service: String,
+    /// The export's name in that service's `exports`.
+    pub export: String,
+}
+
+/// What init does when a service exits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// When to restart.
+    pub mode: RestartMode,
+    /// With [`RestartMode::OnFailure`]: restarts before init gives up, at most
+    /// [`crate::MAX_RESTARTS`].
+    pub max_restarts: u32,
+    /// With [`RestartMode::OnFailure`]: delay before the first restart in
+    /// milliseconds, doubling each time; at most [`crate::MAX_BACKOFF_MS`].
+    pub backoff_ms: u32,
+}
+
+/// When init restarts a service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RestartMode {
+    /// Never: init logs the exit and leaves the service stopped.
+    #[default]
+    Never,
+    /// When it exits with a non-zero code or is killed.
+    OnFailure,
+}
+
+impl RestartMode {
+    /// The mode's name in the schema and in JSON: `never` or `onFailure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::OnFailure => "onFailure",
+        }
+    }
+}
+
+impl fmt::Display for RestartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Writes a name between backticks, escaped so that no control character
+/// reaches a terminal.
+pub(crate) struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.0.escape_debug())
+    }
+}
+
+impl fmt::Display for Manifest {
+    /// One line for the version, one for the kernel parameters, then per
+    /// service a line and one indented line per argument list, grant, export.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "manifest version {}", self.version)?;
+        writeln!(
+            f,
+            "kernel: hostname {}, logLevel {}, motd \"{}\"",
+            Quoted(&self.kernel.hostname),
+            Quoted(&self.kernel.log_level),
+            self.kernel.motd.escape_debug()
+        )?;
+        if self.services.is_empty() {
+            writeln!(f, "no services")?;
+        }
+        for service in &self.services {
+            write!(
+                f,
+                "service {}: binary {}, restart ",
+                Quoted(&service.name),
+                Quoted(&service.binary)
+            )?;
+            let restart = service.restart;
+            match restart.mode {
+                RestartMode::Never => writeln!(f, "never")?,
+                RestartMode::OnFailure => writeln!(
+                    f,
+                    "onFailure (at most {} times, first after {} ms)",
+                    restart.max_restarts, restart.backoff_ms
+                )?,
+            }
+            if !service.args.is_empty() {
+                write!(f, "  args:")?;
+                for arg in &service.args {
+                    write!(f, " \"{}\"", arg.escape_debug())?;
+                }
+                writeln!(f)?;
+            }
+            for grant in &service.grants {
+                match &grant.source {
+                    GrantSource::Kernel(source) => writeln!(
+                        f,
+                        "  grant {} from kernel {}",
+                        Quoted(&grant.name),
+                        Quoted(source)
+                    )?,
+                    GrantSource::Service(from) => writeln!(
+                        f,
+                        "  grant {} from service {} export {}",
+                        Quoted(&grant.name),
+                        Quoted(&from.service),
+                        Quoted(&from.export)
+                    )?,
+                }
+            }
+            for export in &service.exports {
+                writeln!(f, "  export {}", Quoted(export))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[test]
+    fn text_rendering_names_everything() {
+        let mut provider = Service::new("provider", "greeter-bin");
+        provider.exports = vec!["greeter".into()];
+        provider.restart =
+            RestartPolicy { mode: RestartMode::OnFailure, max_restarts: 3, backoff_ms: 250 };
+        let mut user = Service::new("user", "user");
+        user.args = vec!["--loud".into(), "tab\there".into()];
+        user.grants =
+            vec![Grant::kernel("console", "console"), Grant::export("hi", "provider", "greeter")];
+        let manifest = Manifest {
+            version: 1,
+            kernel: KernelParams {
+                hostname: "capos".into(),
+                log_level: "info".into(),
+                motd: "Welcome \"home\"".into(),
+            },
+            services: vec![provider, user],
+        };
+        assert_eq!(
+            manifest.to_string(),
+            "manifest version 1\n\
+             kernel: hostname `capos`, logLevel `info`, motd \"Welcome \\\"home\\\"\"\n\
+             service `provider`: binary `greeter-bin`, restart onFailure (at most 3 times, first after 250 ms)\n\
+             \x20 export `greeter`\n\
+             service `user`: binary `user`, restart never\n\
+             \x20 args: \"--loud\" \"tab\\there\"\n\
+             \x20 grant `console` from kernel `console`\n\
+             \x20 grant `hi` from service `provider` export `greeter`\n"
+        );
+        assert_eq!(manifest.service("user").map(|s| s.binary.as_str()), Some("user"));
+        assert!(manifest.service("nobody").is_none());
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        assert_eq!(Quoted("a\u{1b}[2Jb").to_string(), "`a\\u{1b}[2Jb`");
+    }
+}

@@ -1,0 +1,142 @@
+//! The model to and from the Cap'n Proto `SystemManifest` of
+//! `schema/capos.capnp`, in the standard stream framing (what
+//! `capnp decode schema/capos.capnp SystemManifest` reads).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use capos_schema::capos_capnp::RestartMode as WireRestartMode;
+use capos_schema::capos_capnp::{grant_spec, restart_policy, service_spec, system_manifest};
+use capos_schema::wire;
+
+use crate::model::{
+    ExportRef, Grant, GrantSource, KernelParams, Manifest, RestartMode, RestartPolicy, Service,
+};
+use crate::ConfigError;
+
+/// Encodes `manifest` as a `SystemManifest` message. It does not validate:
+/// call [`crate::validate()`] first.
+///
+/// # Panics
+///
+/// Only if a list holds more than `u32::MAX` elements, which no manifest
+/// that fits in memory does.
+pub fn encode(manifest: &Manifest) -> Vec<u8> {
+    wire::encode::<system_manifest::Owned>(|mut root| {
+        root.set_version(manifest.version);
+        let mut kernel = root.reborrow().init_kernel();
+        kernel.set_hostname(manifest.kernel.hostname.as_str());
+        kernel.set_log_level(manifest.kernel.log_level.as_str());
+        kernel.set_motd(manifest.kernel.motd.as_str());
+        let mut services = root.init_services(wire::list_len(manifest.services.len())?);
+        for (index, service) in (0..).zip(&manifest.services) {
+            write_service(service, services.reborrow().get(index))?;
+        }
+        Ok(())
+    })
+    .expect("a manifest has fewer than 2^32 services, grants, arguments and exports")
+}
+
+fn write_service(service: &Service, mut builder: service_spec::Builder<'_>) -> capnp::Result<()> {
+    builder.set_name(service.name.as_str());
+    builder.set_binary(service.binary.as_str());
+    let mut args = builder.reborrow().init_args(wire::list_len(service.args.len())?);
+    for (index, arg) in (0..).zip(&service.args) {
+        args.set(index, arg.as_str());
+    }
+    let mut grants = builder.reborrow().init_grants(wire::list_len(service.grants.len())?);
+    for (index, grant) in (0..).zip(&service.grants) {
+        write_grant(grant, grants.reborrow().get(index));
+    }
+    let mut exports = builder.reborrow().init_exports(wire::list_len(service.exports.len())?);
+    for (index, export) in (0..).zip(&service.exports) {
+        exports.set(index, export.as_str());
+    }
+    write_restart(service.restart, builder.init_restart());
+    Ok(())
+}
+
+fn write_grant(grant: &Grant, mut builder: grant_spec::Builder<'_>) {
+    builder.set_name(grant.name.as_str());
+    let mut source = builder.init_source();
+    match &grant.source {
+        GrantSource::Kernel(kernel) => source.set_kernel(kernel.as_str()),
+        GrantSource::Service(from) => {
+            let mut export = source.init_service();
+            export.set_service(from.service.as_str());
+            export.set_export(from.export.as_str());
+        }
+    }
+}
+
+fn write_restart(policy: RestartPolicy, mut builder: restart_policy::Builder<'_>) {
+    builder.set_mode(match policy.mode {
+        RestartMode::Never => WireRestartMode::Never,
+        RestartMode::OnFailure => WireRestartMode::OnFailure,
+    });
+    builder.set_max_restarts(policy.max_restarts);
+    builder.set_backoff_ms(policy.backoff_ms);
+}
+
+/// Decodes a `SystemManifest` message (bounded as `capos_schema::wire::decode`
+/// bounds untrusted messages). It does not validate: call
+/// [`crate::validate()`] on the result.
+pub fn decode(bytes: &[u8]) -> Result<Manifest, ConfigError> {
+    let message = wire::decode(bytes)?;
+    let root = message.get_root::<system_manifest::Reader<'_>>()?;
+    let kernel = root.get_kernel()?;
+    let kernel = KernelParams {
+        hostname: text(kernel.get_hostname())?,
+        log_level: text(kernel.get_log_level())?,
+        motd: text(kernel.get_motd())?,
+    };
+    let mut services = Vec::new();
+    for service in root.get_services()? {
+        services.push(read_service(service)?);
+    }
+    Ok(Manifest { version: root.get_version(), kernel, services })
+}
+
+fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, ConfigError> {
+    reader?
+        .to_string()
+        .map_err(|error| ConfigError::Decode(alloc::format!("a text field is not UTF-8: {error}")))
+}
+
+fn texts(reader: capnp::Result<capnp::text_list::Reader<'_>>) -> Result<Vec<String>, ConfigError> {
+    reader?.iter().map(text).collect()
+}
+
+fn read_service(reader: service_spec::Reader<'_>) -> Result<Service, ConfigError> {
+    let mut grants = Vec::new();
+    for grant in reader.get_grants()? {
+        let source = match grant.get_source().which()? {
+            grant_spec::source::Kernel(kernel) => GrantSource::Kernel(text(kernel)?),
+            grant_spec::source::Service(from) => {
+                let from = from?;
+                GrantSource::Service(ExportRef {
+                    service: text(from.get_service())?,
+                    export: text(from.get_export())?,
+                })
+            }
+        };
+        grants.push(Grant { name: text(grant.get_name())?, source });
+    }
+    let restart = reader.get_restart()?;
+    let mode = match restart.get_mode()? {
+        WireRestartMode::Never => RestartMode::Never,
+        WireRestartMode::OnFailure => RestartMode::OnFailure,
+    };
+    Ok(Service {
+        name: text(reader.get_name())?,
+        binary: text(reader.get_binary())?,
+        args: texts(reader.get_args())?,
+        grants,
+        exports: texts(reader.get_exports())?,
+        restart: RestartPolicy {
+            mode,
+            max_restarts: restart.get_max_restarts(),
+            backoff_ms: restart.get_backoff_ms(),
+        },
+    })
+}
