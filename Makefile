@@ -486,7 +486,7 @@ run-manifest: kernel harness mkmanifest
 		tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-$$damage.iso "harness" $(MODULES) target/manifests/$$damage/manifest.bin || exit 1; \
 		$(HARNESS) --name manifest-$$damage --image $(PROOF_ISOS)/manifest-$$damage.iso $(USER_QEMU) --smp 2 --mem 256M \
 			--expect-log 're:.* warn manifest: kernel parameters unusable \(.*\); using defaults' \
-			--expect 're:init: manifest rejected: not a manifest: .*' \
+			--expect 're:init: manifest rejected: manifest: not a SystemManifest: .*' \
 			--expect 'init: halting: nothing started' \
 			--expect 'init: exited with code 2' \
 			--exit failure || exit 1; \

@@ -19,13 +19,12 @@
 
 extern crate alloc;
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use capos_rt::schema::{BootPackageClient, Grant, ProcessHandleClient, ProcessSpawnerClient};
 use capos_rt::{println, Runtime};
 
-mod manifest;
 mod supervisor;
 
 capos_rt::entry!(main);
@@ -55,15 +54,22 @@ fn run_manifest(rt: &'static Runtime) -> i64 {
         println!(rt, "init: no manifest in the boot package; nothing to run");
         return 0;
     }
-    let checked = manifest::Manifest::decode(&bytes).and_then(|m| {
-        m.validate(&binaries, |name| rt.cap(name).is_some())?;
-        let order = m.start_order()?;
-        Ok((m, order))
-    });
+    // Checked again here: a manifest damaged after the build fails closed.
+    let context = capos_config::Context::new(binaries.iter().cloned())
+        .with_kernel_sources(rt.caps().map(|(name, _)| name));
+    let checked =
+        capos_config::decode(&bytes).map_err(|e| alloc::vec![e.to_string()]).and_then(|m| {
+            capos_config::validate(&m, &context)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+            let order = capos_config::start_order(&m).map_err(|e| alloc::vec![e.to_string()])?;
+            Ok((m, order))
+        });
     let (m, order) = match checked {
         Ok(ok) => ok,
-        Err(e) => {
-            println!(rt, "init: manifest rejected: {e}");
+        Err(errors) => {
+            for e in errors {
+                println!(rt, "init: manifest rejected: {e}");
+            }
             println!(rt, "init: halting: nothing started");
             return 2;
         }

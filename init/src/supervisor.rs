@@ -15,7 +15,7 @@ use capos_rt::schema::{
 };
 use capos_rt::{println, Runtime};
 
-use crate::manifest::{Manifest, Source};
+use capos_config::{GrantSource, Manifest, RestartMode};
 
 const UD_RECV: u64 = 1;
 const UD_WAIT: u64 = 1 << 32;
@@ -97,10 +97,10 @@ impl<'a> Supervisor<'a> {
         let mut grants = Vec::new();
         for g in &s.grants {
             let cap = match &g.source {
-                Source::Kernel(k) => self.rt.cap(k).map(|c| c.cap),
-                Source::Service { service, export } => {
-                    let p = self.manifest.services.iter().position(|o| &o.name == service);
-                    p.and_then(|p| self.exports.get(&(p, export.clone())).copied())
+                GrantSource::Kernel(k) => self.rt.cap(k).map(|c| c.cap),
+                GrantSource::Service(r) => {
+                    let p = self.manifest.services.iter().position(|o| o.name == r.service);
+                    p.and_then(|p| self.exports.get(&(p, r.export.clone())).copied())
                 }
             };
             let Some(cap) = cap else {
@@ -274,17 +274,17 @@ impl<'a> Supervisor<'a> {
             return;
         }
         println!(self.rt, "init: {name} failed: exit code {code} ({cause})");
-        if !policy.on_failure {
+        if policy.mode != RestartMode::OnFailure {
             println!(self.rt, "init: {name} has restart policy never; leaving it stopped");
             self.failed[i] = true;
             return;
         }
-        if self.restarts[i] >= policy.max {
+        if self.restarts[i] >= policy.max_restarts {
             println!(
                 self.rt,
                 "init: {name} failed {} time(s), restart limit {} reached; giving up",
                 self.restarts[i] + 1,
-                policy.max
+                policy.max_restarts
             );
             self.failed[i] = true;
             return;
@@ -295,7 +295,7 @@ impl<'a> Supervisor<'a> {
             self.rt,
             "init: restarting {name} in {delay} ms (restart {} of {})",
             self.restarts[i],
-            policy.max
+            policy.max_restarts
         );
         if let Some(t) = &self.timer {
             let _ = t.sleep(delay * 1_000_000);
