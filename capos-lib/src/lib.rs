@@ -10,7 +10,6 @@ pub mod cap_table;
 pub mod cmdline;
 pub mod elf;
 pub mod frame_bitmap;
-pub mod hostname;
 pub mod memmap;
 pub mod multiboot2;
 pub mod ring;

@@ -36,8 +36,8 @@ fn read(bytes: &[u8]) -> Result<Params, String> {
             .map_err(|e| alloc::format!("{what}: {e}"))
     };
     let hostname = text(kernel.get_hostname(), "hostname")?;
-    if !capos_lib::hostname::valid(&hostname) {
-        return Err(alloc::format!("hostname `{hostname}` is not a valid host name"));
+    if let Err(problem) = capos_config::check_hostname(&hostname) {
+        return Err(alloc::format!("hostname `{hostname}` is not a valid host name: {problem}"));
     }
     let level = text(kernel.get_log_level(), "logLevel")?;
     let log_level = LogLevel::from_name(&level);
