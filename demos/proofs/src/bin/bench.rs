@@ -23,7 +23,14 @@ capos_rt::entry!(main);
 const ROUNDS: u64 = 2048;
 const BATCH: u64 = 64;
 
-fn run_batched(rt: &'static Runtime, make: impl Fn(u64) -> Sqe, batch: u64) -> Option<u64> {
+/// Cycles per SQE over `ROUNDS` SQEs made by `make`, `batch` per
+/// `cap_enter`; `None` if any completes with a status other than `status`.
+fn run_expecting(
+    rt: &'static Runtime,
+    make: impl Fn(u64) -> Sqe,
+    batch: u64,
+    status: u32,
+) -> Option<u64> {
     let ring = rt.ring();
     let start = cycles();
     for round in 0..ROUNDS / batch {
@@ -35,7 +42,7 @@ fn run_batched(rt: &'static Runtime, make: impl Fn(u64) -> Sqe, batch: u64) -> O
         while got < batch {
             ring.enter((batch - got) as u32, u64::MAX).ok()?;
             while let Some(c) = ring.pop() {
-                if c.status != 0 {
+                if c.status != status {
                     return None;
                 }
                 got += 1;
@@ -43,6 +50,11 @@ fn run_batched(rt: &'static Runtime, make: impl Fn(u64) -> Sqe, batch: u64) -> O
         }
     }
     Some((cycles() - start) / ROUNDS)
+}
+
+/// [`run_expecting`] for operations that succeed.
+fn run_batched(rt: &'static Runtime, make: impl Fn(u64) -> Sqe, batch: u64) -> Option<u64> {
+    run_expecting(rt, make, batch, 0)
 }
 
 /// The IPC peer: answers every call on the serving cap `endpoint` with an
@@ -157,29 +169,8 @@ fn main(rt: &'static Runtime) -> i64 {
     // A wrong interface id stops after the cap lookup; an unmapped results
     // buffer after the method and limit checks, the params copy and the
     // results check (before any decoding).
-    let stop_at = |status: u32, sqe: Sqe| {
-        let ring = rt.ring();
-        let start = cycles();
-        for i in 0..ROUNDS / BATCH {
-            for j in 0..BATCH {
-                ring.push(&Sqe { user_data: i * BATCH + j, ..sqe }).ok()?;
-            }
-            ring.publish();
-            let mut got = 0;
-            while got < BATCH {
-                ring.enter((BATCH - got) as u32, u64::MAX).ok()?;
-                while let Some(c) = ring.pop() {
-                    if c.status != status {
-                        return None;
-                    }
-                    got += 1;
-                }
-            }
-        }
-        Some((cycles() - start) / ROUNDS)
-    };
-    let wrong_iface = stop_at(3, Sqe { interface_id: 0, ..call(0) });
-    let bad_results = stop_at(5, Sqe { results_addr: 0x1_0000, ..call(0) });
+    let wrong_iface = run_expecting(rt, |i| Sqe { interface_id: 0, ..call(i) }, BATCH, 3);
+    let bad_results = run_expecting(rt, |i| Sqe { results_addr: 0x1_0000, ..call(i) }, BATCH, 5);
     let (Some(wrong_iface), Some(bad_results)) = (wrong_iface, bad_results) else {
         println!(rt, "bench: a ring operation failed");
         return 3;

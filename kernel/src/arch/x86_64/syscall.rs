@@ -23,6 +23,7 @@ use super::gdt::{KERNEL_CS, KERNEL_DS, USER_CS, USER_DS};
 pub const SYSCALL_VECTOR: u64 = 0x100;
 
 global_asm!(
+    concat!(
     r#"
     .section .text.syscall_entry, "ax"
     .code64
@@ -38,41 +39,17 @@ syscall_entry:
     pushq %rcx
     pushq $0
     pushq ${vector}
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+"#,
+    save_gprs!(),
+    r#"
     cld
     movq %rsp, %rdi
     call syscall_dispatch
     .global syscall_return
 syscall_return:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
+"#,
+    restore_gprs!(),
+    r#"
     addq $16, %rsp
     popq %rcx
     addq $8, %rsp
@@ -80,7 +57,8 @@ syscall_return:
     popq %rsp
     swapgs
     sysretq
-"#,
+"#
+    ),
     user_ds = const USER_DS as u64,
     user_cs = const USER_CS as u64,
     vector = const SYSCALL_VECTOR,

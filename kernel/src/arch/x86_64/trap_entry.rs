@@ -8,7 +8,8 @@
 use core::arch::global_asm;
 
 global_asm!(
-    r#"
+    concat!(
+        r#"
     .section .text.trap_entry, "ax"
     .code64
     .balign 16
@@ -28,21 +29,9 @@ trap_stubs:
     .endr
 
 trap_common:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+"#,
+        save_gprs!(),
+        r#"
     /* CS is at 15*8 (registers) + 16 (vector, error) + 8 (RIP). */
     testb $3, 144(%rsp)
     jz 1f
@@ -57,24 +46,13 @@ trap_return:
     jz 2f
     swapgs
 2:
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
+"#,
+        restore_gprs!(),
+        r#"
     addq $16, %rsp
     iretq
-"#,
+"#
+    ),
     options(att_syntax)
 );
 
