@@ -122,6 +122,15 @@ impl Runtime {
         }
     }
 
+    /// The next completion not yet taken: first those [`Runtime::wait_for`]
+    /// set aside while waiting for another, then the ring's. Code that
+    /// drives the ring itself alongside blocking calls must take its
+    /// completions here, or miss the set-aside ones.
+    pub fn next_completion(&self) -> Option<Cqe> {
+        let stashed = self.stash.borrow_mut().pop_front();
+        stashed.or_else(|| self.ring.pop())
+    }
+
     /// One blocking CALL with raw buffers; returns the completion.
     pub fn call_raw(&self, sqe: Sqe) -> Result<Cqe, TransportError> {
         while self.ring.submit(&sqe).is_err() {

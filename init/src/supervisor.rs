@@ -17,8 +17,10 @@ use capos_rt::{println, Runtime};
 
 use capos_config::{GrantSource, Manifest, RestartMode};
 
-const UD_RECV: u64 = 1;
-const UD_WAIT: u64 = 1 << 32;
+// User data of init's own SQEs, far above the runtime's counter (which
+// numbers the blocking calls from 1 up).
+const UD_RECV: u64 = 1 << 48;
+const UD_WAIT: u64 = 1 << 49;
 
 /// A started service.
 struct Running {
@@ -187,10 +189,21 @@ impl<'a> Supervisor<'a> {
             }
         }
         ring.publish();
-        if ring.enter(1, u64::MAX).is_err() {
-            return;
+        // Completions that arrived while init was in a blocking call (the
+        // runtime set them aside) come first; wait only when there are none.
+        let mut batch = Vec::new();
+        while let Some(c) = self.rt.next_completion() {
+            batch.push(c);
         }
-        while let Some(c) = ring.pop() {
+        if batch.is_empty() {
+            if ring.enter(1, u64::MAX).is_err() {
+                return;
+            }
+            while let Some(c) = self.rt.next_completion() {
+                batch.push(c);
+            }
+        }
+        for c in batch {
             if c.user_data == UD_RECV {
                 self.recv_posted = false;
                 self.export_request(&c);
