@@ -88,6 +88,10 @@ pub const MAX_GRANT_NAME_BYTES: usize = capos_abi::CAPSET_NAME_LEN;
 /// (`capos_abi::MAX_CAPSET`).
 pub const MAX_GRANTS: usize = capos_abi::MAX_CAPSET as usize;
 
+/// The CapSet name under which init grants a service that exports caps its
+/// `ServiceExporter` cap; such a service may not use it for a grant.
+pub const EXPORTER_GRANT: &str = "exporter";
+
 /// Most arguments a process may receive (`ProcessSpawner.spawn` refuses more;
 /// kernel `cap/process_spawner.rs`, `MAX_ARGS`).
 pub const MAX_ARGS: usize = 32;

@@ -13,8 +13,9 @@ use core::fmt;
 
 use crate::model::{GrantSource, Manifest, Quoted};
 use crate::{
-    KERNEL_CAP_SOURCES, LOG_LEVELS, MANIFEST_VERSION, MAX_ARGS, MAX_ARGS_BYTES, MAX_BACKOFF_MS,
-    MAX_GRANTS, MAX_GRANT_NAME_BYTES, MAX_HOSTNAME_LABEL_LEN, MAX_HOSTNAME_LEN, MAX_RESTARTS,
+    EXPORTER_GRANT, KERNEL_CAP_SOURCES, LOG_LEVELS, MANIFEST_VERSION, MAX_ARGS, MAX_ARGS_BYTES,
+    MAX_BACKOFF_MS, MAX_GRANTS, MAX_GRANT_NAME_BYTES, MAX_HOSTNAME_LABEL_LEN, MAX_HOSTNAME_LEN,
+    MAX_RESTARTS,
 };
 
 /// What a manifest is checked against: the binaries in the boot package and
@@ -275,6 +276,12 @@ pub enum ValidationError {
         /// The grant.
         grant: String,
     },
+    /// A service that exports caps also grants a cap under the name init
+    /// uses for its `ServiceExporter` cap.
+    ReservedGrantName {
+        /// The service.
+        service: String,
+    },
     /// A service has more than [`MAX_GRANTS`] grants.
     TooManyGrants {
         /// The service.
@@ -463,6 +470,11 @@ impl fmt::Display for ValidationError {
             Self::DuplicateGrant { service, grant } => {
                 write!(f, "service {} grants {} more than once", Quoted(service), Quoted(grant))
             }
+            Self::ReservedGrantName { service } => write!(
+                f,
+                "service {} exports caps, so init grants it `{EXPORTER_GRANT}`; it cannot grant another cap under that name",
+                Quoted(service)
+            ),
             Self::TooManyGrants { service, count } => write!(
                 f,
                 "service {} has {count} grants, more than the {MAX_GRANTS} a cap set holds",
@@ -663,11 +675,16 @@ fn check_grants(
 ) {
     let service = &manifest.services[index];
     let name = &service.name;
-    if service.grants.len() > MAX_GRANTS {
+    // A service with exports also gets init's `exporter` cap.
+    let exporter = usize::from(!service.exports.is_empty());
+    if service.grants.len() + exporter > MAX_GRANTS {
         errors.push(ValidationError::TooManyGrants {
             service: name.clone(),
-            count: service.grants.len(),
+            count: service.grants.len() + exporter,
         });
+    }
+    if exporter == 1 && service.grants.iter().any(|g| g.name == EXPORTER_GRANT) {
+        errors.push(ValidationError::ReservedGrantName { service: name.clone() });
     }
     let mut seen = BTreeSet::new();
     let mut reported = BTreeSet::new();

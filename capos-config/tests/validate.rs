@@ -539,3 +539,27 @@ fn start_order_ignores_what_validation_reports() {
     assert_eq!(order_names(&manifest), ["b", "a"]);
     assert!(start_order(&Manifest { services: vec![], ..base() }).unwrap().is_empty());
 }
+
+#[test]
+fn an_exporting_service_cannot_grant_the_exporter_name() {
+    assert_eq!(
+        error_after(|m| service(m, "provider").grants.push(Grant::kernel("exporter", "log"))),
+        "manifest: service `provider` exports caps, so init grants it `exporter`; it cannot grant another cap under that name"
+    );
+    // Without exports the name is free.
+    let mut m = base();
+    service(&mut m, "hello").grants.push(Grant::kernel("exporter", "log"));
+    assert_eq!(errors(&m), Vec::<String>::new());
+}
+
+#[test]
+fn the_exporter_cap_counts_towards_the_cap_set() {
+    let message = error_after(|m| {
+        let provider = service(m, "provider");
+        provider.grants = (0..64).map(|i| Grant::kernel(format!("c{i}"), "console")).collect();
+    });
+    assert_eq!(
+        message,
+        "manifest: service `provider` has 65 grants, more than the 64 a cap set holds"
+    );
+}

@@ -132,13 +132,12 @@ impl<'a> Supervisor<'a> {
         }
         let names: Vec<&str> = grants.iter().map(|g| g.name.as_str()).collect();
         let args: Vec<&str> = s.args.iter().map(String::as_str).collect();
-        println!(
-            self.rt,
-            "init: starting {} (binary {}) with caps {}",
-            s.name,
-            s.binary,
-            names.join(", ")
-        );
+        let caps = if names.is_empty() {
+            String::from("no caps")
+        } else {
+            alloc::format!("caps {}", names.join(", "))
+        };
+        println!(self.rt, "init: starting {} (binary {}) with {caps}", s.name, s.binary);
         let handle = match self.spawner.spawn(&s.binary, &args, &grants) {
             Ok(h) => h,
             Err(e) => {
@@ -278,7 +277,7 @@ impl<'a> Supervisor<'a> {
         let cause = ProcessHandleClient::new(self.rt, r.handle)
             .status()
             .map(|s| s.cause)
-            .unwrap_or_default();
+            .unwrap_or_else(|_| String::from("cause unknown"));
         let _ = self.rt.release(r.handle);
         let name = String::from(self.name(i));
         let policy = self.manifest.services[i].restart;
@@ -303,7 +302,9 @@ impl<'a> Supervisor<'a> {
             return;
         }
         self.restarts[i] += 1;
-        let delay = u64::from(policy.backoff_ms) << (self.restarts[i] - 1).min(16);
+        // Doubling, but never more than the largest first delay allowed.
+        let delay = (u64::from(policy.backoff_ms) << (self.restarts[i] - 1).min(16))
+            .min(u64::from(capos_config::MAX_BACKOFF_MS));
         println!(
             self.rt,
             "init: restarting {name} in {delay} ms (restart {} of {})",
