@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -492,13 +492,37 @@ run-manifest: kernel harness mkmanifest
 			--exit failure || exit 1; \
 	done
 
+# The terminal line discipline on COM1, driven as a person types: editing
+# keys, cursor movement, history, Ctrl-C, UTF-8, invalid UTF-8, a password
+# read without echo (it must never appear on either port) and a line over
+# the limit.
+LONG_LINE := $(shell python3 -c 'print("a" * 5000, end="")')
+run-terminal: kernel harness
+	@$(call proof-iso,terminal,harness init=term:terminal$(comma)console)
+	@$(HARNESS) --name terminal --image $(PROOF_ISOS)/terminal.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 's3cret' \
+		--expect 'init: starting term with 2 cap(s)' \
+		--send 'hello\r' --expect 'term: got "hello" (5 bytes)' \
+		--send 'abc\x7f\x7fx\r' --expect 'term: got "ax" (2 bytes)' \
+		--send 'abc\x15xyz\r' --expect 'term: got "xyz" (3 bytes)' \
+		--send 'abcd\x1b[D\x1b[DXY\r' --expect 'term: got "abXYcd" (6 bytes)' \
+		--send 'oops\x03' --expect 'term: cancelled' \
+		--send '\x1b[A\x1b[A\r' --expect 'term: got "xyz" (3 bytes)' \
+		--send 'h\xc3\xa9llo\r' --expect 'term: got "héllo" (6 bytes)' \
+		--send '\xff\xfe\r' --expect 'term: invalid UTF-8' \
+		--send 'password\r' --send 's3cret\r' --expect 'term: password has 6 bytes' \
+		--send '$(LONG_LINE)\r' --expect '(line too long: at most 4096 bytes)' --expect 'term: too long' \
+		--expect 're:term: got "a+" \(903 bytes\)' \
+		--send 'quit\r' --expect 'init: term exited with code 0' \
+		--exit success
+
 run-faults: kernel harness
 	@$(call proof-iso,pagefault,harness test=pagefault)
 	@$(call proof-iso,panic,harness test=panic)
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal
 
 # --- checks -----------------------------------------------------------------
 

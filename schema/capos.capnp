@@ -337,3 +337,30 @@ interface ServiceExporter {
   # The CALL transfers exactly one cap, the export called `name`.
 }
 
+# --- Terminal -----------------------------------------------------------------
+
+interface TerminalSession {
+  # A line-oriented terminal (the operator console on COM1): output, and
+  # line input with editing (backspace, Ctrl-U, Ctrl-C, left/right arrows,
+  # history with up/down), an optional no-echo mode for passwords, and a
+  # bounded line length. UTF-8 passes through.
+
+  write @0 (text :Text) -> ();
+  # Writes `text` as is.
+
+  readLine @1 (prompt :Text, echo :Bool, maxBytes :UInt32) -> (line :Text, status :ReadStatus);
+  # Prints `prompt`, then returns the next line typed (without its line
+  # end). With `echo` false nothing typed is shown and the line does not go
+  # into the history. `maxBytes` (1..=4096) bounds the line.
+}
+
+enum ReadStatus {
+  ok @0;
+  cancelled @1;
+  # Ctrl-C: `line` is empty.
+  tooLong @2;
+  # More than `maxBytes` were typed; the terminal said so, `line` is empty.
+  invalidUtf8 @3;
+  # The bytes typed are not UTF-8; `line` is empty.
+}
+

@@ -63,6 +63,7 @@ pub const KERNEL_CAP_SOURCES: &[&str] = &[
     "vm",
     "ipc",
     "boot",
+    "terminal",
 ];
 
 /// The kernel log levels, least verbose first.

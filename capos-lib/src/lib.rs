@@ -10,6 +10,7 @@ pub mod cap_table;
 pub mod cmdline;
 pub mod elf;
 pub mod frame_bitmap;
+pub mod line_edit;
 pub mod memmap;
 pub mod multiboot2;
 pub mod ring;

@@ -21,6 +21,7 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (echo::INTERFACE_ID, echo::NAME),
     (boot_package::INTERFACE_ID, boot_package::NAME),
     (service_exporter::INTERFACE_ID, service_exporter::NAME),
+    (terminal_session::INTERFACE_ID, terminal_session::NAME),
 ];
 
 /// The schema name of the interface with id `interface_id`.
@@ -29,6 +30,7 @@ pub fn interface_name(interface_id: u64) -> Option<&'static str> {
 }
 
 pub use crate::capos_capnp::LogLevel;
+pub use crate::capos_capnp::ReadStatus;
 pub use crate::capos_capnp::RestartMode;
 
 /// An application error returned by a capability method, as opposed to a
@@ -2555,6 +2557,176 @@ pub fn dispatch_service_exporter<S: ServiceExporterServer + ?Sized>(
                 crate::capos_capnp::service_exporter::export_results::Owned,
                 _,
             >(params, |params, results| server.export(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// A line-oriented terminal (the operator console on COM1): output, and
+/// line input with editing (backspace, Ctrl-U, Ctrl-C, left/right arrows,
+/// history with up/down), an optional no-echo mode for passwords, and a
+/// bounded line length. UTF-8 passes through.
+pub mod terminal_session {
+    /// The interface id of `TerminalSession`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xcf5f8302bfaec906;
+    /// The schema name of the interface.
+    pub const NAME: &str = "TerminalSession";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `TerminalSession.write`
+        pub const WRITE: u16 = 0;
+        /// `TerminalSession.readLine`
+        pub const READ_LINE: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                WRITE => Some("write"),
+                READ_LINE => Some("readLine"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::terminal_session::{
+        read_line_params, read_line_results, write_params, write_results,
+    };
+
+    /// Results of [`TerminalSessionClient::read_line`](super::TerminalSessionClient::read_line).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct ReadLineReply {
+        pub line: ::alloc::string::String,
+        pub status: crate::capos_capnp::ReadStatus,
+    }
+}
+
+/// A typed client for `TerminalSession` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct TerminalSessionClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> TerminalSessionClient<T> {
+    /// A client calling the `TerminalSession` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Writes `text` as is.
+    pub fn write(&self, text: &str) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::terminal_session::write_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            terminal_session::INTERFACE_ID,
+            terminal_session::method::WRITE,
+            |mut params| {
+                params.set_text(text);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::terminal_session::write_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+
+    /// Prints `prompt`, then returns the next line typed (without its line
+    /// end). With `echo` false nothing typed is shown and the line does not go
+    /// into the history. `maxBytes` (1..=4096) bounds the line.
+    pub fn read_line(
+        &self,
+        prompt: &str,
+        echo: bool,
+        max_bytes: u32,
+    ) -> Result<terminal_session::ReadLineReply, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::terminal_session::read_line_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                terminal_session::INTERFACE_ID,
+                terminal_session::method::READ_LINE,
+                |mut params| {
+                    params.set_prompt(prompt);
+                    params.set_echo(echo);
+                    params.set_max_bytes(max_bytes);
+                    Ok(())
+                },
+            )?;
+        crate::rpc::read_results::<crate::capos_capnp::terminal_session::read_line_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(terminal_session::ReadLineReply {
+                    line: results.get_line()?.to_string()?,
+                    status: results.get_status()?,
+                })
+            },
+        )
+    }
+}
+
+/// The server side of `TerminalSession`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_terminal_session`].
+pub trait TerminalSessionServer {
+    /// Writes `text` as is.
+    fn write(
+        &mut self,
+        params: crate::capos_capnp::terminal_session::write_params::Reader<'_>,
+        results: crate::capos_capnp::terminal_session::write_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Prints `prompt`, then returns the next line typed (without its line
+    /// end). With `echo` false nothing typed is shown and the line does not go
+    /// into the history. `maxBytes` (1..=4096) bounds the line.
+    fn read_line(
+        &mut self,
+        params: crate::capos_capnp::terminal_session::read_line_params::Reader<'_>,
+        results: crate::capos_capnp::terminal_session::read_line_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `TerminalSession` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_terminal_session<S: TerminalSessionServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        terminal_session::method::WRITE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::terminal_session::write_params::Owned,
+                crate::capos_capnp::terminal_session::write_results::Owned,
+                _,
+            >(params, |params, results| server.write(params, results))
+            .map(|(results, ())| results)
+        }
+        terminal_session::method::READ_LINE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::terminal_session::read_line_params::Owned,
+                crate::capos_capnp::terminal_session::read_line_results::Owned,
+                _,
+            >(params, |params, results| server.read_line(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),

@@ -16,6 +16,7 @@ pub mod process_handle;
 pub mod process_spawner;
 pub mod revocable;
 pub mod system_info;
+pub mod terminal;
 pub mod timer;
 pub mod virtual_memory;
 pub mod wall_clock;
@@ -144,7 +145,7 @@ pub mod exception {
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 11] = [
+    let objects: [(&str, Arc<dyn CapObject>); 12] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -156,6 +157,7 @@ pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
         ("vm", Arc::new(virtual_memory::KernelVirtualMemory)),
         ("ipc", Arc::new(ipc_manager::KernelIpcManager)),
         ("boot", Arc::new(boot_package::KernelBootPackage)),
+        ("terminal", Arc::new(terminal::KernelTerminal)),
     ];
     objects
         .into_iter()

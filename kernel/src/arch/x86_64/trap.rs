@@ -188,6 +188,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == VEC_COM1 as u64 => {
             crate::dev::serial::handle_com1_interrupt();
             apic::eoi();
+            crate::cap::terminal::pump();
         }
         v if v == VEC_SPURIOUS as u64 => {}
         v if (super::pic::PIC_VECTOR_BASE as u64..super::pic::PIC_VECTOR_BASE as u64 + 16)
