@@ -26,6 +26,7 @@ impl<T> IrqLock<T> {
     }
 
     /// Spins until the lock is free, with local interrupts disabled.
+    #[inline(always)]
     pub fn lock(&self) -> IrqLockGuard<'_, T> {
         let reenable = interrupts::are_enabled();
         interrupts::disable();
@@ -36,18 +37,23 @@ impl<T> IrqLock<T> {
 
 impl<T> Deref for IrqLockGuard<'_, T> {
     type Target = T;
+    #[inline(always)]
     fn deref(&self) -> &T {
         self.guard.as_ref().expect("IrqLockGuard holds its guard until drop")
     }
 }
 
 impl<T> DerefMut for IrqLockGuard<'_, T> {
+    #[inline(always)]
     fn deref_mut(&mut self) -> &mut T {
         self.guard.as_mut().expect("IrqLockGuard holds its guard until drop")
     }
 }
 
 impl<T> Drop for IrqLockGuard<'_, T> {
+    // Always inlined: these guards sit on every system call's path, and an
+    // out-of-line copy per lock type costs a call each time.
+    #[inline(always)]
     fn drop(&mut self) {
         drop(self.guard.take());
         if self.reenable {
