@@ -419,6 +419,25 @@ pub const fn ring_layout(sq_entries: u32, cq_entries: u32) -> Option<RingLayout>
     Some(RingLayout { sqe_offset, cqe_offset, total_bytes })
 }
 
+/// Where the CapIds delivered with a message of `len` bytes start: the next
+/// multiple of 8 (result caps of a CALL, caps transferred to a RECV).
+pub const fn caps_offset(len: usize) -> usize {
+    len.div_ceil(8) * 8
+}
+
+/// The CapIds a completion delivered after its `result_len`-byte message in
+/// `buf`: `cap_count` little-endian u64 at [`caps_offset`]. `None` when they
+/// do not lie inside `buf`.
+pub fn delivered_caps(
+    buf: &[u8],
+    result_len: u32,
+    cap_count: u32,
+) -> Option<impl Iterator<Item = u64> + '_> {
+    let at = caps_offset(result_len as usize);
+    let bytes = buf.get(at..at.checked_add(cap_count as usize * 8)?)?;
+    Some(bytes.chunks_exact(8).map(|b| read_u64(b, 0).unwrap_or(0)))
+}
+
 /// Bytes of one [`XferDesc`].
 pub const XFER_DESC_SIZE: usize = 16;
 /// [`XferDesc::mode`]: the sender keeps the cap; the receiver gets a copy.
@@ -546,6 +565,19 @@ pub const MAX_RING_BYTES: u32 = match ring_layout(MAX_RING_ENTRIES, MAX_RING_ENT
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivered_caps_follow_the_message_8_aligned() {
+        let mut buf = [0u8; 40];
+        buf[16..24].copy_from_slice(&7u64.to_le_bytes());
+        buf[24..32].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(caps_offset(13), 16);
+        assert_eq!(caps_offset(16), 16);
+        let mut caps = delivered_caps(&buf, 13, 2).unwrap();
+        assert_eq!((caps.next(), caps.next(), caps.next()), (Some(7), Some(9), None));
+        assert!(delivered_caps(&buf, 13, 4).is_none(), "caps past the buffer");
+        assert!(delivered_caps(&buf, u32::MAX, 1).is_none());
+    }
 
     #[test]
     fn opcodes_round_trip() {

@@ -180,16 +180,13 @@ impl Receiver {
             return Err(TransportError::from_u32(cqe.status).unwrap_or(TransportError::Malformed));
         }
         let len = cqe.result_len as usize;
-        let caps_at = len.div_ceil(8) * 8;
-        let caps_end = caps_at + cqe.cap_count as usize * 8;
-        let (Some(message), Some(caps)) = (self.buf.get(..len), self.buf.get(caps_at..caps_end))
-        else {
+        let (Some(message), Some(caps)) = (
+            self.buf.get(..len),
+            capos_abi::delivered_caps(&self.buf, cqe.result_len, cqe.cap_count),
+        ) else {
             return Err(TransportError::Malformed);
         };
-        let caps = caps
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
-            .collect();
+        let caps = caps.collect();
         let header = RecvHeader::from_bytes(message).ok_or(TransportError::Malformed)?;
         if header.call_id != cqe.aux {
             return Err(TransportError::Malformed);

@@ -193,14 +193,8 @@ impl Transport for Runtime {
             results.get(..len).ok_or(CallError::Transport(TransportError::Malformed.code()))?;
         match TransportError::from_u32(cqe.status) {
             None => {
-                let caps_at = len.div_ceil(8) * 8;
-                let caps = (0..cqe.cap_count as usize)
-                    .filter_map(|i| {
-                        let at = caps_at + i * 8;
-                        results
-                            .get(at..at + 8)
-                            .map(|b| u64::from_le_bytes(b.try_into().expect("slice of 8 bytes")))
-                    })
+                let caps = capos_abi::delivered_caps(&results, cqe.result_len, cqe.cap_count)
+                    .ok_or(CallError::Transport(TransportError::Malformed.code()))?
                     .collect();
                 Ok(CallReply { results: reply_bytes.to_vec(), caps })
             }

@@ -220,11 +220,10 @@ impl<'a> Supervisor<'a> {
         let len = c.result_len as usize;
         let Some(header) = RecvHeader::from_bytes(&self.recv_buf) else { return };
         let params = &self.recv_buf[RECV_HEADER_SIZE..len];
-        let caps_at = len.div_ceil(8) * 8;
-        let caps: Vec<u64> = (0..c.cap_count as usize)
-            .filter_map(|k| self.recv_buf.get(caps_at + 8 * k..caps_at + 8 * k + 8))
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
+        let caps: Vec<u64> =
+            capos_rt::abi::delivered_caps(&self.recv_buf, c.result_len, c.cap_count)
+                .map(Iterator::collect)
+                .unwrap_or_default();
         let i = header.cookie as usize;
         let name = wire::decode(params).ok().and_then(|m| {
             let p = m.get_root::<service_exporter::export_params::Reader<'_>>().ok()?;

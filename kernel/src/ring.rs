@@ -522,7 +522,7 @@ fn deliver(
     results: &[u8],
     caps: Vec<crate::cap::CapEntry>,
 ) -> Result<(u32, u32), TransportError> {
-    let caps_at = results.len().div_ceil(8) * 8;
+    let caps_at = capos_abi::caps_offset(results.len());
     let needed = caps_at + caps.len() * 8;
     if needed > to.results_len as usize {
         return Err(TransportError::Overflow);

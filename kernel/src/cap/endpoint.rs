@@ -89,7 +89,7 @@ impl Endpoint {
     /// Bytes a RECV buffer needs for `call`: header, params, then (8-aligned)
     /// one CapId per transferred cap.
     fn needed(call: &IpcCall) -> usize {
-        (RECV_HEADER_SIZE + call.params.len()).div_ceil(8) * 8 + 8 * call.caps.len()
+        capos_abi::caps_offset(RECV_HEADER_SIZE + call.params.len()) + 8 * call.caps.len()
     }
 
     fn message(call: &IpcCall, call_id: u64, caller: u64) -> Vec<u8> {

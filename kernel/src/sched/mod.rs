@@ -53,9 +53,6 @@ pub struct Thread {
     saved_rsp: UnsafeCell<u64>,
     fpu: Option<UnsafeCell<FpuState>>,
     sched: IrqLock<SchedState>,
-    /// TSC ticks spent running.
-    pub cpu_ticks: AtomicU64,
-    run_since: AtomicU64,
 }
 
 // SAFETY: `saved_rsp` and `fpu` are touched only by the CPU switching the
@@ -108,8 +105,6 @@ pub fn init_cpu() {
         saved_rsp: UnsafeCell::new(0),
         fpu: None,
         sched: IrqLock::new(SchedState { state: State::Running, wake_pending: false }),
-        cpu_ticks: AtomicU64::new(0),
-        run_since: AtomicU64::new(0),
     });
     let mut q = QUEUES[cpu as usize].lock();
     q.current = Some(idle.clone());
@@ -171,8 +166,6 @@ pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Ar
         saved_rsp: UnsafeCell::new(base),
         fpu: Some(UnsafeCell::new(FpuState::initial())),
         sched: IrqLock::new(SchedState { state: State::Runnable, wake_pending: false }),
-        cpu_ticks: AtomicU64::new(0),
-        run_since: AtomicU64::new(0),
     });
     Some(thread)
 }
@@ -322,10 +315,6 @@ pub fn schedule() {
 /// Everything a switch needs but the register swap; returns where to save
 /// the current RSP and the RSP to load.
 fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
-    let now = crate::arch::x86_64::tsc::rdtsc();
-    let ran = now.saturating_sub(prev.run_since.load(Ordering::Relaxed));
-    prev.cpu_ticks.fetch_add(ran, Ordering::Relaxed);
-    next.run_since.store(now, Ordering::Relaxed);
     if let Some(fpu) = &prev.fpu {
         // SAFETY: `prev` is on this CPU with interrupts off; nobody else
         // touches its FPU area now.

@@ -87,13 +87,9 @@ impl Completion {
     /// message is `result_len` bytes, the CapIds follow it 8-aligned.
     fn read(cqe: &Cqe, buf: &[u8]) -> Completion {
         let len = (cqe.result_len as usize).min(buf.len());
-        let caps_at = len.div_ceil(8) * 8;
-        let caps = (0..cqe.cap_count as usize)
-            .filter_map(|i| {
-                let at = caps_at + i * 8;
-                buf.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
-            })
-            .collect();
+        let caps = capos_rt::abi::delivered_caps(buf, cqe.result_len, cqe.cap_count)
+            .map(Iterator::collect)
+            .unwrap_or_default();
         Completion { status: cqe.status, message: buf[..len].to_vec(), caps }
     }
 

@@ -291,11 +291,9 @@ impl Proof {
         if len < RECV_HEADER_SIZE || len > buf.len() || header.call_id != c.aux {
             return Err(format!("result_len {len}, call id {} and aux {}", header.call_id, c.aux));
         }
-        let caps_at = len.div_ceil(8) * 8;
-        let caps = (0..c.cap_count as usize)
-            .filter_map(|i| buf.get(caps_at + i * 8..caps_at + i * 8 + 8))
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-            .collect();
+        let caps = capos_rt::abi::delivered_caps(buf, c.result_len, c.cap_count)
+            .map(Iterator::collect)
+            .unwrap_or_default();
         Ok(Request { header, params: buf[RECV_HEADER_SIZE..len].to_vec(), caps })
     }
 
