@@ -65,6 +65,14 @@ pub struct PendingCall {
     pub results_len: u32,
 }
 
+impl PendingCall {
+    /// Whether the caller can still take the completion (its process has
+    /// not begun to end).
+    pub fn is_live(&self) -> bool {
+        self.process.upgrade().is_some_and(|p| !p.exit_started())
+    }
+}
+
 impl RingState {
     /// A ring over `pages` (physical, in order) with the given geometry,
     /// whose header the caller already initialised.

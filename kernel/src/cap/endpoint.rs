@@ -129,7 +129,7 @@ impl Endpoint {
             return Ok(Received::Now(Self::message(&call, call_id, caller), call_id, caps));
         }
         // Receivers whose process ended no longer count.
-        s.receivers.retain(|r| r.process.upgrade().is_some_and(|p| !p.exit_started()));
+        s.receivers.retain(PendingCall::is_live);
         if s.receivers.len() >= MAX_RECEIVERS {
             return Err(TransportError::Overflow);
         }
@@ -166,10 +166,9 @@ impl Endpoint {
             }
             let Some(call) = s.queued.front() else { return };
             let need = Self::needed(call);
-            let Some(pos) = s.receivers.iter().position(|r| {
-                r.results_len as usize >= need
-                    && r.process.upgrade().is_some_and(|p| !p.exit_started())
-            }) else {
+            let Some(pos) =
+                s.receivers.iter().position(|r| r.results_len as usize >= need && r.is_live())
+            else {
                 return;
             };
             let receiver = s.receivers.remove(pos).expect("position is in range");
@@ -202,7 +201,7 @@ impl Endpoint {
         // Hand it to a waiting RECV that has room for it.
         while s.in_flight.len() < MAX_IN_FLIGHT {
             let Some(receiver) = s.receivers.pop_front() else { break };
-            if receiver.process.upgrade().is_none_or(|p| p.exit_started()) {
+            if !receiver.is_live() {
                 // Its process ended: skip it.
                 continue;
             }

@@ -51,7 +51,7 @@ impl KernelNotification {
             let mut s = self.state.lock();
             s.bits |= bits;
             // Waiters whose process ended take nothing.
-            s.waiters.retain(|w| w.call.process.upgrade().is_some_and(|p| !p.exit_started()));
+            s.waiters.retain(|w| w.call.is_live());
             let mut woken = Vec::new();
             let mut i = 0;
             while i < s.waiters.len() {
@@ -175,7 +175,7 @@ impl CapObject for KernelNotification {
             s.bits &= !got;
             return CallOutcome::done(encode_bits(got));
         }
-        s.waiters.retain(|w| w.call.process.upgrade().is_some_and(|p| !p.exit_started()));
+        s.waiters.retain(|w| w.call.is_live());
         if timeout_ns == 0 {
             return CallOutcome::Failed(TransportError::Timeout);
         }
