@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -27,7 +27,7 @@ RUN_MEM      ?= 512M
 # tools). init is embedded in the kernel: build.rs reads CAPOS_INIT_ELF.
 USER_CARGO   := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(USER_FLAGS)" \
 	$(CARGO)
-USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs
+USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs -p capos-shell -p auth-services
 KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 	CAPOS_INIT_ELF=$(CURDIR)/$(USER_BIN)/init $(CARGO)
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-auth run-shell run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -64,7 +64,7 @@ kernel: user
 	@$(KERNEL_BUILD)
 
 mkmanifest: setup
-	@$(CARGO) build -q -p capos-tools --release --bin mkmanifest
+	@$(CARGO) build -q -p capos-tools --release --bin mkmanifest --bin mkverifier
 
 # The boot manifest: system.cue (+ the operator's system.local.cue) through
 # CUE (tools/cue) and tools/mkmanifest.
@@ -433,7 +433,7 @@ bench: kernel harness
 		--exit success
 	@grep -h '^bench:' target/proofs/bench/com1.log
 
-# The boot manifest: the default system boots (hello runs); a provider's
+# The boot manifest: the default system boots to the login; a provider's
 # export reaches a consumer; a crashing service is restarted per policy and
 # given up on; a damaged manifest.bin stops init with a named error.
 run-manifest: kernel harness mkmanifest
@@ -446,13 +446,10 @@ run-manifest: kernel harness mkmanifest
 	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-default.iso "harness" $(MODULES) target/manifests/default/manifest.bin
 	@$(HARNESS) --name manifest-default --image $(PROOF_ISOS)/manifest-default.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--expect 'Welcome to capOS' \
-		--expect 'init: manifest: 1 service(s), start order hello' \
-		--expect 'init: starting hello (binary hello) with caps console, sysinfo, clock, timer, log' \
-		--expect 're:hello: capOS [0-9.]+ on capos, 2 CPU\(s\), [0-9]+ MiB total' \
-		--expect 'init: hello exited with code 0' \
-		--expect 'init: all services ended (0 failed)' \
-		--expect 'init: exited with code 0' \
-		--exit success
+		--expect 'init: manifest: 4 service(s), start order audit, credstore, sessions, login' \
+		--expect 'init: starting login (binary login) with caps terminal, sysinfo, sessions, broker' \
+		--expect 'capOS first boot: no account exists yet. Set up the operator account.' \
+		--exit none
 	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-services.iso "harness" $(MODULES) target/manifests/services/manifest.bin
 	@$(HARNESS) --name manifest-services --image $(PROOF_ISOS)/manifest-services.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--expect 'capOS manifest proof' \
@@ -497,6 +494,119 @@ run-manifest: kernel harness mkmanifest
 # read without echo (it must never appear on either port) and a line over
 # the limit.
 LONG_LINE := $(shell python3 -c 'print("a" * 5000, end="")')
+# The operator's path on the default system (system.cue), driven on COM1 as
+# a person types: first-boot setup, every shell command, a program run with
+# explicit grants, a background program that keeps a session cap past
+# logout (its next call fails with Revoked: keeper exits 0), hostile input
+# (a 64 KiB line, control characters, invalid UTF-8, Ctrl-C inside a
+# password), a wrong password (denied after the delay, audited), login with
+# the new password, an anonymous session without the operator's caps. The
+# password must never appear on COM1 or COM2.
+SHELL_PASSWORD := correct-horse-42
+HUGE_LINE := $(shell python3 -c 'print("x" * 65536, end="")')
+run-shell: kernel harness mkmanifest
+	@$(call manifest-of,system.cue,shell)
+	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/shell.iso "harness" $(MODULES) target/manifests/shell/manifest.bin
+	@$(HARNESS) --name shell --image $(PROOF_ISOS)/shell.iso $(USER_QEMU) --smp 2 --mem 512M --timeout 30 \
+		--fail-on '$(SHELL_PASSWORD)' \
+		--expect 'capOS first boot: no account exists yet. Set up the operator account.' \
+		--send '\r' --send '$(SHELL_PASSWORD)\r' --send '$(SHELL_PASSWORD)-typo\r' \
+		--expect 'login: the passwords differ; try again' \
+		--send '\r' --send 'short\r' --send 'short\r' \
+		--expect 'login: setup refused: the password is shorter than 8 bytes' \
+		--send '\r' --send '$(SHELL_PASSWORD)\r' --send '$(SHELL_PASSWORD)\r' \
+		--expect 'login: operator account operator created' \
+		--expect 'capOS shell: type help for the commands' \
+		--send 'help\r' --expect 'help      list the commands, or explain one' \
+		--expect 're:^exit +the same as logout$$' \
+		--send 'caps\r' --expect 're:^audit +AuditReader$$' --expect 're:^processes +ProcessTable$$' \
+		--expect 're:^spawner +ProcessSpawner$$' --expect 're:^terminal +TerminalSession$$' \
+		--send 'whoami\r' --expect 'operator (profile operator)' \
+		--send 'session\r' --expect 're:^principal +operator$$' --expect 're:^auth +password$$' \
+		--send 'ps\r' --expect 're:^ *PID +PPID +STATE +CPU +NAME$$' --expect 're:^ +1 +0 +blocked +[0-9.]+m?s +init$$' \
+		--expect 're:^ +[0-9]+ +[0-9]+ +running +[0-9.]+m?s +capos-shell$$' \
+		--send 'date\r' --expect 're:^20[2-9][0-9]-[01][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] UTC$$' \
+		--send 'hostname\r' --expect 'capos' \
+		--send 'uptime\r' --expect 're:^up ([0-9]+[hm] )*[0-9]+s$$' \
+		--send 'log 5\r' --expect 're:^\[[0-9.]+\] info audit: #2 setup principal=operator session=1 first operator account created; profile operator$$' \
+		--send 'audit 3\r' --expect 're:^#3 .* UTC shell operator \(session 1\): capos-shell \(pid [0-9]+\) with terminal,session,console,.*$$' \
+		--send 'echo hello,   world\r' --expect 'hello, world' \
+		--send 'clear\r' \
+		--send 'run -g console -g sysinfo -g clock -g timer -g log hello\r' \
+		--expect 're:^hello: capOS [0-9.]+ on capos, 2 CPU\(s\), [0-9]+ MiB total$$' \
+		--expect 're:^hello \(pid [0-9]+\) exited with code 0$$' \
+		--send 'run -g console hello\r' --expect 're:^hello \(pid [0-9]+\) exited with code 2$$' \
+		--send 'run -g nosuch hello\r' --expect 'run: this session has no nosuch cap to grant' \
+		--send 'frobnicate\r' --expect 'shell: unknown command: frobnicate (try help)' \
+		--send 'kill abc\r' --expect 'kill: bad pid abc (usage: kill <pid|%job>)' \
+		--send 'kill 1\r' --expect 're:^kill: .*init.*$$' \
+		--send '$(HUGE_LINE)\r' --expect '(line too long: at most 1024 bytes)' \
+		--expect 'shell: line too long (limit 1024 bytes)' \
+		--send '\xff\xfe\r' --expect 'shell: the line is not valid UTF-8; ignored' \
+		--send '\x01\x02\x1b[Z\x7fecho ctl\r' --expect 'ctl' \
+		--send 'run -g console -g timer keeper &\r' --expect 're:^\[1\] pid [0-9]+$$' \
+		--expect 'keeper: tick 2' \
+		--send 'logout\r' --expect 're:^\[1\] keeps running without this session.s caps: keeper \(pid [0-9]+\)$$' \
+		--expect 'logged out' \
+		--expect-log 're:.* audit: #[0-9]+ logout principal=operator session=1 logout; 11 cap\(s\) revoked$$' \
+		--expect-log 're:.* proc: keeper \(pid [0-9]+\) exited with code 0$$' \
+		--send 'operator\r' --send 'not-$(SHELL_PASSWORD)\r' --expect 'Login incorrect' \
+		--expect-log 're:.* audit: #[0-9]+ login-failed principal=operator session=0 wrong name or password \(failure 1 in a row\); answered and next attempt after 1000 ms$$' \
+		--send 'operator\r' --send 'corr\x03' --expect 'Password: ^C' \
+		--send 'operator\r' --send '$(SHELL_PASSWORD)\r' \
+		--expect 'capOS shell: type help for the commands' \
+		--send 'whoami\r' --expect 'operator (profile operator)' \
+		--send 'audit 2\r' --expect 're:^#[0-9]+ .* UTC login operator \(session 2\): profile operator$$' \
+		--send 'exit\r' --expect 'logged out' \
+		--send 'anonymous\r' --expect 'capOS shell: type help for the commands' \
+		--send 'whoami\r' --expect 'anonymous (profile anonymous)' \
+		--send 'caps\r' --expect 're:^clock +WallClock$$' --expect 're:^session +UserSession$$' \
+		--expect 're:^sysinfo +SystemInfo$$' --expect 're:^terminal +TerminalSession$$' --expect 're:^timer +Timer$$' \
+		--send 'log\r' --expect 'log: this session has no log_reader cap' \
+		--send 'ps\r' --expect 'ps: this session has no processes cap' \
+		--send 'run hello\r' --expect 're:^run: .*spawner.*$$' \
+		--send 'logout\r' --expect 'logged out' \
+		--expect-log 're:.* audit: #[0-9]+ logout principal=anonymous session=3 logout; 5 cap\(s\) revoked$$' \
+		--exit none
+
+# The identity services as a hostile client meets them (authprobe), on the
+# default system with a seeded operator account (verifier from mkverifier):
+# delayed denials, named errors, anonymous session and its end. The test
+# password must never appear on COM1 or COM2.
+AUTH_PASSWORD := tr0ub4dor-and-3
+run-auth: kernel harness mkmanifest
+	@printf '%s\n' '$(AUTH_PASSWORD)' | tools/proofs/auth-manifest.sh target/proofs/auth-manifest
+	@mkdir -p target/manifests/auth
+	@MKMANIFEST=$(MKMANIFEST) tools/manifest.sh target/proofs/auth-manifest/system.cue \
+		target/manifests/auth/manifest.bin $(BINARY_LIST)
+	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/auth.iso "harness" $(MODULES) target/manifests/auth/manifest.bin
+	@$(HARNESS) --name auth --image $(PROOF_ISOS)/auth.iso $(USER_QEMU) --smp 2 --mem 512M --timeout 60 \
+		--fail-on '$(AUTH_PASSWORD)' \
+		--expect 'init: starting authprobe (binary authprobe) with caps sessions, broker, timer, console' \
+		--expect 're:(capos login: )?authprobe: wrong password 1: error 1: login incorrect after >= 1000 ms \(delayed\)' \
+		--expect 'authprobe: wrong password 2: error 1: login incorrect after >= 2000 ms (delayed)' \
+		--expect 'authprobe: unknown account: error 1: login incorrect' \
+		--expect 'authprobe: setup with an account present: error 3: setup is over: an account exists' \
+		--expect 'authprobe: 300-byte name: error 1: a name or password of 300 bytes is over 256' \
+		--expect 'authprobe: malformed login params: Malformed (a field holds a value the ABI does not allow)' \
+		--expect 'authprobe: method 9: BadMethod (interface has no method with this ordinal)' \
+		--expect 'authprobe: launchShell with no caps: error 7: launchShell takes two caps (a session, a terminal), got 0' \
+		--expect 'authprobe: launchShell with a timer as the session: error 7: the cap sent is not a session: call raised exception 2: the cap sent (Timer) was not minted from this endpoint' \
+		--expect 'authprobe: profileCaps of the broker cap itself: error 7: the cap sent is not a session' \
+		--expect 'authprobe: anonymous session 1: principal anonymous, profile anonymous, auth None' \
+		--expect 'authprobe: anonymous profile caps: sysinfo,clock,timer' \
+		--expect 'authprobe: logout: ok' \
+		--expect 'authprobe: info after logout: error 4: session 1 has ended' \
+		--expect 'authprobe: logout again: error 4: session 1 has ended' \
+		--expect 'authprobe: profileCaps of the ended session: error 4: session 1 has ended' \
+		--expect 'authprobe: done' \
+		--expect-log 're:.* audit: #1 login-failed principal=operator session=0 wrong name or password \(failure 1 in a row\); answered and next attempt after 1000 ms' \
+		--expect-log 're:.* audit: #2 login-failed principal=operator session=0 .*after 2000 ms' \
+		--expect-log 're:.* audit: #4 setup-refused principal=x session=0 an account exists already' \
+		--expect-log 're:.* audit: #5 anonymous principal=anonymous session=1 profile anonymous' \
+		--expect-log 're:.* audit: #6 logout principal=anonymous session=1 logout; 0 cap\(s\) revoked' \
+		--exit none
+
 run-terminal: kernel harness
 	@$(call proof-iso,terminal,harness init=term:terminal$(comma)console)
 	@$(HARNESS) --name terminal --image $(PROOF_ISOS)/terminal.iso $(USER_QEMU) --smp 2 --mem 256M \
@@ -522,7 +632,7 @@ run-faults: kernel harness
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell
 
 # --- checks -----------------------------------------------------------------
 

@@ -127,6 +127,9 @@ interface LogReader {
   read @0 (fromSeq :UInt64, maxRecords :UInt32) -> (records :List(LogRecord), nextSeq :UInt64);
   # Returns up to `maxRecords` records with `seq >= fromSeq`, oldest first,
   # and the `seq` to ask for next.
+
+  tail @1 (maxRecords :UInt32) -> (records :List(LogRecord), nextSeq :UInt64);
+  # The newest `maxRecords` records still held, oldest first.
 }
 
 # --- Entropy ----------------------------------------------------------------
@@ -183,6 +186,31 @@ struct ProcessStatus {
   # "running", "exited", "killed", or the exception, e.g. "page fault".
   faultRip @3 :UInt64;
   faultAddress @4 :UInt64;
+}
+
+struct ProcessEntry {
+  # One process, as `ps` shows it.
+  pid @0 :UInt64;
+  parent @1 :UInt64;
+  # 0 for init.
+  name @2 :Text;
+  # The binary it runs.
+  state @3 :Text;
+  # "running" (on a CPU), "ready" (waiting for one), "blocked" or "exiting".
+  cpuNs @4 :UInt64;
+  # CPU time used so far, in nanoseconds.
+}
+
+interface ProcessTable {
+  # Every process of the system: listing them and ending one. An operator
+  # cap; a program that only manages what it started uses ProcessHandles.
+
+  list @0 () -> (processes :List(ProcessEntry));
+  # The live processes, by pid.
+
+  kill @1 (pid :UInt64) -> ();
+  # Ends process `pid`. Errors: code 1 (no such process), code 2 (init,
+  # which may not be killed this way).
 }
 
 # --- Memory -----------------------------------------------------------------
@@ -248,6 +276,12 @@ interface Endpoint {
   # A client cap that speaks `interfaceId`; each call through it reaches this
   # endpoint with `cookie`, which the client can neither read nor change.
   # The cap arrives as the call's result cap.
+
+  identify @1 () -> (cookie :UInt64, interfaceId :UInt64);
+  # The CALL transfers exactly one cap. When it is a client cap minted from
+  # this endpoint, returns the cookie and interface it was minted with (a
+  # server recognising its own caps, e.g. a session handed back to it);
+  # otherwise fails with an application error (code 2, not minted here).
 }
 
 interface Echo {
@@ -267,6 +301,36 @@ struct SystemManifest {
   kernel @1 :KernelParams;
   services @2 :List(ServiceSpec);
   # In any order; init starts them in dependency order.
+  auth @3 :AuthConfig;
+  # Accounts and profiles for the auth services; absent when the system
+  # has no login.
+}
+
+struct AuthConfig {
+  # Accounts and the authority each session profile carries.
+  accounts @0 :List(AccountSpec);
+  # Seeded accounts; with none, the first login sets up the operator.
+  profiles @1 :List(ProfileSpec);
+  broker @2 :Text;
+  # The service that hands out the profiles' caps: each cap a profile
+  # names is one of that service's grants.
+  shell @3 :Text;
+  # The binary a session runs (a binary in the boot package).
+}
+
+struct AccountSpec {
+  name @0 :Text;
+  profile @1 :Text;
+  verifier @2 :Text;
+  # A password verifier in PHC string form (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`),
+  # made by `mkverifier`; never a password.
+}
+
+struct ProfileSpec {
+  name @0 :Text;
+  # "anonymous", "operator", or another profile an account names.
+  caps @1 :List(Text);
+  # The caps a session of this profile gets, by the broker's grant names.
 }
 
 struct KernelParams {
@@ -335,6 +399,110 @@ interface ServiceExporter {
 
   export @0 (name :Text) -> ();
   # The CALL transfers exactly one cap, the export called `name`.
+}
+
+# --- Identity ---------------------------------------------------------------
+
+enum AuthStrength {
+  none @0;
+  # An anonymous session: nobody was authenticated.
+  password @1;
+  # A password was verified.
+}
+
+struct SessionInfo {
+  id @0 :UInt64;
+  principal @1 :Text;
+  # The account name ("anonymous" for an anonymous session).
+  profile @2 :Text;
+  authStrength @3 :AuthStrength;
+  startNs @4 :UInt64;
+  # Monotonic time of the login.
+  startUnixSeconds @5 :Int64;
+  # Calendar time of the login.
+}
+
+interface CredentialStore {
+  # Password verifiers of the local accounts (memory-hard hashes; salts
+  # from EntropySource). Never returns a verifier or a password.
+
+  accountCount @0 () -> (count :UInt32);
+
+  verify @1 (name :Text, password :Text) -> (ok :Bool, profile :Text);
+  # Whether `password` is the password of account `name`, and the account's
+  # profile. An unknown account costs the same work and gives `ok` false.
+
+  create @2 (name :Text, password :Text, profile :Text) -> ();
+  # Adds an account. Errors: code 1 (the name exists), code 2 (a name or
+  # password the store does not accept, with the reason).
+}
+
+interface SessionManager {
+  # Logs principals in and out.
+
+  needsSetup @0 () -> (needed :Bool);
+  # True while no account exists: the first login sets up the operator.
+
+  setup @1 (name :Text, password :Text) -> (session :UserSession);
+  # Creates the first account with profile operator and logs it in. Fails
+  # (code 3) once any account exists.
+
+  login @2 (name :Text, password :Text) -> (session :UserSession);
+  # A password login. A wrong name or password fails with code 1 after a
+  # delay that grows with each failure for that name; attempts during the
+  # delay wait for its end before they are checked.
+
+  anonymous @3 () -> (session :UserSession);
+  # A session with profile anonymous and no authentication.
+}
+
+interface UserSession {
+  # One login. Ended by `logout` (or the session manager): from then on
+  # every call through it, and through every cap minted for the session,
+  # fails (this one with code 4, session ended; the others with Revoked).
+
+  info @0 () -> (info :SessionInfo);
+
+  logout @1 () -> ();
+}
+
+interface AuthorityBroker {
+  # Turns a session's profile into the caps its shell holds.
+
+  launchShell @0 () -> (handle :ProcessHandle);
+  # The CALL transfers two caps: a UserSession this service minted, then
+  # the TerminalSession the shell runs on. Starts the configured shell
+  # with the profile's caps (revocable copies), the terminal and the
+  # session, each ended with the session.
+
+  profileCaps @1 () -> (names :List(Text));
+  # The CALL transfers a UserSession; returns the names of the caps its
+  # profile grants.
+}
+
+struct AuditRecord {
+  seq @0 :UInt64;
+  timeNs @1 :UInt64;
+  unixSeconds @2 :Int64;
+  event @3 :Text;
+  # e.g. "login", "login-failed", "logout", "setup", "anonymous".
+  principal @4 :Text;
+  sessionId @5 :UInt64;
+  detail @6 :Text;
+  # Never a secret.
+}
+
+interface AuditLog {
+  # Appends to the audit trail; records cannot be changed or removed.
+
+  append @0 (event :Text, principal :Text, sessionId :UInt64, detail :Text) -> (seq :UInt64);
+}
+
+interface AuditReader {
+  # Reads the audit trail.
+
+  tail @0 (maxRecords :UInt32) -> (records :List(AuditRecord));
+  # The newest `maxRecords` records, oldest first.
 }
 
 # --- Terminal -----------------------------------------------------------------

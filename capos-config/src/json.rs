@@ -36,6 +36,10 @@
 //! - `restart` defaults to `{"mode": "never", "maxRestarts": 0,
 //!   "backoffMs": 0}`; each of its fields may be left out (`mode` is `never`
 //!   or `onFailure`, the numbers default to 0).
+//! - `auth` (optional): `broker` (a service name) and `shell` (a binary)
+//!   are required; `accounts` is keyed by account name, each with
+//!   `profile` and `verifier`; `profiles` is keyed by profile name, each
+//!   with `caps` (grant names of the broker service).
 //! - Numbers are unsigned 32-bit integers. An unknown field anywhere is an
 //!   error.
 //!
@@ -52,8 +56,8 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::model::{
-    ExportRef, Grant, GrantSource, KernelParams, Manifest, Quoted, RestartMode, RestartPolicy,
-    Service,
+    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile, Quoted,
+    RestartMode, RestartPolicy, Service,
 };
 use crate::ConfigError;
 
@@ -73,6 +77,7 @@ pub fn from_json(json: &str) -> Result<Manifest, ConfigError> {
             motd: raw.kernel.motd,
         },
         services,
+        auth: raw.auth.map(AuthJson::into_model).transpose()?,
     })
 }
 
@@ -147,6 +152,50 @@ struct ManifestJson {
     kernel: KernelJson,
     #[serde(default)]
     services: Named<ServiceJson>,
+    auth: Option<AuthJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthJson {
+    broker: String,
+    shell: String,
+    #[serde(default)]
+    accounts: Named<AccountJson>,
+    #[serde(default)]
+    profiles: Named<ProfileJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountJson {
+    name: Option<String>,
+    profile: String,
+    verifier: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileJson {
+    name: Option<String>,
+    #[serde(default)]
+    caps: Vec<String>,
+}
+
+impl AuthJson {
+    fn into_model(self) -> Result<AuthConfig, ConfigError> {
+        let mut accounts = Vec::new();
+        for (index, (key, account)) in self.accounts.0.into_iter().enumerate() {
+            let (_, name) = item_name("auth.accounts", index, key, account.name)?;
+            accounts.push(Account { name, profile: account.profile, verifier: account.verifier });
+        }
+        let mut profiles = Vec::new();
+        for (index, (key, profile)) in self.profiles.0.into_iter().enumerate() {
+            let (_, name) = item_name("auth.profiles", index, key, profile.name)?;
+            profiles.push(Profile { name, caps: profile.caps });
+        }
+        Ok(AuthConfig { accounts, profiles, broker: self.broker, shell: self.shell })
+    }
 }
 
 #[derive(Deserialize)]
@@ -302,7 +351,7 @@ mod tests {
         hello.grants = vec![Grant::export("greeter", "provider", "greeter")];
         assert_eq!(
             from_json(json).unwrap(),
-            Manifest { version: 1, kernel: kernel(), services: vec![provider, hello] }
+            Manifest { version: 1, kernel: kernel(), services: vec![provider, hello], auth: None }
         );
     }
 
@@ -325,7 +374,7 @@ mod tests {
         ];
         assert_eq!(
             from_json(json).unwrap(),
-            Manifest { version: 1, kernel: kernel(), services: vec![hello] }
+            Manifest { version: 1, kernel: kernel(), services: vec![hello], auth: None }
         );
     }
 
@@ -398,7 +447,7 @@ mod tests {
         assert_eq!(
             error("{\"version\": 1, \"kernel\": {\"hostname\": \"h\", \"logLevel\": \"info\"},\n\"sevices\": {}}"),
             "manifest JSON: unknown field `sevices`, expected one of `version`, `kernel`, \
-             `services` at line 2 column 9"
+             `services`, `auth` at line 2 column 9"
         );
         assert_eq!(
             error(r#"{"version": 1, "kernel": {"hostname": "h", "logLevel": "info", "motd": 3}}"#),

@@ -38,7 +38,8 @@ pub use error::ConfigError;
 #[cfg(feature = "json")]
 pub use json::from_json;
 pub use model::{
-    ExportRef, Grant, GrantSource, KernelParams, Manifest, RestartMode, RestartPolicy, Service,
+    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile,
+    RestartMode, RestartPolicy, Service,
 };
 pub use order::start_order;
 pub use validate::{
@@ -64,6 +65,7 @@ pub const KERNEL_CAP_SOURCES: &[&str] = &[
     "ipc",
     "boot",
     "terminal",
+    "processes",
 ];
 
 /// The kernel log levels, least verbose first.

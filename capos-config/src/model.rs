@@ -18,6 +18,49 @@ pub struct Manifest {
     /// The services, in declaration order (init starts them in
     /// [`crate::start_order`]).
     pub services: Vec<Service>,
+    /// Accounts and session profiles, when the system has a login.
+    pub auth: Option<AuthConfig>,
+}
+
+/// The identity section: seeded accounts, session profiles, and which
+/// service hands out the profiles' caps.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// Seeded accounts (none: the first login sets up the operator).
+    pub accounts: Vec<Account>,
+    /// Session profiles.
+    pub profiles: Vec<Profile>,
+    /// The service whose grants the profiles name.
+    pub broker: String,
+    /// The binary a session runs.
+    pub shell: String,
+}
+
+/// A seeded account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Account name.
+    pub name: String,
+    /// Its profile.
+    pub profile: String,
+    /// Password verifier in PHC string form (never a password).
+    pub verifier: String,
+}
+
+/// A session profile: the caps its sessions get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// Profile name.
+    pub name: String,
+    /// Grant names of the broker service.
+    pub caps: Vec<String>,
+}
+
+impl AuthConfig {
+    /// The profile called `name`.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
 }
 
 impl Manifest {
@@ -227,6 +270,25 @@ impl fmt::Display for Manifest {
                 writeln!(f, "  export {}", Quoted(export))?;
             }
         }
+        if let Some(auth) = &self.auth {
+            writeln!(f, "auth: broker {}, shell {}", Quoted(&auth.broker), Quoted(&auth.shell))?;
+            for profile in &auth.profiles {
+                write!(f, "  profile {}:", Quoted(&profile.name))?;
+                for cap in &profile.caps {
+                    write!(f, " {}", Quoted(cap))?;
+                }
+                writeln!(f)?;
+            }
+            for account in &auth.accounts {
+                // The verifier is not secret, but it is of no use to a reader.
+                writeln!(
+                    f,
+                    "  account {} (profile {}, verifier set)",
+                    Quoted(&account.name),
+                    Quoted(&account.profile)
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -255,6 +317,7 @@ mod tests {
                 motd: "Welcome \"home\"".into(),
             },
             services: vec![provider, user],
+            auth: None,
         };
         assert_eq!(
             manifest.to_string(),

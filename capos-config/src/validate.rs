@@ -374,7 +374,60 @@ pub enum ValidationError {
         /// declared first.
         path: Vec<String>,
     },
+    /// `auth.broker` names no service.
+    UnknownBroker {
+        /// The name given.
+        broker: String,
+    },
+    /// `auth.shell` is not a binary of the boot package.
+    UnknownShell {
+        /// The binary given.
+        shell: String,
+    },
+    /// A profile has an empty name or shares it with another.
+    BadProfileName {
+        /// The name.
+        profile: String,
+    },
+    /// A profile names a cap the broker service is not granted.
+    ProfileCapNotGranted {
+        /// The profile.
+        profile: String,
+        /// The cap.
+        cap: String,
+        /// The broker service.
+        broker: String,
+    },
+    /// A profile names `terminal` or `session`, which the broker gives every
+    /// session itself.
+    ProfileCapReserved {
+        /// The profile.
+        profile: String,
+        /// The cap.
+        cap: String,
+    },
+    /// An account name is not 1..=32 of `a-z 0-9 _ -` starting with a
+    /// letter or `_`, is `anonymous`, or is used twice.
+    BadAccountName {
+        /// The name.
+        account: String,
+    },
+    /// An account names a profile that does not exist.
+    UnknownAccountProfile {
+        /// The account.
+        account: String,
+        /// The profile.
+        profile: String,
+    },
+    /// An account's verifier is not an Argon2id PHC string.
+    BadVerifier {
+        /// The account.
+        account: String,
+    },
 }
+
+/// Caps the broker gives every session itself; profiles may not name them.
+pub const SESSION_CAPS: &[&str] = &["terminal", "session"];
 
 /// Writes `items` as a comma-separated list.
 struct List<'a>(&'a [String]);
@@ -536,6 +589,44 @@ impl fmt::Display for ValidationError {
                 "service {} restart backoffMs is {value}, more than the limit of {MAX_BACKOFF_MS}",
                 Quoted(service)
             ),
+            Self::UnknownBroker { broker } => {
+                write!(f, "auth.broker {} is not a service of this manifest", Quoted(broker))
+            }
+            Self::UnknownShell { shell } => {
+                write!(f, "auth.shell {} is not a binary of the boot package", Quoted(shell))
+            }
+            Self::BadProfileName { profile } => {
+                write!(f, "auth.profiles: profile name {} is empty or used twice", Quoted(profile))
+            }
+            Self::ProfileCapNotGranted { profile, cap, broker } => write!(
+                f,
+                "auth.profiles.{}: cap {} is not a grant of the broker service {}",
+                profile.escape_debug(),
+                Quoted(cap),
+                Quoted(broker)
+            ),
+            Self::ProfileCapReserved { profile, cap } => write!(
+                f,
+                "auth.profiles.{}: cap {} is given to every session by the broker; a profile may not name it",
+                profile.escape_debug(),
+                Quoted(cap)
+            ),
+            Self::BadAccountName { account } => write!(
+                f,
+                "auth.accounts: account name {} is used twice or is not 1 to 32 of a-z 0-9 _ - starting with a letter or _ (nor \"anonymous\")",
+                Quoted(account)
+            ),
+            Self::UnknownAccountProfile { account, profile } => write!(
+                f,
+                "auth.accounts.{}: profile {} is not in auth.profiles",
+                account.escape_debug(),
+                Quoted(profile)
+            ),
+            Self::BadVerifier { account } => write!(
+                f,
+                "auth.accounts.{}: verifier is not an Argon2id PHC string ($argon2id$...; make one with mkverifier)",
+                account.escape_debug()
+            ),
             Self::Cycle { path } => {
                 f.write_str("services depend on each other in a cycle: ")?;
                 for name in path {
@@ -639,10 +730,79 @@ pub fn validate(manifest: &Manifest, context: &Context) -> Result<(), Vec<Valida
         errors.push(cycle);
     }
 
+    if let Some(auth) = &manifest.auth {
+        check_auth(manifest, auth, context, &mut errors);
+    }
+
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// Whether `name` is an account name: 1..=32 of `a-z 0-9 _ -`, first a
+/// letter or `_`, not `anonymous`.
+pub fn is_account_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    first_ok
+        && name.len() <= 32
+        && name != "anonymous"
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+fn check_auth(
+    manifest: &Manifest,
+    auth: &crate::AuthConfig,
+    context: &Context,
+    errors: &mut Vec<ValidationError>,
+) {
+    let broker = manifest.service(&auth.broker);
+    if broker.is_none() {
+        errors.push(ValidationError::UnknownBroker { broker: auth.broker.clone() });
+    }
+    if !context.has_binary(&auth.shell) {
+        errors.push(ValidationError::UnknownShell { shell: auth.shell.clone() });
+    }
+    let mut profiles = BTreeSet::new();
+    for profile in &auth.profiles {
+        if profile.name.is_empty() || !profiles.insert(profile.name.as_str()) {
+            errors.push(ValidationError::BadProfileName { profile: profile.name.clone() });
+        }
+        for cap in &profile.caps {
+            if SESSION_CAPS.contains(&cap.as_str()) {
+                errors.push(ValidationError::ProfileCapReserved {
+                    profile: profile.name.clone(),
+                    cap: cap.clone(),
+                });
+            } else if let Some(broker) = broker {
+                if !broker.grants.iter().any(|g| &g.name == cap) {
+                    errors.push(ValidationError::ProfileCapNotGranted {
+                        profile: profile.name.clone(),
+                        cap: cap.clone(),
+                        broker: broker.name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let mut accounts = BTreeSet::new();
+    for account in &auth.accounts {
+        if !is_account_name(&account.name) || !accounts.insert(account.name.as_str()) {
+            errors.push(ValidationError::BadAccountName { account: account.name.clone() });
+        }
+        if !profiles.contains(account.profile.as_str()) {
+            errors.push(ValidationError::UnknownAccountProfile {
+                account: account.name.clone(),
+                profile: account.profile.clone(),
+            });
+        }
+        if !account.verifier.starts_with("$argon2id$") {
+            errors.push(ValidationError::BadVerifier { account: account.name.clone() });
+        }
     }
 }
 

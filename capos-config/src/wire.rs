@@ -6,11 +6,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use capos_schema::capos_capnp::RestartMode as WireRestartMode;
-use capos_schema::capos_capnp::{grant_spec, restart_policy, service_spec, system_manifest};
+use capos_schema::capos_capnp::{
+    auth_config, grant_spec, restart_policy, service_spec, system_manifest,
+};
 use capos_schema::wire;
 
 use crate::model::{
-    ExportRef, Grant, GrantSource, KernelParams, Manifest, RestartMode, RestartPolicy, Service,
+    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile,
+    RestartMode, RestartPolicy, Service,
 };
 use crate::ConfigError;
 
@@ -28,9 +31,12 @@ pub fn encode(manifest: &Manifest) -> Vec<u8> {
         kernel.set_hostname(manifest.kernel.hostname.as_str());
         kernel.set_log_level(manifest.kernel.log_level.as_str());
         kernel.set_motd(manifest.kernel.motd.as_str());
-        let mut services = root.init_services(wire::list_len(manifest.services.len())?);
+        let mut services = root.reborrow().init_services(wire::list_len(manifest.services.len())?);
         for (index, service) in (0..).zip(&manifest.services) {
             write_service(service, services.reborrow().get(index))?;
+        }
+        if let Some(auth) = &manifest.auth {
+            write_auth(auth, root.init_auth())?;
         }
         Ok(())
     })
@@ -54,6 +60,49 @@ fn write_service(service: &Service, mut builder: service_spec::Builder<'_>) -> c
     }
     write_restart(service.restart, builder.init_restart());
     Ok(())
+}
+
+fn write_auth(auth: &AuthConfig, mut builder: auth_config::Builder<'_>) -> capnp::Result<()> {
+    builder.set_broker(auth.broker.as_str());
+    builder.set_shell(auth.shell.as_str());
+    let mut accounts = builder.reborrow().init_accounts(wire::list_len(auth.accounts.len())?);
+    for (index, account) in (0..).zip(&auth.accounts) {
+        let mut a = accounts.reborrow().get(index);
+        a.set_name(account.name.as_str());
+        a.set_profile(account.profile.as_str());
+        a.set_verifier(account.verifier.as_str());
+    }
+    let mut profiles = builder.init_profiles(wire::list_len(auth.profiles.len())?);
+    for (index, profile) in (0..).zip(&auth.profiles) {
+        let mut p = profiles.reborrow().get(index);
+        p.set_name(profile.name.as_str());
+        let mut caps = p.init_caps(wire::list_len(profile.caps.len())?);
+        for (i, cap) in (0..).zip(&profile.caps) {
+            caps.set(i, cap.as_str());
+        }
+    }
+    Ok(())
+}
+
+fn read_auth(reader: auth_config::Reader<'_>) -> Result<AuthConfig, ConfigError> {
+    let mut accounts = Vec::new();
+    for a in reader.get_accounts()? {
+        accounts.push(Account {
+            name: text(a.get_name())?,
+            profile: text(a.get_profile())?,
+            verifier: text(a.get_verifier())?,
+        });
+    }
+    let mut profiles = Vec::new();
+    for p in reader.get_profiles()? {
+        profiles.push(Profile { name: text(p.get_name())?, caps: texts(p.get_caps())? });
+    }
+    Ok(AuthConfig {
+        accounts,
+        profiles,
+        broker: text(reader.get_broker())?,
+        shell: text(reader.get_shell())?,
+    })
 }
 
 fn write_grant(grant: &Grant, mut builder: grant_spec::Builder<'_>) {
@@ -94,7 +143,8 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, ConfigError> {
     for service in root.get_services()? {
         services.push(read_service(service)?);
     }
-    Ok(Manifest { version: root.get_version(), kernel, services })
+    let auth = if root.has_auth() { Some(read_auth(root.get_auth()?)?) } else { None };
+    Ok(Manifest { version: root.get_version(), kernel, services, auth })
 }
 
 fn text(reader: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, ConfigError> {

@@ -58,6 +58,7 @@ fn manifest() -> Manifest {
             motd: "Welcome to capOS".into(),
         },
         services: vec![provider, hello],
+        auth: None,
     }
 }
 

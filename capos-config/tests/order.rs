@@ -30,6 +30,7 @@ fn manifest(edges: &[Vec<usize>]) -> Manifest {
             motd: String::new(),
         },
         services,
+        auth: None,
     }
 }
 

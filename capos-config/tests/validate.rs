@@ -1,8 +1,8 @@
 //! Every validation rule, with its exact message.
 
 use capos_config::{
-    start_order, validate, Context, Grant, KernelParams, Manifest, RestartMode, RestartPolicy,
-    Service, ValidationError, KERNEL_CAP_SOURCES,
+    start_order, validate, Account, AuthConfig, Context, Grant, KernelParams, Manifest, Profile,
+    RestartMode, RestartPolicy, Service, ValidationError, KERNEL_CAP_SOURCES,
 };
 
 /// `provider` exports `greeter`; `hello` is granted it and the console.
@@ -23,6 +23,7 @@ fn base() -> Manifest {
             motd: "Welcome to capOS".into(),
         },
         services: vec![provider, hello],
+        auth: None,
     }
 }
 
@@ -196,7 +197,7 @@ fn unknown_kernel_source() {
     assert_eq!(
         error_after(|m| service(m, "hello").grants[0] = Grant::kernel("console", "consol")),
         "manifest: service `hello` grants `console` from kernel source `consol`, which does not \
-         exist (kernel sources: boot, clock, console, entropy, ipc, log, log_reader, spawner, \
+         exist (kernel sources: boot, clock, console, entropy, ipc, log, log_reader, processes, spawner, \
          sysinfo, terminal, timer, vm)"
     );
     // A context with other sources (what init holds at boot).
@@ -562,4 +563,73 @@ fn the_exporter_cap_counts_towards_the_cap_set() {
         message,
         "manifest: service `provider` has 65 grants, more than the 64 a cap set holds"
     );
+}
+
+const VERIFIER: &str = "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+/// A manifest with an auth section: `provider` brokes `console`.
+fn with_auth() -> Manifest {
+    let mut m = base();
+    m.auth = Some(AuthConfig {
+        accounts: vec![Account {
+            name: "operator".into(),
+            profile: "operator".into(),
+            verifier: VERIFIER.into(),
+        }],
+        profiles: vec![
+            Profile { name: "anonymous".into(), caps: vec![] },
+            Profile { name: "operator".into(), caps: vec!["console".into()] },
+        ],
+        broker: "provider".into(),
+        shell: "template".into(),
+    });
+    m
+}
+
+#[test]
+fn a_valid_auth_section_passes() {
+    assert_eq!(errors(&with_auth()), Vec::<String>::new());
+}
+
+#[test]
+fn every_auth_rule_has_its_message() {
+    let mut m = with_auth();
+    let auth = m.auth.as_mut().unwrap();
+    auth.broker = "nobody".into();
+    auth.shell = "sh".into();
+    auth.profiles.push(Profile { name: "operator".into(), caps: vec!["terminal".into()] });
+    auth.accounts.push(Account {
+        name: "Bad Name".into(),
+        profile: "root".into(),
+        verifier: "hunter2".into(),
+    });
+    assert_eq!(
+        errors(&m),
+        vec![
+            "manifest: auth.broker `nobody` is not a service of this manifest",
+            "manifest: auth.shell `sh` is not a binary of the boot package",
+            "manifest: auth.profiles: profile name `operator` is empty or used twice",
+            "manifest: auth.profiles.operator: cap `terminal` is given to every session by the broker; a profile may not name it",
+            "manifest: auth.accounts: account name `Bad Name` is used twice or is not 1 to 32 of a-z 0-9 _ - starting with a letter or _ (nor \"anonymous\")",
+            "manifest: auth.accounts.Bad Name: profile `root` is not in auth.profiles",
+            "manifest: auth.accounts.Bad Name: verifier is not an Argon2id PHC string ($argon2id$...; make one with mkverifier)",
+        ]
+    );
+}
+
+#[test]
+fn profile_caps_must_be_grants_of_the_broker() {
+    let mut m = with_auth();
+    m.auth.as_mut().unwrap().profiles[1].caps.push("spawner".into());
+    assert_eq!(
+        errors(&m),
+        vec!["manifest: auth.profiles.operator: cap `spawner` is not a grant of the broker service `provider`"]
+    );
+}
+
+#[test]
+fn anonymous_is_not_an_account_name() {
+    let mut m = with_auth();
+    m.auth.as_mut().unwrap().accounts[0].name = "anonymous".into();
+    assert_eq!(errors(&m).len(), 1);
 }

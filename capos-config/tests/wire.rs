@@ -1,7 +1,8 @@
 //! The model to `SystemManifest` bytes and back.
 
 use capos_config::{
-    decode, encode, ConfigError, Grant, KernelParams, Manifest, RestartMode, RestartPolicy, Service,
+    decode, encode, Account, AuthConfig, ConfigError, Grant, KernelParams, Manifest, Profile,
+    RestartMode, RestartPolicy, Service,
 };
 use capos_schema::capos_capnp::system_manifest;
 use proptest::prelude::*;
@@ -24,6 +25,19 @@ fn sample() -> Manifest {
             motd: "Welcome to capOS\nsecond line".into(),
         },
         services: vec![provider, hello, Service::new("idle", "template")],
+        auth: Some(AuthConfig {
+            accounts: vec![Account {
+                name: "operator".into(),
+                profile: "operator".into(),
+                verifier: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+            }],
+            profiles: vec![
+                Profile { name: "anonymous".into(), caps: vec!["sysinfo".into()] },
+                Profile { name: "operator".into(), caps: vec!["sysinfo".into(), "spawner".into()] },
+            ],
+            broker: "sessions".into(),
+            shell: "capos-shell".into(),
+        }),
     }
 }
 
@@ -43,6 +57,7 @@ fn round_trips_an_empty_manifest() {
             motd: String::new(),
         },
         services: Vec::new(),
+        auth: None,
     };
     assert_eq!(decode(&encode(&manifest)).unwrap(), manifest);
 }
@@ -188,8 +203,28 @@ prop_compose! {
         log_level in name(),
         motd in text(),
         services in proptest::collection::vec(service(), 0..6),
+        auth in proptest::option::of(auth()),
     ) -> Manifest {
-        Manifest { version, kernel: KernelParams { hostname, log_level, motd }, services }
+        Manifest { version, kernel: KernelParams { hostname, log_level, motd }, services, auth }
+    }
+}
+
+prop_compose! {
+    fn auth()(
+        broker in name(),
+        shell in name(),
+        accounts in proptest::collection::vec((name(), name(), text()), 0..4),
+        profiles in proptest::collection::vec((name(), proptest::collection::vec(name(), 0..4)), 0..4),
+    ) -> AuthConfig {
+        AuthConfig {
+            accounts: accounts
+                .into_iter()
+                .map(|(name, profile, verifier)| Account { name, profile, verifier })
+                .collect(),
+            profiles: profiles.into_iter().map(|(name, caps)| Profile { name, caps }).collect(),
+            broker,
+            shell,
+        }
     }
 }
 

@@ -21,7 +21,9 @@ pub enum Event {
     Line,
     /// Ctrl-C.
     Cancelled,
-    /// More than the allowed bytes were typed.
+    /// More than the allowed bytes were typed before the line ended. The
+    /// bytes past the limit are dropped (not echoed) until the line end, so
+    /// an over-long line ends one read, not many.
     TooLong,
 }
 
@@ -51,6 +53,8 @@ pub struct LineEditor {
     newest: usize,
     /// How far back Up has gone (0: editing a new line).
     back: usize,
+    /// The line went past `max`: drop bytes until its end.
+    overflow: bool,
 }
 
 impl Default for LineEditor {
@@ -79,6 +83,7 @@ impl LineEditor {
             stored: 0,
             newest: 0,
             back: 0,
+            overflow: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl LineEditor {
         self.echo = echo;
         self.esc = Escape::None;
         self.back = 0;
+        self.overflow = false;
     }
 
     /// The line typed so far (the finished line after [`Event::Line`]).
@@ -204,6 +210,9 @@ impl LineEditor {
             }
             Escape::None => {}
         }
+        if self.overflow && !matches!(byte, b'\r' | b'\n' | 0x03) {
+            return None;
+        }
         match byte {
             b'\r' | b'\n' => {
                 if byte == b'\n' && after_cr {
@@ -211,12 +220,20 @@ impl LineEditor {
                 }
                 self.last_cr = byte == b'\r';
                 out(b"\r\n");
+                if self.overflow {
+                    self.overflow = false;
+                    self.len = 0;
+                    self.cursor = 0;
+                    return Some(Event::TooLong);
+                }
                 self.remember();
                 Some(Event::Line)
             }
             0x03 => {
                 out(b"^C\r\n");
                 self.len = 0;
+                self.cursor = 0;
+                self.overflow = false;
                 Some(Event::Cancelled)
             }
             0x1b => {
@@ -245,10 +262,8 @@ impl LineEditor {
             0x00..=0x1f => None,
             _ => {
                 if self.len == self.max {
-                    out(b"\r\n");
-                    self.len = 0;
-                    self.cursor = 0;
-                    return Some(Event::TooLong);
+                    self.overflow = true;
+                    return None;
                 }
                 self.buf.copy_within(self.cursor..self.len, self.cursor + 1);
                 self.buf[self.cursor] = byte;
@@ -316,14 +331,21 @@ mod tests {
         ed.start(MAX_LINE, true);
         assert_eq!(typed(&mut ed, b"oops\x03").0, Some(Event::Cancelled));
         ed.start(4, true);
-        assert_eq!(typed(&mut ed, b"abcde").0, Some(Event::TooLong));
+        assert_eq!(typed(&mut ed, b"abcde").0, None);
+        let (event, echo) = typed(&mut ed, b"fgh\r");
+        assert_eq!(event, Some(Event::TooLong));
+        assert_eq!(echo, b"\r\n", "bytes past the limit are not echoed");
+        // The next line starts clean.
+        ed.start(4, true);
+        assert_eq!(typed(&mut ed, b"ab\r").0, Some(Event::Line));
+        assert_eq!(ed.line(), b"ab");
         ed.start(64, false);
         let (event, echo) = typed(&mut ed, b"s3cret\r");
         assert_eq!(event, Some(Event::Line));
         assert_eq!(ed.line(), b"s3cret");
         assert!(!echo.windows(6).any(|w| w == b"s3cret"), "password echoed: {echo:?}");
-        // Not remembered either.
-        assert_eq!(line_of(&mut ed, b"\x1b[A\r"), b"");
+        // Not remembered either: Up gives the line before it.
+        assert_eq!(line_of(&mut ed, b"\x1b[A\r"), b"ab");
     }
 
     #[test]

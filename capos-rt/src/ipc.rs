@@ -156,6 +156,8 @@ pub fn recv(rt: &Runtime, endpoint: u64) -> Result<Request, TransportError> {
 #[derive(Debug)]
 pub struct Receiver {
     buf: Vec<u8>,
+    /// The user data of a RECV posted into `buf` and not completed yet.
+    posted: Option<u64>,
 }
 
 impl Default for Receiver {
@@ -167,7 +169,7 @@ impl Default for Receiver {
 impl Receiver {
     /// Allocates the buffer.
     pub fn new() -> Receiver {
-        Receiver { buf: vec![0; RECV_BUFFER_LEN] }
+        Receiver { buf: vec![0; RECV_BUFFER_LEN], posted: None }
     }
 
     /// Waits for the next call on the serving cap `endpoint`.
@@ -175,7 +177,39 @@ impl Receiver {
     /// Caps sent with the call are already in this process's cap table;
     /// their CapIds are in [`Request::caps`].
     pub fn recv(&mut self, rt: &Runtime, endpoint: u64) -> Result<Request, TransportError> {
-        let cqe = rt.call_raw(recv_sqe(endpoint, &mut self.buf, rt.next_user_data()))?;
+        loop {
+            if let Some(request) = self.recv_timeout(rt, endpoint, u64::MAX)? {
+                return Ok(request);
+            }
+        }
+    }
+
+    /// Like [`Receiver::recv`], but gives up after `timeout_ns` and returns
+    /// `None`. The RECV stays posted: the next call of either method takes
+    /// up where this one left (a call arriving meanwhile is not lost). Keep
+    /// using one endpoint per `Receiver`.
+    pub fn recv_timeout(
+        &mut self,
+        rt: &Runtime,
+        endpoint: u64,
+        timeout_ns: u64,
+    ) -> Result<Option<Request>, TransportError> {
+        let user_data = match self.posted {
+            Some(u) => u,
+            None => {
+                let user_data = rt.next_user_data();
+                let sqe = recv_sqe(endpoint, &mut self.buf, user_data);
+                while rt.ring().submit(&sqe).is_err() {
+                    rt.ring().enter(0, 0)?;
+                }
+                self.posted = Some(user_data);
+                user_data
+            }
+        };
+        let Some(cqe) = rt.wait_for_timeout(user_data, timeout_ns)? else {
+            return Ok(None);
+        };
+        self.posted = None;
         if cqe.status != STATUS_OK {
             return Err(TransportError::from_u32(cqe.status).unwrap_or(TransportError::Malformed));
         }
@@ -191,7 +225,7 @@ impl Receiver {
         if header.call_id != cqe.aux {
             return Err(TransportError::Malformed);
         }
-        Ok(Request { header, params: message[RECV_HEADER_SIZE..].to_vec(), caps })
+        Ok(Some(Request { header, params: message[RECV_HEADER_SIZE..].to_vec(), caps }))
     }
 }
 
@@ -211,6 +245,34 @@ pub fn reply(
     results: &[u8],
 ) -> Result<(), TransportError> {
     let cqe = rt.call_raw(return_sqe(endpoint, call_id, status, results, rt.next_user_data()))?;
+    match TransportError::from_u32(cqe.status) {
+        None if cqe.status == STATUS_OK => Ok(()),
+        Some(e) => Err(e),
+        None => Err(TransportError::Malformed),
+    }
+}
+
+/// Answers call `call_id` with `results` and result caps: `caps` are
+/// (CapId, move?) pairs, in the order the results struct declares its cap
+/// fields. Errors as for [`reply`]; on an error no cap has left.
+pub fn reply_with_caps(
+    rt: &Runtime,
+    endpoint: u64,
+    call_id: u64,
+    results: &[u8],
+    caps: &[(u64, bool)],
+) -> Result<(), TransportError> {
+    let descs: Vec<u8> = caps
+        .iter()
+        .flat_map(|&(cap, moved)| {
+            XferDesc { cap, mode: if moved { XFER_MOVE } else { XFER_COPY }, reserved: 0 }
+                .to_bytes()
+        })
+        .collect();
+    let mut sqe = return_sqe(endpoint, call_id, STATUS_OK, results, rt.next_user_data());
+    sqe.xfer_addr = if caps.is_empty() { 0 } else { descs.as_ptr() as u64 };
+    sqe.xfer_count = u16::try_from(caps.len()).unwrap_or(u16::MAX);
+    let cqe = rt.call_raw(sqe)?;
     match TransportError::from_u32(cqe.status) {
         None if cqe.status == STATUS_OK => Ok(()),
         Some(e) => Err(e),

@@ -166,13 +166,70 @@ impl Runtime {
     }
 }
 
-impl Transport for Runtime {
-    fn call(
+impl Runtime {
+    /// Waits up to `timeout_ns` for the completion with `user_data`, keeping
+    /// others for later; `None` when the time passed first.
+    pub fn wait_for_timeout(
+        &self,
+        user_data: u64,
+        timeout_ns: u64,
+    ) -> Result<Option<Cqe>, TransportError> {
+        let stashed = self.stash.borrow().iter().position(|c| c.user_data == user_data);
+        if let Some(pos) = stashed {
+            return Ok(self.stash.borrow_mut().remove(pos));
+        }
+        let mut waited = false;
+        loop {
+            while let Some(c) = self.ring.pop() {
+                if c.user_data == user_data {
+                    return Ok(Some(c));
+                }
+                self.stash.borrow_mut().push_back(c);
+            }
+            if waited {
+                return Ok(None);
+            }
+            match self.ring.enter(1, timeout_ns) {
+                Ok(_) => {}
+                Err(TransportError::Timeout) => waited = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A CALL that also sends caps: `caps` are (CapId, move?) pairs, in the
+    /// order the callee expects them. Results and result caps as for a
+    /// typed client's call.
+    pub fn call_sending(
         &self,
         cap: u64,
         interface_id: u64,
         method: u16,
         params: &[u8],
+        caps: &[(u64, bool)],
+    ) -> Result<CallReply, CallError> {
+        let descs: Vec<u8> = caps
+            .iter()
+            .flat_map(|&(cap, moved)| {
+                capos_abi::XferDesc {
+                    cap,
+                    mode: if moved { capos_abi::XFER_MOVE } else { capos_abi::XFER_COPY },
+                    reserved: 0,
+                }
+                .to_bytes()
+            })
+            .collect();
+        self.call_with_xfer(cap, interface_id, method, params, &descs, caps.len())
+    }
+
+    fn call_with_xfer(
+        &self,
+        cap: u64,
+        interface_id: u64,
+        method: u16,
+        params: &[u8],
+        descs: &[u8],
+        count: usize,
     ) -> Result<CallReply, CallError> {
         let mut results = self.results.borrow_mut();
         let sqe = Sqe {
@@ -184,6 +241,8 @@ impl Transport for Runtime {
             params_len: params.len() as u32,
             results_addr: results.as_mut_ptr() as u64,
             results_len: results.len() as u32,
+            xfer_addr: if count == 0 { 0 } else { descs.as_ptr() as u64 },
+            xfer_count: u16::try_from(count).unwrap_or(u16::MAX),
             user_data: self.next_user_data(),
             ..Sqe::default()
         };
@@ -205,6 +264,18 @@ impl Transport for Runtime {
             }
             Some(e) => Err(CallError::Transport(e.code())),
         }
+    }
+}
+
+impl Transport for Runtime {
+    fn call(
+        &self,
+        cap: u64,
+        interface_id: u64,
+        method: u16,
+        params: &[u8],
+    ) -> Result<CallReply, CallError> {
+        self.call_with_xfer(cap, interface_id, method, params, &[], 0)
     }
 }
 

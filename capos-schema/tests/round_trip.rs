@@ -140,6 +140,21 @@ impl LogReaderServer for Log {
         results.set_next_seq((from + chosen.len()) as u64);
         Ok(())
     }
+
+    fn tail(
+        &mut self,
+        params: log_reader::tail_params::Reader<'_>,
+        mut results: log_reader::tail_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let max = params.get_max_records() as usize;
+        let skip = self.records.len().saturating_sub(max);
+        let mut list = results.reborrow().init_records((self.records.len() - skip) as u32);
+        for (i, record) in self.records.iter().skip(skip).enumerate() {
+            record.write_to(list.reborrow().get(i as u32))?;
+        }
+        results.set_next_seq(self.records.len() as u64);
+        Ok(())
+    }
 }
 
 struct Entropy;

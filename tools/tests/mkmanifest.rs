@@ -126,7 +126,7 @@ fn reports_malformed_json() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         stderr(&output),
-        "manifest JSON: unknown field `servces`, expected one of `version`, `kernel`, `services` at line 1 column 77\n"
+        "manifest JSON: unknown field `servces`, expected one of `version`, `kernel`, `services`, `auth` at line 1 column 77\n"
     );
     let _ = fs::remove_dir_all(&dir);
 }
@@ -206,22 +206,25 @@ fn the_default_system_builds() {
         .arg("--no-overlay")
         .arg(root().join("system.cue"))
         .arg(&out)
-        .arg("hello,template")
+        .arg("audit,credstore,sessions,login,capos-shell")
         .env("MKMANIFEST", MKMANIFEST));
     assert!(output.status.success(), "{}", stderr(&output));
-    let printed = run(Command::new(MKMANIFEST).arg("--print").arg(&out));
-    assert_eq!(
-        stdout(&printed),
+    let printed = stdout(&run(Command::new(MKMANIFEST).arg("--print").arg(&out)));
+    assert!(printed.starts_with(
         "manifest version 1\n\
          kernel: hostname `capos`, logLevel `info`, motd \"Welcome to capOS\"\n\
-         service `hello`: binary `hello`, restart never\n\
-         \x20 grant `console` from kernel `console`\n\
-         \x20 grant `sysinfo` from kernel `sysinfo`\n\
-         \x20 grant `clock` from kernel `clock`\n\
-         \x20 grant `timer` from kernel `timer`\n\
-         \x20 grant `log` from kernel `log`\n\
-         start order: hello\n"
-    );
+         service `audit`: binary `audit`, restart never\n"
+    ));
+    for line in [
+        "service `login`: binary `login`, restart onFailure (at most 5 times, first after 500 ms)\n",
+        "  grant `terminal` from kernel `terminal`\n",
+        "  grant `credentials` from service `credstore` export `credentials`\n",
+        "auth: broker `sessions`, shell `capos-shell`\n",
+        "  profile `anonymous`: `sysinfo` `clock` `timer`\n",
+    ] {
+        assert!(printed.contains(line), "{line:?} not in:\n{printed}");
+    }
+    assert!(printed.ends_with("start order: audit, credstore, sessions, login\n"), "{printed}");
     if have_capnp() {
         let decoded = run(Command::new("capnp")
             .env_remove("PWD")
@@ -231,19 +234,17 @@ fn the_default_system_builds() {
             .arg("SystemManifest")
             .stdin(fs::File::open(&out).unwrap()));
         assert!(decoded.status.success(), "{}", stderr(&decoded));
-        assert_eq!(
-            stdout(&decoded).trim_end(),
-            "(version = 1, kernel = (hostname = \"capos\", logLevel = \"info\", motd = \"Welcome to capOS\"), \
-             services = [(name = \"hello\", binary = \"hello\", args = [], grants = [\
-             (name = \"console\", source = (kernel = \"console\")), \
-             (name = \"sysinfo\", source = (kernel = \"sysinfo\")), \
-             (name = \"clock\", source = (kernel = \"clock\")), \
-             (name = \"timer\", source = (kernel = \"timer\")), \
-             (name = \"log\", source = (kernel = \"log\"))], \
-             exports = [], restart = (mode = never, maxRestarts = 0, backoffMs = 0))])"
+        let decoded = stdout(&decoded);
+        assert!(
+            decoded.contains(
+                "auth = (accounts = [], profiles = [(name = \"anonymous\", caps = [\"sysinfo\", \
+                 \"clock\", \"timer\"]), (name = \"operator\", caps = [\"console\", \"sysinfo\", \
+                 \"clock\", \"timer\", \"log\", \"log_reader\", \"processes\", \"spawner\", \
+                 \"audit\"])], broker = \"sessions\", shell = \"capos-shell\")"
+            ),
+            "{decoded}"
         );
     }
-    let _ = fs::remove_dir_all(&dir);
 }
 
 /// Runs tools/cue/export.js on `system` (written as `dir/system.cue`), with

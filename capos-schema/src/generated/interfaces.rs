@@ -13,6 +13,7 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (entropy_source::INTERFACE_ID, entropy_source::NAME),
     (process_spawner::INTERFACE_ID, process_spawner::NAME),
     (process_handle::INTERFACE_ID, process_handle::NAME),
+    (process_table::INTERFACE_ID, process_table::NAME),
     (virtual_memory::INTERFACE_ID, virtual_memory::NAME),
     (ipc_manager::INTERFACE_ID, ipc_manager::NAME),
     (revoker::INTERFACE_ID, revoker::NAME),
@@ -21,6 +22,12 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (echo::INTERFACE_ID, echo::NAME),
     (boot_package::INTERFACE_ID, boot_package::NAME),
     (service_exporter::INTERFACE_ID, service_exporter::NAME),
+    (credential_store::INTERFACE_ID, credential_store::NAME),
+    (session_manager::INTERFACE_ID, session_manager::NAME),
+    (user_session::INTERFACE_ID, user_session::NAME),
+    (authority_broker::INTERFACE_ID, authority_broker::NAME),
+    (audit_log::INTERFACE_ID, audit_log::NAME),
+    (audit_reader::INTERFACE_ID, audit_reader::NAME),
     (terminal_session::INTERFACE_ID, terminal_session::NAME),
 ];
 
@@ -29,6 +36,7 @@ pub fn interface_name(interface_id: u64) -> Option<&'static str> {
     INTERFACES.iter().find(|(id, _)| *id == interface_id).map(|(_, name)| *name)
 }
 
+pub use crate::capos_capnp::AuthStrength;
 pub use crate::capos_capnp::LogLevel;
 pub use crate::capos_capnp::ReadStatus;
 pub use crate::capos_capnp::RestartMode;
@@ -208,6 +216,183 @@ impl crate::rpc::SchemaStruct for ProcessStatus {
     }
 }
 
+/// One process, as `ps` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessEntry {
+    pub pid: u64,
+    /// 0 for init.
+    pub parent: u64,
+    /// The binary it runs.
+    pub name: ::alloc::string::String,
+    /// "running" (on a CPU), "ready" (waiting for one), "blocked" or "exiting".
+    pub state: ::alloc::string::String,
+    /// CPU time used so far, in nanoseconds.
+    pub cpu_ns: u64,
+}
+
+impl crate::rpc::SchemaStruct for ProcessEntry {
+    type Owned = crate::capos_capnp::process_entry::Owned;
+
+    fn read_from(reader: crate::capos_capnp::process_entry::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            pid: reader.get_pid(),
+            parent: reader.get_parent(),
+            name: reader.get_name()?.to_string()?,
+            state: reader.get_state()?.to_string()?,
+            cpu_ns: reader.get_cpu_ns(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::process_entry::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_pid(self.pid);
+        builder.set_parent(self.parent);
+        builder.set_name(&self.name);
+        builder.set_state(&self.state);
+        builder.set_cpu_ns(self.cpu_ns);
+        Ok(())
+    }
+}
+
+/// Accounts and the authority each session profile carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Seeded accounts; with none, the first login sets up the operator.
+    pub accounts: ::alloc::vec::Vec<AccountSpec>,
+    pub profiles: ::alloc::vec::Vec<ProfileSpec>,
+    /// The service that hands out the profiles' caps: each cap a profile
+    /// names is one of that service's grants.
+    pub broker: ::alloc::string::String,
+    /// The binary a session runs (a binary in the boot package).
+    pub shell: ::alloc::string::String,
+}
+
+impl crate::rpc::SchemaStruct for AuthConfig {
+    type Owned = crate::capos_capnp::auth_config::Owned;
+
+    fn read_from(reader: crate::capos_capnp::auth_config::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            accounts: {
+                let mut items = ::alloc::vec::Vec::new();
+                for item in reader.get_accounts()?.iter() {
+                    items.push(<AccountSpec as crate::rpc::SchemaStruct>::read_from(item)?);
+                }
+                items
+            },
+            profiles: {
+                let mut items = ::alloc::vec::Vec::new();
+                for item in reader.get_profiles()?.iter() {
+                    items.push(<ProfileSpec as crate::rpc::SchemaStruct>::read_from(item)?);
+                }
+                items
+            },
+            broker: reader.get_broker()?.to_string()?,
+            shell: reader.get_shell()?.to_string()?,
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::auth_config::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        {
+            let mut list =
+                builder.reborrow().init_accounts(crate::wire::list_len(self.accounts.len())?);
+            for (index, item) in (0u32..).zip(self.accounts.iter()) {
+                <AccountSpec as crate::rpc::SchemaStruct>::write_to(
+                    item,
+                    list.reborrow().get(index),
+                )?;
+            }
+        }
+        {
+            let mut list =
+                builder.reborrow().init_profiles(crate::wire::list_len(self.profiles.len())?);
+            for (index, item) in (0u32..).zip(self.profiles.iter()) {
+                <ProfileSpec as crate::rpc::SchemaStruct>::write_to(
+                    item,
+                    list.reborrow().get(index),
+                )?;
+            }
+        }
+        builder.set_broker(&self.broker);
+        builder.set_shell(&self.shell);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountSpec {
+    pub name: ::alloc::string::String,
+    pub profile: ::alloc::string::String,
+    /// A password verifier in PHC string form (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`),
+    /// made by `mkverifier`; never a password.
+    pub verifier: ::alloc::string::String,
+}
+
+impl crate::rpc::SchemaStruct for AccountSpec {
+    type Owned = crate::capos_capnp::account_spec::Owned;
+
+    fn read_from(reader: crate::capos_capnp::account_spec::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            name: reader.get_name()?.to_string()?,
+            profile: reader.get_profile()?.to_string()?,
+            verifier: reader.get_verifier()?.to_string()?,
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::account_spec::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_name(&self.name);
+        builder.set_profile(&self.profile);
+        builder.set_verifier(&self.verifier);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileSpec {
+    /// "anonymous", "operator", or another profile an account names.
+    pub name: ::alloc::string::String,
+    /// The caps a session of this profile gets, by the broker's grant names.
+    pub caps: ::alloc::vec::Vec<::alloc::string::String>,
+}
+
+impl crate::rpc::SchemaStruct for ProfileSpec {
+    type Owned = crate::capos_capnp::profile_spec::Owned;
+
+    fn read_from(reader: crate::capos_capnp::profile_spec::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            name: reader.get_name()?.to_string()?,
+            caps: {
+                let mut items = ::alloc::vec::Vec::new();
+                for item in reader.get_caps()?.iter() {
+                    items.push(item?.to_string()?);
+                }
+                items
+            },
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::profile_spec::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_name(&self.name);
+        {
+            let mut list = builder.reborrow().init_caps(crate::wire::list_len(self.caps.len())?);
+            for (index, item) in (0u32..).zip(self.caps.iter()) {
+                list.set(index, item);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelParams {
     /// Served by SystemInfo; RFC 1123 host name.
@@ -293,6 +478,90 @@ impl crate::rpc::SchemaStruct for RestartPolicy {
         builder.set_mode(self.mode);
         builder.set_max_restarts(self.max_restarts);
         builder.set_backoff_ms(self.backoff_ms);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub id: u64,
+    /// The account name ("anonymous" for an anonymous session).
+    pub principal: ::alloc::string::String,
+    pub profile: ::alloc::string::String,
+    pub auth_strength: crate::capos_capnp::AuthStrength,
+    /// Monotonic time of the login.
+    pub start_ns: u64,
+    /// Calendar time of the login.
+    pub start_unix_seconds: i64,
+}
+
+impl crate::rpc::SchemaStruct for SessionInfo {
+    type Owned = crate::capos_capnp::session_info::Owned;
+
+    fn read_from(reader: crate::capos_capnp::session_info::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            id: reader.get_id(),
+            principal: reader.get_principal()?.to_string()?,
+            profile: reader.get_profile()?.to_string()?,
+            auth_strength: reader.get_auth_strength()?,
+            start_ns: reader.get_start_ns(),
+            start_unix_seconds: reader.get_start_unix_seconds(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::session_info::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_id(self.id);
+        builder.set_principal(&self.principal);
+        builder.set_profile(&self.profile);
+        builder.set_auth_strength(self.auth_strength);
+        builder.set_start_ns(self.start_ns);
+        builder.set_start_unix_seconds(self.start_unix_seconds);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: u64,
+    pub time_ns: u64,
+    pub unix_seconds: i64,
+    /// e.g. "login", "login-failed", "logout", "setup", "anonymous".
+    pub event: ::alloc::string::String,
+    pub principal: ::alloc::string::String,
+    pub session_id: u64,
+    /// Never a secret.
+    pub detail: ::alloc::string::String,
+}
+
+impl crate::rpc::SchemaStruct for AuditRecord {
+    type Owned = crate::capos_capnp::audit_record::Owned;
+
+    fn read_from(reader: crate::capos_capnp::audit_record::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            seq: reader.get_seq(),
+            time_ns: reader.get_time_ns(),
+            unix_seconds: reader.get_unix_seconds(),
+            event: reader.get_event()?.to_string()?,
+            principal: reader.get_principal()?.to_string()?,
+            session_id: reader.get_session_id(),
+            detail: reader.get_detail()?.to_string()?,
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::audit_record::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_seq(self.seq);
+        builder.set_time_ns(self.time_ns);
+        builder.set_unix_seconds(self.unix_seconds);
+        builder.set_event(&self.event);
+        builder.set_principal(&self.principal);
+        builder.set_session_id(self.session_id);
+        builder.set_detail(&self.detail);
         Ok(())
     }
 }
@@ -911,21 +1180,33 @@ pub mod log_reader {
     pub mod method {
         /// `LogReader.read`
         pub const READ: u16 = 0;
+        /// `LogReader.tail`
+        pub const TAIL: u16 = 1;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 READ => Some("read"),
+                TAIL => Some("tail"),
                 _ => None,
             }
         }
     }
 
-    pub use crate::capos_capnp::log_reader::{read_params, read_results};
+    pub use crate::capos_capnp::log_reader::{
+        read_params, read_results, tail_params, tail_results,
+    };
 
     /// Results of [`LogReaderClient::read`](super::LogReaderClient::read).
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct ReadReply {
+        pub records: ::alloc::vec::Vec<super::LogRecord>,
+        pub next_seq: u64,
+    }
+
+    /// Results of [`LogReaderClient::tail`](super::LogReaderClient::tail).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct TailReply {
         pub records: ::alloc::vec::Vec<super::LogRecord>,
         pub next_seq: u64,
     }
@@ -994,6 +1275,35 @@ impl<T: crate::rpc::Transport> LogReaderClient<T> {
             },
         )
     }
+
+    /// The newest `maxRecords` records still held, oldest first.
+    pub fn tail(&self, max_records: u32) -> Result<log_reader::TailReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::log_reader::tail_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            log_reader::INTERFACE_ID,
+            log_reader::method::TAIL,
+            |mut params| {
+                params.set_max_records(max_records);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::log_reader::tail_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(log_reader::TailReply {
+                    records: {
+                        let mut items = ::alloc::vec::Vec::new();
+                        for item in results.get_records()?.iter() {
+                            items.push(<LogRecord as crate::rpc::SchemaStruct>::read_from(item)?);
+                        }
+                        items
+                    },
+                    next_seq: results.get_next_seq(),
+                })
+            },
+        )
+    }
 }
 
 /// The server side of `LogReader`: one method per schema method, each reading
@@ -1005,6 +1315,13 @@ pub trait LogReaderServer {
         &mut self,
         params: crate::capos_capnp::log_reader::read_params::Reader<'_>,
         results: crate::capos_capnp::log_reader::read_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// The newest `maxRecords` records still held, oldest first.
+    fn tail(
+        &mut self,
+        params: crate::capos_capnp::log_reader::tail_params::Reader<'_>,
+        results: crate::capos_capnp::log_reader::tail_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
@@ -1024,6 +1341,14 @@ pub fn dispatch_log_reader<S: LogReaderServer + ?Sized>(
                 crate::capos_capnp::log_reader::read_results::Owned,
                 _,
             >(params, |params, results| server.read(params, results))
+            .map(|(results, ())| results)
+        }
+        log_reader::method::TAIL => {
+            crate::rpc::serve::<
+                crate::capos_capnp::log_reader::tail_params::Owned,
+                crate::capos_capnp::log_reader::tail_results::Owned,
+                _,
+            >(params, |params, results| server.tail(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
@@ -1474,6 +1799,157 @@ pub fn dispatch_process_handle<S: ProcessHandleServer + ?Sized>(
                 crate::capos_capnp::process_handle::status_results::Owned,
                 _,
             >(params, |params, results| server.status(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Every process of the system: listing them and ending one. An operator
+/// cap; a program that only manages what it started uses ProcessHandles.
+pub mod process_table {
+    /// The interface id of `ProcessTable`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x9f683408b881e15c;
+    /// The schema name of the interface.
+    pub const NAME: &str = "ProcessTable";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `ProcessTable.list`
+        pub const LIST: u16 = 0;
+        /// `ProcessTable.kill`
+        pub const KILL: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                LIST => Some("list"),
+                KILL => Some("kill"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::process_table::{
+        kill_params, kill_results, list_params, list_results,
+    };
+}
+
+/// A typed client for `ProcessTable` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct ProcessTableClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> ProcessTableClient<T> {
+    /// A client calling the `ProcessTable` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The live processes, by pid.
+    pub fn list(&self) -> Result<::alloc::vec::Vec<ProcessEntry>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::process_table::list_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            process_table::INTERFACE_ID,
+            process_table::method::LIST,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::process_table::list_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok({
+                    let mut items = ::alloc::vec::Vec::new();
+                    for item in results.get_processes()?.iter() {
+                        items.push(<ProcessEntry as crate::rpc::SchemaStruct>::read_from(item)?);
+                    }
+                    items
+                })
+            },
+        )
+    }
+
+    /// Ends process `pid`. Errors: code 1 (no such process), code 2 (init,
+    /// which may not be killed this way).
+    pub fn kill(&self, pid: u64) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::process_table::kill_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            process_table::INTERFACE_ID,
+            process_table::method::KILL,
+            |mut params| {
+                params.set_pid(pid);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::process_table::kill_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `ProcessTable`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_process_table`].
+pub trait ProcessTableServer {
+    /// The live processes, by pid.
+    fn list(
+        &mut self,
+        params: crate::capos_capnp::process_table::list_params::Reader<'_>,
+        results: crate::capos_capnp::process_table::list_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Ends process `pid`. Errors: code 1 (no such process), code 2 (init,
+    /// which may not be killed this way).
+    fn kill(
+        &mut self,
+        params: crate::capos_capnp::process_table::kill_params::Reader<'_>,
+        results: crate::capos_capnp::process_table::kill_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `ProcessTable` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_process_table<S: ProcessTableServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        process_table::method::LIST => {
+            crate::rpc::serve::<
+                crate::capos_capnp::process_table::list_params::Owned,
+                crate::capos_capnp::process_table::list_results::Owned,
+                _,
+            >(params, |params, results| server.list(params, results))
+            .map(|(results, ())| results)
+        }
+        process_table::method::KILL => {
+            crate::rpc::serve::<
+                crate::capos_capnp::process_table::kill_params::Owned,
+                crate::capos_capnp::process_table::kill_results::Owned,
+                _,
+            >(params, |params, results| server.kill(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
@@ -2105,17 +2581,29 @@ pub mod endpoint {
     pub mod method {
         /// `Endpoint.mint`
         pub const MINT: u16 = 0;
+        /// `Endpoint.identify`
+        pub const IDENTIFY: u16 = 1;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 MINT => Some("mint"),
+                IDENTIFY => Some("identify"),
                 _ => None,
             }
         }
     }
 
-    pub use crate::capos_capnp::endpoint::{mint_params, mint_results};
+    pub use crate::capos_capnp::endpoint::{
+        identify_params, identify_results, mint_params, mint_results,
+    };
+
+    /// Results of [`EndpointClient::identify`](super::EndpointClient::identify).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct IdentifyReply {
+        pub cookie: u64,
+        pub interface_id: u64,
+    }
 }
 
 /// A typed client for `Endpoint` caps: each method encodes its params, makes one
@@ -2174,6 +2662,29 @@ impl<T: crate::rpc::Transport> EndpointClient<T> {
         )?;
         crate::rpc::keep_results::<crate::capos_capnp::endpoint::mint_results::Owned>(reply)
     }
+
+    /// The CALL transfers exactly one cap. When it is a client cap minted from
+    /// this endpoint, returns the cookie and interface it was minted with (a
+    /// server recognising its own caps, e.g. a session handed back to it);
+    /// otherwise fails with an application error (code 2, not minted here).
+    pub fn identify(&self) -> Result<endpoint::IdentifyReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::endpoint::identify_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            endpoint::INTERFACE_ID,
+            endpoint::method::IDENTIFY,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::endpoint::identify_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(endpoint::IdentifyReply {
+                    cookie: results.get_cookie(),
+                    interface_id: results.get_interface_id(),
+                })
+            },
+        )
+    }
 }
 
 /// The server side of `Endpoint`: one method per schema method, each reading
@@ -2186,6 +2697,16 @@ pub trait EndpointServer {
         &mut self,
         params: crate::capos_capnp::endpoint::mint_params::Reader<'_>,
         results: crate::capos_capnp::endpoint::mint_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// The CALL transfers exactly one cap. When it is a client cap minted from
+    /// this endpoint, returns the cookie and interface it was minted with (a
+    /// server recognising its own caps, e.g. a session handed back to it);
+    /// otherwise fails with an application error (code 2, not minted here).
+    fn identify(
+        &mut self,
+        params: crate::capos_capnp::endpoint::identify_params::Reader<'_>,
+        results: crate::capos_capnp::endpoint::identify_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
@@ -2205,6 +2726,14 @@ pub fn dispatch_endpoint<S: EndpointServer + ?Sized>(
             _,
         >(params, |params, results| server.mint(params, results))
         .map(|(results, ())| results),
+        endpoint::method::IDENTIFY => {
+            crate::rpc::serve::<
+                crate::capos_capnp::endpoint::identify_params::Owned,
+                crate::capos_capnp::endpoint::identify_results::Owned,
+                _,
+            >(params, |params, results| server.identify(params, results))
+            .map(|(results, ())| results)
+        }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
     }
 }
@@ -2557,6 +3086,993 @@ pub fn dispatch_service_exporter<S: ServiceExporterServer + ?Sized>(
                 crate::capos_capnp::service_exporter::export_results::Owned,
                 _,
             >(params, |params, results| server.export(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Password verifiers of the local accounts (memory-hard hashes; salts
+/// from EntropySource). Never returns a verifier or a password.
+pub mod credential_store {
+    /// The interface id of `CredentialStore`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xd22f99f3216a4c1c;
+    /// The schema name of the interface.
+    pub const NAME: &str = "CredentialStore";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `CredentialStore.accountCount`
+        pub const ACCOUNT_COUNT: u16 = 0;
+        /// `CredentialStore.verify`
+        pub const VERIFY: u16 = 1;
+        /// `CredentialStore.create`
+        pub const CREATE: u16 = 2;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                ACCOUNT_COUNT => Some("accountCount"),
+                VERIFY => Some("verify"),
+                CREATE => Some("create"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::credential_store::{
+        account_count_params, account_count_results, create_params, create_results, verify_params,
+        verify_results,
+    };
+
+    /// Results of [`CredentialStoreClient::verify`](super::CredentialStoreClient::verify).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct VerifyReply {
+        pub ok: bool,
+        pub profile: ::alloc::string::String,
+    }
+}
+
+/// A typed client for `CredentialStore` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct CredentialStoreClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> CredentialStoreClient<T> {
+    /// A client calling the `CredentialStore` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    pub fn account_count(&self) -> Result<u32, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<
+            crate::capos_capnp::credential_store::account_count_params::Owned,
+            T,
+        >(
+            &self.transport,
+            self.cap,
+            credential_store::INTERFACE_ID,
+            credential_store::method::ACCOUNT_COUNT,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::credential_store::account_count_results::Owned,
+            _,
+        >(&reply, |results| Ok(results.get_count()))
+    }
+
+    /// Whether `password` is the password of account `name`, and the account's
+    /// profile. An unknown account costs the same work and gives `ok` false.
+    pub fn verify(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<credential_store::VerifyReply, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::credential_store::verify_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                credential_store::INTERFACE_ID,
+                credential_store::method::VERIFY,
+                |mut params| {
+                    params.set_name(name);
+                    params.set_password(password);
+                    Ok(())
+                },
+            )?;
+        crate::rpc::read_results::<crate::capos_capnp::credential_store::verify_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(credential_store::VerifyReply {
+                    ok: results.get_ok(),
+                    profile: results.get_profile()?.to_string()?,
+                })
+            },
+        )
+    }
+
+    /// Adds an account. Errors: code 1 (the name exists), code 2 (a name or
+    /// password the store does not accept, with the reason).
+    pub fn create(
+        &self,
+        name: &str,
+        password: &str,
+        profile: &str,
+    ) -> Result<(), crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::credential_store::create_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                credential_store::INTERFACE_ID,
+                credential_store::method::CREATE,
+                |mut params| {
+                    params.set_name(name);
+                    params.set_password(password);
+                    params.set_profile(profile);
+                    Ok(())
+                },
+            )?;
+        crate::rpc::read_results::<crate::capos_capnp::credential_store::create_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `CredentialStore`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_credential_store`].
+pub trait CredentialStoreServer {
+    fn account_count(
+        &mut self,
+        params: crate::capos_capnp::credential_store::account_count_params::Reader<'_>,
+        results: crate::capos_capnp::credential_store::account_count_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Whether `password` is the password of account `name`, and the account's
+    /// profile. An unknown account costs the same work and gives `ok` false.
+    fn verify(
+        &mut self,
+        params: crate::capos_capnp::credential_store::verify_params::Reader<'_>,
+        results: crate::capos_capnp::credential_store::verify_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Adds an account. Errors: code 1 (the name exists), code 2 (a name or
+    /// password the store does not accept, with the reason).
+    fn create(
+        &mut self,
+        params: crate::capos_capnp::credential_store::create_params::Reader<'_>,
+        results: crate::capos_capnp::credential_store::create_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `CredentialStore` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_credential_store<S: CredentialStoreServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        credential_store::method::ACCOUNT_COUNT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::credential_store::account_count_params::Owned,
+                crate::capos_capnp::credential_store::account_count_results::Owned,
+                _,
+            >(params, |params, results| server.account_count(params, results))
+            .map(|(results, ())| results)
+        }
+        credential_store::method::VERIFY => {
+            crate::rpc::serve::<
+                crate::capos_capnp::credential_store::verify_params::Owned,
+                crate::capos_capnp::credential_store::verify_results::Owned,
+                _,
+            >(params, |params, results| server.verify(params, results))
+            .map(|(results, ())| results)
+        }
+        credential_store::method::CREATE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::credential_store::create_params::Owned,
+                crate::capos_capnp::credential_store::create_results::Owned,
+                _,
+            >(params, |params, results| server.create(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Logs principals in and out.
+pub mod session_manager {
+    /// The interface id of `SessionManager`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xbcec49ccf74cb0d3;
+    /// The schema name of the interface.
+    pub const NAME: &str = "SessionManager";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `SessionManager.needsSetup`
+        pub const NEEDS_SETUP: u16 = 0;
+        /// `SessionManager.setup`
+        pub const SETUP: u16 = 1;
+        /// `SessionManager.login`
+        pub const LOGIN: u16 = 2;
+        /// `SessionManager.anonymous`
+        pub const ANONYMOUS: u16 = 3;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                NEEDS_SETUP => Some("needsSetup"),
+                SETUP => Some("setup"),
+                LOGIN => Some("login"),
+                ANONYMOUS => Some("anonymous"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::session_manager::{
+        anonymous_params, anonymous_results, login_params, login_results, needs_setup_params,
+        needs_setup_results, setup_params, setup_results,
+    };
+}
+
+/// A typed client for `SessionManager` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct SessionManagerClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> SessionManagerClient<T> {
+    /// A client calling the `SessionManager` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// True while no account exists: the first login sets up the operator.
+    pub fn needs_setup(&self) -> Result<bool, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::session_manager::needs_setup_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                session_manager::INTERFACE_ID,
+                session_manager::method::NEEDS_SETUP,
+                |_| Ok(()),
+            )?;
+        crate::rpc::read_results::<crate::capos_capnp::session_manager::needs_setup_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_needed()),
+        )
+    }
+
+    /// Creates the first account with profile operator and logs it in. Fails
+    /// (code 3) once any account exists.
+    ///
+    /// Result caps (`session`) arrive through the ring; their CapIds are returned.
+    pub fn setup(&self, name: &str, password: &str) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::session_manager::setup_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            session_manager::INTERFACE_ID,
+            session_manager::method::SETUP,
+            |mut params| {
+                params.set_name(name);
+                params.set_password(password);
+                Ok(())
+            },
+        )?;
+        let session = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::session_manager::setup_results::Owned, _>(
+            &reply,
+            |_| Ok(session),
+        )
+    }
+
+    /// A password login. A wrong name or password fails with code 1 after a
+    /// delay that grows with each failure for that name; attempts during the
+    /// delay wait for its end before they are checked.
+    ///
+    /// Result caps (`session`) arrive through the ring; their CapIds are returned.
+    pub fn login(&self, name: &str, password: &str) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::session_manager::login_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            session_manager::INTERFACE_ID,
+            session_manager::method::LOGIN,
+            |mut params| {
+                params.set_name(name);
+                params.set_password(password);
+                Ok(())
+            },
+        )?;
+        let session = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::session_manager::login_results::Owned, _>(
+            &reply,
+            |_| Ok(session),
+        )
+    }
+
+    /// A session with profile anonymous and no authentication.
+    ///
+    /// Result caps (`session`) arrive through the ring; their CapIds are returned.
+    pub fn anonymous(&self) -> Result<u64, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::session_manager::anonymous_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                session_manager::INTERFACE_ID,
+                session_manager::method::ANONYMOUS,
+                |_| Ok(()),
+            )?;
+        let session = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::session_manager::anonymous_results::Owned, _>(
+            &reply,
+            |_| Ok(session),
+        )
+    }
+}
+
+/// The server side of `SessionManager`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_session_manager`].
+pub trait SessionManagerServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// True while no account exists: the first login sets up the operator.
+    fn needs_setup(
+        &mut self,
+        params: crate::capos_capnp::session_manager::needs_setup_params::Reader<'_>,
+        results: crate::capos_capnp::session_manager::needs_setup_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Creates the first account with profile operator and logs it in. Fails
+    /// (code 3) once any account exists.
+    ///
+    /// Returns the result caps (`session`), in that order; their fields in
+    /// `results` stay null.
+    fn setup(
+        &mut self,
+        params: crate::capos_capnp::session_manager::setup_params::Reader<'_>,
+        results: crate::capos_capnp::session_manager::setup_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// A password login. A wrong name or password fails with code 1 after a
+    /// delay that grows with each failure for that name; attempts during the
+    /// delay wait for its end before they are checked.
+    ///
+    /// Returns the result caps (`session`), in that order; their fields in
+    /// `results` stay null.
+    fn login(
+        &mut self,
+        params: crate::capos_capnp::session_manager::login_params::Reader<'_>,
+        results: crate::capos_capnp::session_manager::login_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// A session with profile anonymous and no authentication.
+    ///
+    /// Returns the result caps (`session`), in that order; their fields in
+    /// `results` stay null.
+    fn anonymous(
+        &mut self,
+        params: crate::capos_capnp::session_manager::anonymous_params::Reader<'_>,
+        results: crate::capos_capnp::session_manager::anonymous_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `SessionManager` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_session_manager<S: SessionManagerServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        session_manager::method::NEEDS_SETUP => {
+            crate::rpc::serve::<
+                crate::capos_capnp::session_manager::needs_setup_params::Owned,
+                crate::capos_capnp::session_manager::needs_setup_results::Owned,
+                _,
+            >(params, |params, results| server.needs_setup(params, results))
+            .map(|(results, ())| crate::rpc::Dispatched::without_caps(results))
+        }
+        session_manager::method::SETUP => {
+            crate::rpc::serve::<
+                crate::capos_capnp::session_manager::setup_params::Owned,
+                crate::capos_capnp::session_manager::setup_results::Owned,
+                _,
+            >(params, |params, results| server.setup(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        session_manager::method::LOGIN => {
+            crate::rpc::serve::<
+                crate::capos_capnp::session_manager::login_params::Owned,
+                crate::capos_capnp::session_manager::login_results::Owned,
+                _,
+            >(params, |params, results| server.login(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        session_manager::method::ANONYMOUS => {
+            crate::rpc::serve::<
+                crate::capos_capnp::session_manager::anonymous_params::Owned,
+                crate::capos_capnp::session_manager::anonymous_results::Owned,
+                _,
+            >(params, |params, results| server.anonymous(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// One login. Ended by `logout` (or the session manager): from then on
+/// every call through it, and through every cap minted for the session,
+/// fails (this one with code 4, session ended; the others with Revoked).
+pub mod user_session {
+    /// The interface id of `UserSession`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xe3fab1bbbaa8288a;
+    /// The schema name of the interface.
+    pub const NAME: &str = "UserSession";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `UserSession.info`
+        pub const INFO: u16 = 0;
+        /// `UserSession.logout`
+        pub const LOGOUT: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                INFO => Some("info"),
+                LOGOUT => Some("logout"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::user_session::{
+        info_params, info_results, logout_params, logout_results,
+    };
+}
+
+/// A typed client for `UserSession` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct UserSessionClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> UserSessionClient<T> {
+    /// A client calling the `UserSession` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    pub fn info(&self) -> Result<SessionInfo, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::user_session::info_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            user_session::INTERFACE_ID,
+            user_session::method::INFO,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::user_session::info_results::Owned, _>(
+            &reply,
+            |results| <SessionInfo as crate::rpc::SchemaStruct>::read_from(results.get_info()?),
+        )
+    }
+
+    pub fn logout(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::user_session::logout_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            user_session::INTERFACE_ID,
+            user_session::method::LOGOUT,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::user_session::logout_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `UserSession`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_user_session`].
+pub trait UserSessionServer {
+    fn info(
+        &mut self,
+        params: crate::capos_capnp::user_session::info_params::Reader<'_>,
+        results: crate::capos_capnp::user_session::info_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    fn logout(
+        &mut self,
+        params: crate::capos_capnp::user_session::logout_params::Reader<'_>,
+        results: crate::capos_capnp::user_session::logout_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `UserSession` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_user_session<S: UserSessionServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        user_session::method::INFO => {
+            crate::rpc::serve::<
+                crate::capos_capnp::user_session::info_params::Owned,
+                crate::capos_capnp::user_session::info_results::Owned,
+                _,
+            >(params, |params, results| server.info(params, results))
+            .map(|(results, ())| results)
+        }
+        user_session::method::LOGOUT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::user_session::logout_params::Owned,
+                crate::capos_capnp::user_session::logout_results::Owned,
+                _,
+            >(params, |params, results| server.logout(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Turns a session's profile into the caps its shell holds.
+pub mod authority_broker {
+    /// The interface id of `AuthorityBroker`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x977bd353341030e7;
+    /// The schema name of the interface.
+    pub const NAME: &str = "AuthorityBroker";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `AuthorityBroker.launchShell`
+        pub const LAUNCH_SHELL: u16 = 0;
+        /// `AuthorityBroker.profileCaps`
+        pub const PROFILE_CAPS: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                LAUNCH_SHELL => Some("launchShell"),
+                PROFILE_CAPS => Some("profileCaps"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::authority_broker::{
+        launch_shell_params, launch_shell_results, profile_caps_params, profile_caps_results,
+    };
+}
+
+/// A typed client for `AuthorityBroker` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct AuthorityBrokerClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> AuthorityBrokerClient<T> {
+    /// A client calling the `AuthorityBroker` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The CALL transfers two caps: a UserSession this service minted, then
+    /// the TerminalSession the shell runs on. Starts the configured shell
+    /// with the profile's caps (revocable copies), the terminal and the
+    /// session, each ended with the session.
+    ///
+    /// Result caps (`handle`) arrive through the ring; their CapIds are returned.
+    pub fn launch_shell(&self) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<
+            crate::capos_capnp::authority_broker::launch_shell_params::Owned,
+            T,
+        >(
+            &self.transport,
+            self.cap,
+            authority_broker::INTERFACE_ID,
+            authority_broker::method::LAUNCH_SHELL,
+            |_| Ok(()),
+        )?;
+        let handle = reply.cap(0)?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::authority_broker::launch_shell_results::Owned,
+            _,
+        >(&reply, |_| Ok(handle))
+    }
+
+    /// The CALL transfers a UserSession; returns the names of the caps its
+    /// profile grants.
+    pub fn profile_caps(
+        &self,
+    ) -> Result<::alloc::vec::Vec<::alloc::string::String>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<
+            crate::capos_capnp::authority_broker::profile_caps_params::Owned,
+            T,
+        >(
+            &self.transport,
+            self.cap,
+            authority_broker::INTERFACE_ID,
+            authority_broker::method::PROFILE_CAPS,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::authority_broker::profile_caps_results::Owned,
+            _,
+        >(&reply, |results| {
+            Ok({
+                let mut items = ::alloc::vec::Vec::new();
+                for item in results.get_names()?.iter() {
+                    items.push(item?.to_string()?);
+                }
+                items
+            })
+        })
+    }
+}
+
+/// The server side of `AuthorityBroker`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_authority_broker`].
+pub trait AuthorityBrokerServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// The CALL transfers two caps: a UserSession this service minted, then
+    /// the TerminalSession the shell runs on. Starts the configured shell
+    /// with the profile's caps (revocable copies), the terminal and the
+    /// session, each ended with the session.
+    ///
+    /// Returns the result caps (`handle`), in that order; their fields in
+    /// `results` stay null.
+    fn launch_shell(
+        &mut self,
+        params: crate::capos_capnp::authority_broker::launch_shell_params::Reader<'_>,
+        results: crate::capos_capnp::authority_broker::launch_shell_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// The CALL transfers a UserSession; returns the names of the caps its
+    /// profile grants.
+    fn profile_caps(
+        &mut self,
+        params: crate::capos_capnp::authority_broker::profile_caps_params::Reader<'_>,
+        results: crate::capos_capnp::authority_broker::profile_caps_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `AuthorityBroker` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_authority_broker<S: AuthorityBrokerServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        authority_broker::method::LAUNCH_SHELL => {
+            crate::rpc::serve::<
+                crate::capos_capnp::authority_broker::launch_shell_params::Owned,
+                crate::capos_capnp::authority_broker::launch_shell_results::Owned,
+                _,
+            >(params, |params, results| server.launch_shell(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        authority_broker::method::PROFILE_CAPS => {
+            crate::rpc::serve::<
+                crate::capos_capnp::authority_broker::profile_caps_params::Owned,
+                crate::capos_capnp::authority_broker::profile_caps_results::Owned,
+                _,
+            >(params, |params, results| server.profile_caps(params, results))
+            .map(|(results, ())| crate::rpc::Dispatched::without_caps(results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Appends to the audit trail; records cannot be changed or removed.
+pub mod audit_log {
+    /// The interface id of `AuditLog`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x8f221c5836f119f0;
+    /// The schema name of the interface.
+    pub const NAME: &str = "AuditLog";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `AuditLog.append`
+        pub const APPEND: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                APPEND => Some("append"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::audit_log::{append_params, append_results};
+}
+
+/// A typed client for `AuditLog` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct AuditLogClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> AuditLogClient<T> {
+    /// A client calling the `AuditLog` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    pub fn append(
+        &self,
+        event: &str,
+        principal: &str,
+        session_id: u64,
+        detail: &str,
+    ) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::audit_log::append_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            audit_log::INTERFACE_ID,
+            audit_log::method::APPEND,
+            |mut params| {
+                params.set_event(event);
+                params.set_principal(principal);
+                params.set_session_id(session_id);
+                params.set_detail(detail);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::audit_log::append_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_seq()),
+        )
+    }
+}
+
+/// The server side of `AuditLog`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_audit_log`].
+pub trait AuditLogServer {
+    fn append(
+        &mut self,
+        params: crate::capos_capnp::audit_log::append_params::Reader<'_>,
+        results: crate::capos_capnp::audit_log::append_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `AuditLog` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_audit_log<S: AuditLogServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        audit_log::method::APPEND => {
+            crate::rpc::serve::<
+                crate::capos_capnp::audit_log::append_params::Owned,
+                crate::capos_capnp::audit_log::append_results::Owned,
+                _,
+            >(params, |params, results| server.append(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Reads the audit trail.
+pub mod audit_reader {
+    /// The interface id of `AuditReader`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xbc7a417586da3cca;
+    /// The schema name of the interface.
+    pub const NAME: &str = "AuditReader";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `AuditReader.tail`
+        pub const TAIL: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                TAIL => Some("tail"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::audit_reader::{tail_params, tail_results};
+}
+
+/// A typed client for `AuditReader` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct AuditReaderClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> AuditReaderClient<T> {
+    /// A client calling the `AuditReader` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The newest `maxRecords` records, oldest first.
+    pub fn tail(
+        &self,
+        max_records: u32,
+    ) -> Result<::alloc::vec::Vec<AuditRecord>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::audit_reader::tail_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            audit_reader::INTERFACE_ID,
+            audit_reader::method::TAIL,
+            |mut params| {
+                params.set_max_records(max_records);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::audit_reader::tail_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok({
+                    let mut items = ::alloc::vec::Vec::new();
+                    for item in results.get_records()?.iter() {
+                        items.push(<AuditRecord as crate::rpc::SchemaStruct>::read_from(item)?);
+                    }
+                    items
+                })
+            },
+        )
+    }
+}
+
+/// The server side of `AuditReader`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_audit_reader`].
+pub trait AuditReaderServer {
+    /// The newest `maxRecords` records, oldest first.
+    fn tail(
+        &mut self,
+        params: crate::capos_capnp::audit_reader::tail_params::Reader<'_>,
+        results: crate::capos_capnp::audit_reader::tail_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `AuditReader` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_audit_reader<S: AuditReaderServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        audit_reader::method::TAIL => {
+            crate::rpc::serve::<
+                crate::capos_capnp::audit_reader::tail_params::Owned,
+                crate::capos_capnp::audit_reader::tail_results::Owned,
+                _,
+            >(params, |params, results| server.tail(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),

@@ -295,11 +295,21 @@ pub struct EndpointClient {
     cookie: u64,
 }
 
-struct Minter {
+struct Minter<'a> {
+    ctx: &'a CallContext<'a>,
+    endpoint: &'a Arc<Endpoint>,
     request: Option<(u64, u64)>,
 }
 
-impl EndpointServerTrait for Minter {
+/// Application error codes of `Endpoint`.
+pub mod error {
+    /// `identify` was sent no cap, or more than one.
+    pub const ONE_CAP: u32 = 1;
+    /// `identify` was sent a cap not minted from this endpoint.
+    pub const NOT_MINTED_HERE: u32 = 2;
+}
+
+impl EndpointServerTrait for Minter<'_> {
     fn mint(
         &mut self,
         params: endpoint::mint_params::Reader<'_>,
@@ -307,6 +317,34 @@ impl EndpointServerTrait for Minter {
     ) -> Result<(), ServerError> {
         self.request = Some((params.get_interface_id(), params.get_cookie()));
         Ok(())
+    }
+
+    fn identify(
+        &mut self,
+        _params: endpoint::identify_params::Reader<'_>,
+        mut results: endpoint::identify_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let caps = self.ctx.take_caps();
+        let [cap] = caps.as_slice() else {
+            return Err(ServerError::exception(
+                error::ONE_CAP,
+                alloc::format!("identify takes exactly one cap, got {}", caps.len()),
+            ));
+        };
+        match cap.object.minted() {
+            Some((endpoint, cookie, interface_id)) if Arc::ptr_eq(endpoint, self.endpoint) => {
+                results.set_cookie(cookie);
+                results.set_interface_id(interface_id);
+                Ok(())
+            }
+            _ => Err(ServerError::exception(
+                error::NOT_MINTED_HERE,
+                alloc::format!(
+                    "the cap sent ({}) was not minted from this endpoint",
+                    cap.object.describe()
+                ),
+            )),
+        }
     }
 }
 
@@ -323,8 +361,12 @@ impl CapObject for EndpointServer {
         capos_schema::endpoint::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        let mut minter = Minter { request: None };
+    fn accepts_caps(&self, method: u16) -> bool {
+        method == capos_schema::endpoint::method::IDENTIFY
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        let mut minter = Minter { ctx, endpoint: &self.endpoint, request: None };
         match dispatch_endpoint(&mut minter, method, params) {
             Ok(results) => match minter.request {
                 Some((interface_id, cookie)) => CallOutcome::Done {
@@ -369,6 +411,10 @@ impl CapObject for EndpointClient {
 
     fn accepts_caps(&self, _method: u16) -> bool {
         true
+    }
+
+    fn minted(&self) -> Option<(&Arc<Endpoint>, u64, u64)> {
+        Some((&self.endpoint, self.cookie, self.interface_id))
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {

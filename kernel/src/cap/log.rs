@@ -102,6 +102,29 @@ impl LogReaderServer for Reader {
         results.set_next_seq(next);
         Ok(())
     }
+
+    fn tail(
+        &mut self,
+        params: log_reader::tail_params::Reader<'_>,
+        mut results: log_reader::tail_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let max = params.get_max_records();
+        if max > MAX_READ {
+            return Err(ServerError::exception(
+                exception::INVALID_ARGUMENT,
+                alloc::format!("maxRecords {max} exceeds {MAX_READ}"),
+            ));
+        }
+        let log = LOG.lock();
+        let skip = log.records.len().saturating_sub(max as usize);
+        let picked: alloc::vec::Vec<&LogRecord> = log.records.iter().skip(skip).collect();
+        let mut list = results.reborrow().init_records(picked.len() as u32);
+        for (i, r) in picked.iter().enumerate() {
+            r.write_to(list.reborrow().get(i as u32))?;
+        }
+        results.set_next_seq(log.next_seq);
+        Ok(())
+    }
 }
 
 impl CapObject for KernelLogSink {

@@ -14,6 +14,7 @@ pub mod log;
 pub mod notification;
 pub mod process_handle;
 pub mod process_spawner;
+pub mod process_table;
 pub mod revocable;
 pub mod system_info;
 pub mod terminal;
@@ -145,7 +146,7 @@ pub mod exception {
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 12] = [
+    let objects: [(&str, Arc<dyn CapObject>); 13] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -158,6 +159,7 @@ pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
         ("ipc", Arc::new(ipc_manager::KernelIpcManager)),
         ("boot", Arc::new(boot_package::KernelBootPackage)),
         ("terminal", Arc::new(terminal::KernelTerminal)),
+        ("processes", Arc::new(process_table::KernelProcessTable)),
     ];
     objects
         .into_iter()
@@ -187,6 +189,12 @@ pub trait CapObject: Send + Sync {
     /// with `Malformed` when sent any).
     fn accepts_caps(&self, _method: u16) -> bool {
         false
+    }
+
+    /// For a client cap minted from an endpoint: that endpoint, the cookie
+    /// and the interface it was minted with (`Endpoint.identify`).
+    fn minted(&self) -> Option<(&Arc<endpoint::Endpoint>, u64, u64)> {
+        None
     }
 
     /// Whether this cap was revoked (every operation on it then fails with

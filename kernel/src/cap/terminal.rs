@@ -130,7 +130,9 @@ impl CapObject for KernelTerminal {
         let Some((echo_on, max)) = server.read.get() else { return CallOutcome::done(results) };
         {
             let mut t = TERMINAL.lock();
-            if t.reader.is_some() {
+            // A read left by a process that has ended is dropped; one of a
+            // live process keeps the terminal.
+            if t.reader.as_ref().is_some_and(|(call, _)| call.is_live()) {
                 let ex = capos_schema::CapException {
                     code: exception::BAD_STATE,
                     message: "another readLine is in progress".into(),

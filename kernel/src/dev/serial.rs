@@ -7,6 +7,7 @@
 use core::fmt::{self, Write};
 
 use uart_16550::SerialPort;
+use x86_64::instructions::port::Port;
 
 use crate::sync::IrqLock;
 
@@ -89,12 +90,28 @@ impl RxBuffer {
 /// Bytes received on COM1 and not yet consumed.
 pub static COM1_RX: IrqLock<RxBuffer> = IrqLock::new(RxBuffer::new());
 
-/// COM1 interrupt: move every byte the UART holds into [`COM1_RX`].
+/// Line status register bits.
+const LSR_DATA_READY: u8 = 0x01;
+const LSR_BREAK: u8 = 0x10;
+
+/// COM1 interrupt: move every byte the UART holds into [`COM1_RX`]. A break
+/// condition on the line (the UART reports it with a NUL byte) becomes
+/// Ctrl-C (0x03), as on a serial console: it cancels the line being typed.
 pub fn handle_com1_interrupt() {
-    let mut port = COM1.lock();
+    let _port = COM1.lock();
     let mut rx = COM1_RX.lock();
-    while let Ok(b) = port.0.try_receive() {
-        rx.push(b);
+    let mut lsr: Port<u8> = Port::new(COM1_BASE + 5);
+    let mut rbr: Port<u8> = Port::new(COM1_BASE);
+    loop {
+        // SAFETY: the line status and receive registers of COM1, read with
+        // the COM1 lock held (nothing else touches the port meanwhile).
+        let status = unsafe { lsr.read() };
+        if status & LSR_DATA_READY == 0 {
+            break;
+        }
+        // SAFETY: as above; reading RBR takes the byte the UART holds.
+        let byte = unsafe { rbr.read() };
+        rx.push(if status & LSR_BREAK != 0 { 0x03 } else { byte });
     }
 }
 

@@ -89,6 +89,8 @@ pub struct Process {
     /// The process's thread (owned here until the process ends; the thread
     /// refers back to the process, so `terminate` breaks the cycle).
     pub thread: IrqLock<Option<Arc<Thread>>>,
+    /// TSC ticks its threads ran on a CPU (charged at each switch).
+    pub cpu_ticks: AtomicU64,
 }
 
 static PROCESSES: IrqLock<BTreeMap<u64, Weak<Process>>> = IrqLock::new(BTreeMap::new());
@@ -109,6 +111,16 @@ pub fn list() -> Vec<(u64, String)> {
     PROCESSES.lock().values().filter_map(|w| w.upgrade()).map(|p| (p.pid, p.name.clone())).collect()
 }
 
+/// Live processes, by pid.
+pub fn all() -> Vec<Arc<Process>> {
+    PROCESSES.lock().values().filter_map(Weak::upgrade).collect()
+}
+
+/// The live process `pid`.
+pub fn find(pid: u64) -> Option<Arc<Process>> {
+    PROCESSES.lock().get(&pid).and_then(Weak::upgrade)
+}
+
 impl Process {
     /// Switches this CPU to the process's address space.
     pub fn activate_address_space(&self) {
@@ -122,6 +134,23 @@ impl Process {
     /// no more completions.
     pub fn exit_started(&self) -> bool {
         !self.ring.lock().is_open()
+    }
+
+    /// CPU time used so far, in ns, as charged at each switch (a slice
+    /// still running is not in it yet).
+    pub fn cpu_ns(&self) -> u64 {
+        crate::arch::x86_64::tsc::ticks_to_ns(self.cpu_ticks.load(Ordering::Relaxed))
+    }
+
+    /// `ps` state: running, ready, blocked or exiting.
+    pub fn state_name(&self) -> &'static str {
+        if self.exit_started() {
+            return "exiting";
+        }
+        match self.thread.lock().as_ref() {
+            Some(t) => sched::state_name(t),
+            None => "exiting",
+        }
     }
 
     /// Asks the process to end; it does so on its next return to user mode.

@@ -6,6 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::offset_of;
 use core::sync::atomic::AtomicBool;
+use core::sync::atomic::AtomicU64;
 
 use capos_abi::{
     ring_layout, CapSetEntry, RingHeader, StartupHeader, CAPSET_ENTRY_SIZE, MAX_CAPSET, RING_ADDR,
@@ -172,6 +173,7 @@ pub fn spawn(
         exit: IrqLock::new(ExitState::default()),
         kill_requested: AtomicBool::new(false),
         thread: IrqLock::new(None),
+        cpu_ticks: AtomicU64::new(0),
     });
     let thread =
         sched::spawn_user(process.clone(), entry, USER_STACK_TOP).ok_or(SpawnError::NoMemory)?;

@@ -315,6 +315,7 @@ pub fn schedule() {
 /// Everything a switch needs but the register swap; returns where to save
 /// the current RSP and the RSP to load.
 fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
+    charge_cpu_time(prev);
     if let Some(fpu) = &prev.fpu {
         // SAFETY: `prev` is on this CPU with interrupts off; nobody else
         // touches its FPU area now.
@@ -337,6 +338,26 @@ fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
     }
     // SAFETY: `next` is not running, so its saved RSP is stable.
     (prev.saved_rsp.get(), unsafe { *next.saved_rsp.get() })
+}
+
+/// Charges `prev`'s process with the CPU time since the last switch on this
+/// CPU.
+fn charge_cpu_time(prev: &Arc<Thread>) {
+    let now = crate::arch::x86_64::tsc::rdtsc();
+    let since = percpu::current().switched_in_tsc.swap(now, Ordering::Relaxed);
+    if let Some(p) = &prev.process {
+        p.cpu_ticks.fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+    }
+}
+
+/// `ps` name of a thread's state.
+pub fn state_name(thread: &Thread) -> &'static str {
+    match thread.sched.lock().state {
+        State::Runnable => "ready",
+        State::Running => "running",
+        State::Blocked => "blocked",
+        State::Dead => "exiting",
+    }
 }
 
 /// Work after a switch: drop a dead predecessor (frees its kernel stack).

@@ -31,6 +31,8 @@ pub struct PerCpu {
     pub timer_ticks: AtomicU64,
     /// Set once the CPU runs its idle loop with interrupts on.
     pub online: AtomicBool,
+    /// TSC when the running thread was switched in (CPU-time accounting).
+    pub switched_in_tsc: AtomicU64,
     pub(super) gdt: UnsafeCell<GlobalDescriptorTable<8>>,
     pub(super) tss: UnsafeCell<TaskStateSegment>,
 }
@@ -54,6 +56,7 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             timer_ticks: AtomicU64::new(0),
             online: AtomicBool::new(false),
+            switched_in_tsc: AtomicU64::new(0),
             gdt: UnsafeCell::new(GlobalDescriptorTable::empty()),
             tss: UnsafeCell::new(TaskStateSegment::new()),
         }

@@ -38,6 +38,11 @@ pub fn nanos_since_boot() -> u64 {
     ((delta as u128 * NS_PER_TICK_FP32.load(Ordering::Relaxed) as u128) >> 32) as u64
 }
 
+/// `ticks` TSC ticks in nanoseconds (0 while the frequency is unknown).
+pub fn ticks_to_ns(ticks: u64) -> u64 {
+    ((ticks as u128 * NS_PER_TICK_FP32.load(Ordering::Relaxed) as u128) >> 32) as u64
+}
+
 /// Microseconds since [`mark_boot`], 0 while the frequency is unknown.
 pub fn micros_since_boot() -> u64 {
     let hz = hz();
