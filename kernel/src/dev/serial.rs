@@ -5,6 +5,7 @@
 //! bounded buffer that the console reads.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use uart_16550::SerialPort;
 use x86_64::instructions::port::Port;
@@ -14,16 +15,25 @@ use crate::sync::IrqLock;
 const COM1_BASE: u16 = 0x3F8;
 const COM2_BASE: u16 = 0x2F8;
 
-/// A serial port that turns `\n` into `\r\n`.
-pub struct Uart(SerialPort);
+/// A serial port that turns `\n` into `\r\n`. The crate programs it; the
+/// bytes are sent here, so that a break the line status shows while we wait
+/// for the transmitter is not lost (reading the status clears it).
+pub struct Uart(SerialPort, u16);
+
+/// Transmitter holding register empty.
+const LSR_THR_EMPTY: u8 = 0x20;
+
+/// A break seen on COM1's line status while sending, not yet turned into
+/// input by [`handle_com1_interrupt`].
+static COM1_BREAK: AtomicBool = AtomicBool::new(false);
 
 impl Write for Uart {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for b in s.bytes() {
             if b == b'\n' {
-                self.0.send_raw(b'\r');
+                self.send(b'\r');
             }
-            self.0.send_raw(b);
+            self.send(b);
         }
         Ok(())
     }
@@ -33,16 +43,37 @@ impl Uart {
     /// Writes raw bytes with no translation.
     pub fn write_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0.send_raw(b);
+            self.send(b);
         }
+    }
+
+    fn send(&mut self, byte: u8) {
+        let mut lsr: Port<u8> = Port::new(self.1 + 5);
+        let mut thr: Port<u8> = Port::new(self.1);
+        loop {
+            // SAFETY: the line status register of this UART, read with its
+            // lock held (`&mut self`).
+            let status = unsafe { lsr.read() };
+            if status & LSR_BREAK != 0 && self.1 == COM1_BASE {
+                COM1_BREAK.store(true, Ordering::Release);
+            }
+            if status & LSR_THR_EMPTY != 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        // SAFETY: the transmit register of this UART, which is empty.
+        unsafe { thr.write(byte) };
     }
 }
 
 // SAFETY: the ports are the standard PC COM1/COM2 I/O ranges; nothing else in
 // the kernel touches them, and every access goes through these locks.
-pub static COM1: IrqLock<Uart> = IrqLock::new(Uart(unsafe { SerialPort::new(COM1_BASE) }));
+pub static COM1: IrqLock<Uart> =
+    IrqLock::new(Uart(unsafe { SerialPort::new(COM1_BASE) }, COM1_BASE));
 // SAFETY: as for COM1.
-pub static COM2: IrqLock<Uart> = IrqLock::new(Uart(unsafe { SerialPort::new(COM2_BASE) }));
+pub static COM2: IrqLock<Uart> =
+    IrqLock::new(Uart(unsafe { SerialPort::new(COM2_BASE) }, COM2_BASE));
 
 /// Programs both UARTs (115200 8N1, FIFOs on). COM1 receive interrupts are
 /// enabled in the UART; they reach the CPU once the I/O APIC routes IRQ 4.
@@ -95,23 +126,36 @@ const LSR_DATA_READY: u8 = 0x01;
 const LSR_BREAK: u8 = 0x10;
 
 /// COM1 interrupt: move every byte the UART holds into [`COM1_RX`]. A break
-/// condition on the line (the UART reports it with a NUL byte) becomes
-/// Ctrl-C (0x03), as on a serial console: it cancels the line being typed.
+/// condition on the line becomes Ctrl-C (0x03), as on a serial console: it
+/// cancels the line being typed. A UART reports a break with a NUL byte in
+/// its FIFO and the BI status bit; an emulated one may raise BI while older
+/// bytes are still queued, so the Ctrl-C takes the place of the first NUL
+/// after BI, or follows the bytes read when no NUL comes.
 pub fn handle_com1_interrupt() {
     let _port = COM1.lock();
     let mut rx = COM1_RX.lock();
     let mut lsr: Port<u8> = Port::new(COM1_BASE + 5);
     let mut rbr: Port<u8> = Port::new(COM1_BASE);
+    let mut in_break = COM1_BREAK.swap(false, Ordering::AcqRel);
     loop {
         // SAFETY: the line status and receive registers of COM1, read with
         // the COM1 lock held (nothing else touches the port meanwhile).
         let status = unsafe { lsr.read() };
+        in_break |= status & LSR_BREAK != 0;
         if status & LSR_DATA_READY == 0 {
             break;
         }
         // SAFETY: as above; reading RBR takes the byte the UART holds.
         let byte = unsafe { rbr.read() };
-        rx.push(if status & LSR_BREAK != 0 { 0x03 } else { byte });
+        if in_break && byte == 0 {
+            rx.push(0x03);
+            in_break = false;
+        } else {
+            rx.push(byte);
+        }
+    }
+    if in_break {
+        rx.push(0x03);
     }
 }
 

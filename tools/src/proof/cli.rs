@@ -33,7 +33,8 @@ steps (in order):
   --expect TEXT              wait for a COM1 line equal to TEXT
   --expect-log TEXT          wait for a COM2 (debug log) line equal to TEXT
   --within SECS              timeout of the step just before (--expect, --expect-log or --exit)
-  --send TEXT                write TEXT to COM1 (escapes: \\r \\n \\t \\0 \\e \\\\ \\xNN)
+  --send TEXT                write TEXT to COM1 (escapes: \\r \\n \\t \\0 \\e \\\\ \\xNN,
+                             and \\B: a break on the line)
   --exit success|failure|CODE|none
                              last step: wait for QEMU to exit. success = the guest wrote 0x10
                              to isa-debug-exit (QEMU status 33); failure = any other status;

@@ -1,9 +1,16 @@
 //! Backslash escapes for the text of `--send` steps.
 
-/// Decodes the backslash escapes of a `--send` argument into the bytes written to COM1.
+/// Telnet's "interpret as command" byte: COM1 is a telnet connection.
+const IAC: u8 = 0xff;
+/// Telnet's BREAK command: QEMU turns it into a break on the serial line.
+const BREAK: u8 = 0xf3;
+
+/// Decodes the backslash escapes of a `--send` argument into the bytes written to COM1,
+/// which QEMU reads as telnet: a data byte 0xff is doubled, and `\B` is a telnet BREAK
+/// (`IAC BRK`), a break condition on the guest's serial line.
 ///
-/// Understood escapes: `\r`, `\n`, `\t`, `\0`, `\\`, `\e` (ESC, 0x1b) and `\xNN` (exactly two
-/// hex digits, any byte value). Every other character stands for its UTF-8 encoding.
+/// Understood escapes: `\r`, `\n`, `\t`, `\0`, `\\`, `\e` (ESC, 0x1b), `\xNN` (exactly two
+/// hex digits, any byte value) and `\B`. Every other character stands for its UTF-8 encoding.
 pub fn decode_escapes(text: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(text.len());
     let mut chars = text.chars();
@@ -25,10 +32,17 @@ pub fn decode_escapes(text: &str) -> Result<Vec<u8>, String> {
                 let lo = chars.next().and_then(|c| c.to_digit(16));
                 match (hi, lo) {
                     // Two hex digits never exceed 0xff.
-                    (Some(hi), Some(lo)) => out.push(u8::try_from(hi * 16 + lo).unwrap_or(0)),
+                    (Some(hi), Some(lo)) => {
+                        let byte = u8::try_from(hi * 16 + lo).unwrap_or(0);
+                        if byte == IAC {
+                            out.push(IAC);
+                        }
+                        out.push(byte);
+                    }
                     _ => return Err(r"\x must be followed by two hex digits".to_string()),
                 }
             }
+            Some('B') => out.extend_from_slice(&[IAC, BREAK]),
             Some(other) => return Err(format!("unknown escape \\{other}")),
             None => return Err("trailing backslash".to_string()),
         }
@@ -60,7 +74,9 @@ mod tests {
     fn hex_escapes() {
         assert_eq!(decode_escapes(r"\x1b[A").unwrap(), b"\x1b[A");
         assert_eq!(decode_escapes(r"\x03").unwrap(), [3]);
-        assert_eq!(decode_escapes(r"\xFF\xfe").unwrap(), [0xff, 0xfe]);
+        // 0xff is telnet's IAC: doubled on the wire.
+        assert_eq!(decode_escapes(r"\xFF\xfe").unwrap(), [0xff, 0xff, 0xfe]);
+        assert_eq!(decode_escapes(r"a\Bb").unwrap(), [b'a', 0xff, 0xf3, b'b']);
         assert_eq!(decode_escapes(r"\x414").unwrap(), b"A4");
     }
 

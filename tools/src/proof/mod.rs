@@ -52,7 +52,10 @@
 //! - `--within SECS` sets the timeout of the step just before it (an expect or the exit);
 //!   a step's time runs from the end of the step before (from the boot for the first).
 //! - `--send TEXT` writes TEXT to COM1, with the escapes `\r` `\n` `\t` `\0` `\e` `\\`
-//!   `\xNN`. It does not wait: put an `--expect` for the prompt before it.
+//!   `\xNN`, and `\B`, a break on the line. It does not wait: put an `--expect` for the
+//!   prompt before it. COM1 is a telnet connection (QEMU `telnet=on`): the harness doubles a
+//!   0xff data byte, sends `\B` as `IAC BRK`, and drops the option negotiation QEMU sends
+//!   when it connects.
 //! - `--exit` is the last step, `--exit success` if absent:
 //!   - `success`: QEMU exits with status 33, i.e. the guest wrote `0x10` to the
 //!     `isa-debug-exit` device (port `0xf4`); see [`status`].
@@ -74,13 +77,15 @@
 //! ```text
 //! qemu-system-x86_64 -machine q35 -accel tcg -cpu qemu64 -smp N -m SIZE -display none
 //!   -no-reboot -monitor none -device isa-debug-exit,iobase=0xf4,iosize=0x04
-//!   -chardev socket,id=com1,path=OUT/com1.sock -serial chardev:com1
+//!   -chardev socket,id=com1,path=OUT/com1.sock,server=on,wait=on,telnet=on -serial chardev:com1
 //!   -chardev socket,id=com2,path=OUT/com2.sock -serial chardev:com2
 //!   [-bios OVMF.fd] -cdrom IMAGE | -drive file=IMAGE,format=raw,if=ide   [--qemu-arg ...]
 //! ```
 //!
-//! The harness listens on the two Unix sockets (in a temporary directory if the output
-//! path is too long for a socket) and QEMU connects to them as a client. QEMU always runs
+//! The two Unix sockets live in the output directory (or a temporary directory if its
+//! path is too long for a socket): QEMU listens on `com1` as a telnet server and waits for
+//! the harness to connect before it starts the guest; the harness listens on `com2` and
+//! QEMU connects to it. QEMU always runs
 //! under TCG. It is killed and reaped when the proof ends, pass or fail; it shares the
 //! harness's process group, so Ctrl-C in a terminal stops it too.
 //!

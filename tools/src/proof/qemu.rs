@@ -37,8 +37,8 @@ fn option_path(path: &Path) -> String {
     path.to_string_lossy().replace(',', ",,")
 }
 
-/// The QEMU arguments (without the binary) for `config`, with COM1 and COM2 connected as
-/// clients to the Unix sockets `com1` and `com2`.
+/// The QEMU arguments (without the binary) for `config`, with COM1 served by QEMU (telnet)
+/// on the Unix socket `com1` and COM2 connected as a client to `com2`.
 pub fn qemu_args(
     config: &ProofConfig,
     com1: &Path,
@@ -54,8 +54,11 @@ pub fn qemu_args(
     push(&["-smp", &config.smp.to_string(), "-m", &config.mem]);
     push(&["-display", "none", "-no-reboot", "-monitor", "none"]);
     push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    for (id, path) in [("com1", com1), ("com2", com2)] {
-        let chardev = format!("socket,id={id},path={}", option_path(path));
+    // COM1 is a telnet server QEMU starts the guest only once the harness is connected
+    // to, so that a proof can send a break on the line (`IAC BRK`, the `\B` escape of
+    // `--send`). COM2 connects to the harness.
+    for (id, path, mode) in [("com1", com1, ",server=on,wait=on,telnet=on"), ("com2", com2, "")] {
+        let chardev = format!("socket,id={id},path={}{mode}", option_path(path));
         push(&["-chardev", &chardev, "-serial", &format!("chardev:{id}")]);
     }
     if let Some(firmware) = firmware {
@@ -155,7 +158,7 @@ mod tests {
             joined(&c, None),
             "-machine q35 -accel tcg -cpu qemu64 -smp 2 -m 128M -display none -no-reboot \
              -monitor none -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-             -chardev socket,id=com1,path=out/com1.sock -serial chardev:com1 \
+             -chardev socket,id=com1,path=out/com1.sock,server=on,wait=on,telnet=on -serial chardev:com1 \
              -chardev socket,id=com2,path=out/com2.sock -serial chardev:com2 \
              -cdrom capos.iso"
         );

@@ -255,13 +255,11 @@ fn run_qemu(
         SocketFiles::new(config).map_err(|e| startup(format!("socket directory: {e}")))?;
     // Stale sockets of an earlier run would make bind() fail.
     sockets.remove_files();
-    let mut listeners = Vec::new();
-    for path in &sockets.paths {
-        let listener = UnixListener::bind(path)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| startup(format!("socket {}: {e}", path.display())))?;
-        listeners.push(listener);
-    }
+    // COM2: QEMU connects to the harness. COM1: QEMU is the (telnet) server and waits
+    // for the harness to connect before it starts the guest.
+    let com2_listener = UnixListener::bind(&sockets.paths[1])
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| startup(format!("socket {}: {e}", sockets.paths[1].display())))?;
 
     let args = qemu_args(config, &sockets.paths[0], &sockets.paths[1], firmware.as_deref());
     let log_error = |e: io::Error| startup(format!("{}: {e}", qemu_log_path.display()));
@@ -277,11 +275,10 @@ fn run_qemu(
     let t0 = Instant::now();
     let mut qemu = QemuProcess::new(child);
 
-    let mut ports = Vec::new();
-    for (listener, stream) in listeners.iter().zip(Stream::ALL) {
-        ports.push(accept(listener, stream, &mut qemu, t0, &qemu_log_path)?);
-    }
-    drop(listeners);
+    let com1 = connect(&sockets.paths[0], &mut qemu, t0, &qemu_log_path)?;
+    let com2 = accept(&com2_listener, Stream::Com2, &mut qemu, t0, &qemu_log_path)?;
+    let ports = vec![com1, com2];
+    drop(com2_listener);
     drop(sockets);
 
     let com1_writer = ports[0]
@@ -322,6 +319,57 @@ fn run_qemu(
     Ok(())
 }
 
+/// Connects to QEMU's COM1 socket once QEMU has made it.
+fn connect(
+    path: &Path,
+    qemu: &mut QemuProcess,
+    t0: Instant,
+    qemu_log: &Path,
+) -> Result<UnixStream, FailReason> {
+    loop {
+        match UnixStream::connect(path) {
+            Ok(port) => return Ok(port),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(FailReason::Startup(format!("com1 socket: {e}"))),
+        }
+        check_qemu(Stream::Com1, qemu, t0, qemu_log)?;
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Fails the startup when QEMU has exited or took too long to connect `stream`.
+fn check_qemu(
+    stream: Stream,
+    qemu: &mut QemuProcess,
+    t0: Instant,
+    qemu_log: &Path,
+) -> Result<(), FailReason> {
+    if let Some(status) = qemu.try_wait() {
+        // No guest ran yet: the status is QEMU's own.
+        let status = match status {
+            QemuStatus::Code(code) => format!("exited with status {code}"),
+            QemuStatus::Signal(signal) => format!("was killed by signal {signal}"),
+        };
+        return Err(FailReason::Startup(format!(
+            "it {status} before connecting {stream} (see {})",
+            qemu_log.display()
+        )));
+    }
+    if t0.elapsed() > CONNECT_TIMEOUT {
+        return Err(FailReason::Startup(format!(
+            "it did not connect {stream} within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )));
+    }
+    Ok(())
+}
+
 /// Waits for QEMU to connect one serial port.
 fn accept(
     listener: &UnixListener,
@@ -341,23 +389,7 @@ fn accept(
                 if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
             Err(e) => return Err(FailReason::Startup(format!("{stream} socket: {e}"))),
         }
-        if let Some(status) = qemu.try_wait() {
-            // No guest ran yet: the status is QEMU's own.
-            let status = match status {
-                QemuStatus::Code(code) => format!("exited with status {code}"),
-                QemuStatus::Signal(signal) => format!("was killed by signal {signal}"),
-            };
-            return Err(FailReason::Startup(format!(
-                "it {status} before connecting {stream} (see {})",
-                qemu_log.display()
-            )));
-        }
-        if t0.elapsed() > CONNECT_TIMEOUT {
-            return Err(FailReason::Startup(format!(
-                "it did not connect {stream} within {}s",
-                CONNECT_TIMEOUT.as_secs()
-            )));
-        }
+        check_qemu(stream, qemu, t0, qemu_log)?;
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -380,11 +412,16 @@ fn spawn_reader(
             let _ = tx.send(Msg::Line { stream, text, at: t0.elapsed() });
         };
         let mut splitter = LineSplitter::default();
+        let mut negotiation =
+            if stream == Stream::Com1 { TelnetNegotiation::Start } else { TelnetNegotiation::Done };
         let mut buf = [0u8; 4096];
         loop {
             match port.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => splitter.push(&buf[..n]).into_iter().for_each(&mut emit),
+                Ok(n) => {
+                    let data = negotiation.strip(&buf[..n]);
+                    splitter.push(data).into_iter().for_each(&mut emit)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
@@ -394,6 +431,44 @@ fn spawn_reader(
         }
         let _ = tx.send(Msg::Closed(stream));
     })
+}
+
+/// The telnet option negotiation QEMU sends first on a `telnet=on` port: three-byte
+/// `IAC <command> <option>` sequences, dropped until the first data byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TelnetNegotiation {
+    /// Before any data: an IAC starts a sequence.
+    Start,
+    /// Inside a sequence, with this many bytes of it still to drop.
+    Skip(u8),
+    /// Data flows; nothing is dropped any more.
+    Done,
+}
+
+impl TelnetNegotiation {
+    /// The data bytes of `chunk`.
+    fn strip<'a>(&mut self, chunk: &'a [u8]) -> &'a [u8] {
+        let mut i = 0;
+        while i < chunk.len() {
+            match *self {
+                TelnetNegotiation::Done => break,
+                TelnetNegotiation::Skip(n) => {
+                    *self = if n > 1 {
+                        TelnetNegotiation::Skip(n - 1)
+                    } else {
+                        TelnetNegotiation::Start
+                    };
+                    i += 1;
+                }
+                TelnetNegotiation::Start if chunk[i] == 0xff => {
+                    *self = TelnetNegotiation::Skip(2);
+                    i += 1;
+                }
+                TelnetNegotiation::Start => *self = TelnetNegotiation::Done,
+            }
+        }
+        &chunk[i..]
+    }
 }
 
 /// The event loop: feeds lines, QEMU's exit and ticks to the proof until it has an outcome.
@@ -478,6 +553,17 @@ impl Loop<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telnet_negotiation_is_dropped_once() {
+        let mut t = TelnetNegotiation::Start;
+        assert_eq!(t.strip(&[0xff, 0xfb, 0x01, 0xff, 0xfb]), b"");
+        assert_eq!(t.strip(&[0x03, 0xff, 0xfd, 0x00, b'h', b'i']), b"hi");
+        // Data later may hold 0xff: it is kept.
+        assert_eq!(t.strip(&[0xff, 0xfe, b'\r']), [0xff, 0xfe, b'\r']);
+        let mut com2 = TelnetNegotiation::Done;
+        assert_eq!(com2.strip(&[0xff, 1, 2]), [0xff, 1, 2]);
+    }
 
     #[test]
     fn splitter_joins_chunks_and_trims() {
