@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term threads
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -27,7 +27,7 @@ RUN_MEM      ?= 512M
 # tools). init is embedded in the kernel: build.rs reads CAPOS_INIT_ELF.
 USER_CARGO   := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(USER_FLAGS)" \
 	$(CARGO)
-USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs
+USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs -p thread-programs
 KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 	CAPOS_INIT_ELF=$(CURDIR)/$(USER_BIN)/init $(CARGO)
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -522,7 +522,46 @@ run-faults: kernel harness
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal
+# Threads, the runtime's Mutex and Condvar on ParkSpace, timed sleeps from
+# threads, and the refusals of ThreadSpawner, ThreadHandle and ParkSpace
+# (demos/threads/src/bin/threads.rs), on two CPUs and on one.
+THREADS_CAPS := console$(comma)timer$(comma)threads$(comma)park
+THREADS_LINES = \
+		--fail-on 'threads: FAILED' --fail-on 'panic' \
+		--expect 'init: starting threads with 4 cap(s)' \
+		--expect 'threads: 8 threads x 100000 increments under the Mutex: total 800000' \
+		--expect "threads: join returns each thread's own value: 8 of 8" \
+		--expect 'threads: Condvar handoff of 100 values: all arrived in order' \
+		--expect "threads: a thread's relative sleep of 30 ms: woke after at least 30 ms: true" \
+		--expect "threads: a thread's sleep until a deadline 30 ms ahead: woke at or after the deadline: true" \
+		--expect 'threads: ParkSpace wait on an unmapped address: BadPointer' \
+		--expect 'threads: ParkSpace wait on a kernel address: BadPointer' \
+		--expect 'threads: ParkSpace wait on a misaligned address: Misaligned' \
+		--expect 'threads: ParkSpace wait for a value the word does not hold: ok (Mismatch)' \
+		--expect 'threads: ParkSpace wait with a 5 ms timeout: ok (TimedOut)' \
+		--expect 'threads: ParkSpace wake with nobody parked: ok (0)' \
+		--expect 'threads: spawning threads past the limit of 32: LimitReached after 31 more' \
+		--expect 'threads: the waiting threads end once released: 31 joined' \
+		--expect 'threads: join of a thread that called thread_exit(42): Ok((42, Returned))' \
+		--expect 'threads: joining the same thread twice: BadState' \
+		--expect 'threads: spawn with a kernel-half stack: BadPointer' \
+		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x1000 addr=0x1000' \
+		--expect 'threads: a thread entering unmapped code: joined: Ok(Faulted)' \
+		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x1[0-9a-f]{3}' \
+		--expect 'threads: a thread with an unmapped stack: joined: Ok(Faulted)' \
+		--expect 'threads: the process goes on after its threads faulted: ok' \
+		--expect 'threads: all 19 checks passed' \
+		--expect 'init: threads exited with code 0' \
+		--expect 'init: exited with code 0' \
+		--exit success
+run-threads: kernel harness
+	@$(call proof-iso,threads,harness init=threads:$(THREADS_CAPS))
+	@$(HARNESS) --name threads-smp2 --image $(PROOF_ISOS)/threads.iso $(USER_QEMU) --smp 2 --mem 256M \
+		$(THREADS_LINES)
+	@$(HARNESS) --name threads-smp1 --image $(PROOF_ISOS)/threads.iso $(USER_QEMU) --smp 1 --mem 256M \
+		$(THREADS_LINES)
+
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-threads
 
 # --- checks -----------------------------------------------------------------
 

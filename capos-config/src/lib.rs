@@ -64,6 +64,9 @@ pub const KERNEL_CAP_SOURCES: &[&str] = &[
     "ipc",
     "boot",
     "terminal",
+    "threads",
+    "park",
+    "sched",
 ];
 
 /// The kernel log levels, least verbose first.

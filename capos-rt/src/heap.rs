@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use linked_list_allocator::LockedHeap;
 
 /// Bytes of heap every program gets.
-pub const HEAP_BYTES: usize = 1024 * 1024;
+pub const HEAP_BYTES: usize = 2 * 1024 * 1024;
 
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; HEAP_BYTES]>);

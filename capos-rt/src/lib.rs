@@ -29,13 +29,15 @@ pub mod ipc;
 pub mod probe;
 pub mod ring;
 pub mod startup;
+pub mod sync;
 pub mod syscall;
+pub mod thread;
 
 mod runtime;
 
 pub use capos_abi as abi;
 pub use capos_schema as schema;
-pub use runtime::{CapRef, Runtime};
+pub use runtime::{runtime, CapRef, Runtime, THREAD_RESULTS_LEN};
 
 /// Declares the program's `main(rt: &Runtime) -> i64`; its return value is
 /// the exit code.

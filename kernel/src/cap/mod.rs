@@ -12,11 +12,15 @@ pub mod entropy;
 pub mod ipc_manager;
 pub mod log;
 pub mod notification;
+pub mod park_space;
 pub mod process_handle;
 pub mod process_spawner;
 pub mod revocable;
+pub mod scheduling_policy;
 pub mod system_info;
 pub mod terminal;
+pub mod thread_handle;
+pub mod thread_spawner;
 pub mod timer;
 pub mod virtual_memory;
 pub mod wall_clock;
@@ -56,6 +60,8 @@ impl CapEntry {
 pub struct CallContext<'a> {
     /// The calling process.
     pub caller: &'a Arc<Process>,
+    /// The calling thread (its ring takes the completion).
+    pub thread: &'a Arc<crate::sched::Thread>,
     /// The SQE's user data, echoed in the completion.
     pub user_data: u64,
     /// Results buffer (validated writable before the call is performed).
@@ -76,6 +82,7 @@ impl CallContext<'_> {
     pub fn pending(&self) -> crate::ring::PendingCall {
         crate::ring::PendingCall {
             process: Arc::downgrade(self.caller),
+            thread: Arc::downgrade(self.thread),
             user_data: self.user_data,
             results_addr: self.results_addr,
             results_len: self.results_len,
@@ -145,7 +152,7 @@ pub mod exception {
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 12] = [
+    let objects: [(&str, Arc<dyn CapObject>); 15] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -158,6 +165,9 @@ pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
         ("ipc", Arc::new(ipc_manager::KernelIpcManager)),
         ("boot", Arc::new(boot_package::KernelBootPackage)),
         ("terminal", Arc::new(terminal::KernelTerminal)),
+        ("threads", Arc::new(thread_spawner::KernelThreadSpawner)),
+        ("park", Arc::new(park_space::KernelParkSpace)),
+        ("sched", Arc::new(scheduling_policy::KernelSchedulingPolicy)),
     ];
     objects
         .into_iter()
@@ -198,6 +208,11 @@ pub trait CapObject: Send + Sync {
     /// The endpoint this is the serving side of (RECV and RETURN work only
     /// on such caps).
     fn endpoint(&self) -> Option<&Arc<endpoint::Endpoint>> {
+        None
+    }
+
+    /// The thread this is a handle of (`SchedulingPolicy` takes such caps).
+    fn thread(&self) -> Option<&Arc<crate::sched::Thread>> {
         None
     }
 

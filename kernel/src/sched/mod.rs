@@ -39,6 +39,24 @@ pub enum State {
 struct SchedState {
     state: State,
     wake_pending: bool,
+    weight: u32,
+}
+
+/// Smallest thread weight.
+pub const MIN_WEIGHT: u32 = 1;
+/// Largest thread weight.
+pub const MAX_WEIGHT: u32 = 1024;
+/// Weight of a new thread.
+pub const DEFAULT_WEIGHT: u32 = 16;
+
+/// A thread's weight.
+pub fn weight_of(thread: &Thread) -> u32 {
+    thread.sched.lock().weight
+}
+
+/// Sets a thread's weight (`MIN_WEIGHT..=MAX_WEIGHT`, checked by the caller).
+pub fn set_weight(thread: &Thread, weight: u32) {
+    thread.sched.lock().weight = weight.clamp(MIN_WEIGHT, MAX_WEIGHT);
 }
 
 /// A kernel-scheduled thread of a process (or a CPU's idle thread).
@@ -47,12 +65,19 @@ pub struct Thread {
     pub tid: u64,
     /// Owning process (`None` for idle threads).
     pub process: Option<Arc<Process>>,
-    /// CPU whose run queue holds this thread.
-    pub cpu: u32,
+    /// CPU whose run queue holds this thread (changes only while the
+    /// thread is on no queue and on no CPU, or under the queue's lock).
+    cpu: AtomicU32,
     stack: Option<KernelStack>,
     saved_rsp: UnsafeCell<u64>,
     fpu: Option<UnsafeCell<FpuState>>,
+    /// User FS base, saved and restored with the thread.
+    fs_base: UnsafeCell<u64>,
     sched: IrqLock<SchedState>,
+    /// The user-thread part: ring, end state (`None` for idle threads).
+    pub user: Option<crate::proc::thread::UserThread>,
+    /// TSC ticks spent on a CPU.
+    cpu_ticks: AtomicU64,
 }
 
 // SAFETY: `saved_rsp` and `fpu` are touched only by the CPU switching the
@@ -65,6 +90,16 @@ impl Thread {
     /// Whether this is a CPU's idle thread.
     pub fn is_idle(&self) -> bool {
         self.process.is_none()
+    }
+
+    /// The CPU whose run queue holds (or last held) the thread.
+    pub fn cpu(&self) -> u32 {
+        self.cpu.load(Ordering::Relaxed)
+    }
+
+    /// CPU time used so far, in TSC ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.cpu_ticks.load(Ordering::Relaxed)
     }
 }
 
@@ -84,10 +119,18 @@ struct CpuQueue {
     queue: VecDeque<Arc<Thread>>,
     /// A dead thread switched away from; dropped by the next context.
     reap: Option<Arc<Thread>>,
+    /// TSC when `current` got the CPU.
+    run_start: u64,
 }
 
 static QUEUES: [IrqLock<CpuQueue>; MAX_CPUS] = [const {
-    IrqLock::new(CpuQueue { current: None, idle: None, queue: VecDeque::new(), reap: None })
+    IrqLock::new(CpuQueue {
+        current: None,
+        idle: None,
+        queue: VecDeque::new(),
+        reap: None,
+        run_start: 0,
+    })
 }; MAX_CPUS];
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
@@ -100,11 +143,18 @@ pub fn init_cpu() {
     let idle = Arc::new(Thread {
         tid: 0,
         process: None,
-        cpu,
+        cpu: AtomicU32::new(cpu),
         stack: None,
         saved_rsp: UnsafeCell::new(0),
         fpu: None,
-        sched: IrqLock::new(SchedState { state: State::Running, wake_pending: false }),
+        fs_base: UnsafeCell::new(0),
+        sched: IrqLock::new(SchedState {
+            state: State::Running,
+            wake_pending: false,
+            weight: DEFAULT_WEIGHT,
+        }),
+        user: None,
+        cpu_ticks: AtomicU64::new(0),
     });
     let mut q = QUEUES[cpu as usize].lock();
     q.current = Some(idle.clone());
@@ -135,10 +185,28 @@ fn pick_cpu() -> u32 {
         .unwrap_or(0)
 }
 
-/// Creates a user thread of `process` that enters user mode at `entry` with
-/// stack `user_rsp`. It runs once passed to [`start`] (after the caller has
-/// recorded it, so it cannot finish before being known).
-pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Arc<Thread>> {
+/// Where a new user thread starts: `rip`, `rsp`, `rdi`, `rsi` and FS base.
+pub struct UserStart {
+    /// Entry point.
+    pub entry: u64,
+    /// Initial stack pointer.
+    pub rsp: u64,
+    /// First argument register.
+    pub rdi: u64,
+    /// Second argument register.
+    pub rsi: u64,
+    /// FS base.
+    pub fs_base: u64,
+}
+
+/// Creates a user thread of `process` that enters user mode as `start`
+/// says. It runs once passed to [`start`] (after the caller has recorded
+/// it, so it cannot finish before being known).
+pub fn spawn_user(
+    process: Arc<Process>,
+    start: UserStart,
+    user: crate::proc::thread::UserThread,
+) -> Option<Arc<Thread>> {
     let stack = stacks::alloc(stacks::KERNEL_STACK_PAGES)?;
     let top = stack.top().as_u64();
     let frame_words = core::mem::size_of::<TrapFrame>() / 8;
@@ -153,19 +221,28 @@ pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Ar
     words[7] = context::thread_start as *const () as u64;
     // SAFETY: the trap frame follows the switch frame, 8-aligned.
     let frame = unsafe { &mut *((base + SWITCH_FRAME_WORDS as u64 * 8) as *mut TrapFrame) };
-    frame.rip = entry;
+    frame.rip = start.entry;
     frame.cs = gdt::USER_CS as u64;
     frame.rflags = 0x202;
-    frame.rsp = user_rsp;
+    frame.rsp = start.rsp;
     frame.ss = gdt::USER_DS as u64;
+    frame.rdi = start.rdi;
+    frame.rsi = start.rsi;
     let thread = Arc::new(Thread {
         tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
         process: Some(process),
-        cpu: pick_cpu(),
+        cpu: AtomicU32::new(pick_cpu()),
         stack: Some(stack),
         saved_rsp: UnsafeCell::new(base),
         fpu: Some(UnsafeCell::new(FpuState::initial())),
-        sched: IrqLock::new(SchedState { state: State::Runnable, wake_pending: false }),
+        fs_base: UnsafeCell::new(start.fs_base),
+        sched: IrqLock::new(SchedState {
+            state: State::Runnable,
+            wake_pending: false,
+            weight: DEFAULT_WEIGHT,
+        }),
+        user: Some(user),
+        cpu_ticks: AtomicU64::new(0),
     });
     Some(thread)
 }
@@ -180,7 +257,7 @@ fn enqueue(thread: Arc<Thread>) {
 }
 
 fn enqueue_at(thread: Arc<Thread>, front: bool) {
-    let cpu = thread.cpu as usize;
+    let cpu = thread.cpu() as usize;
     let idle_now = {
         let mut q = QUEUES[cpu].lock();
         if front {
@@ -294,6 +371,10 @@ pub fn schedule() {
             return;
         }
         next.sched.lock().state = State::Running;
+        let now = crate::time::now_tsc();
+        prev.cpu_ticks.fetch_add(now.saturating_sub(q.run_start), Ordering::Relaxed);
+        q.run_start = now;
+        percpu::current().switches.fetch_add(1, Ordering::Relaxed);
         q.current = Some(next.clone());
         if prev_state == State::Dead {
             q.reap = Some(prev.clone());
@@ -315,14 +396,22 @@ pub fn schedule() {
 /// Everything a switch needs but the register swap; returns where to save
 /// the current RSP and the RSP to load.
 fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
+    use x86_64::registers::model_specific::FsBase;
     if let Some(fpu) = &prev.fpu {
         // SAFETY: `prev` is on this CPU with interrupts off; nobody else
-        // touches its FPU area now.
-        unsafe { (*fpu.get()).save() };
+        // touches its FPU area or FS base slot now.
+        unsafe {
+            (*fpu.get()).save();
+            *prev.fs_base.get() = FsBase::read().as_u64();
+        }
     }
     if let Some(fpu) = &next.fpu {
-        // SAFETY: `next` is not running anywhere (it was on our queue).
-        unsafe { (*fpu.get()).restore() };
+        // SAFETY: `next` is not running anywhere (it was on our queue); its
+        // FS base was checked to be a canonical user address when set.
+        unsafe {
+            (*fpu.get()).restore();
+            FsBase::write(x86_64::VirtAddr::new_truncate(*next.fs_base.get()));
+        }
     }
     match &next.process {
         Some(p) => p.activate_address_space(),
@@ -339,16 +428,38 @@ fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
     (prev.saved_rsp.get(), unsafe { *next.saved_rsp.get() })
 }
 
-/// Work after a switch: drop a dead predecessor (frees its kernel stack).
+/// Work after a switch: a dead predecessor leaves its process (the last
+/// thread of a process tears it down, now that no CPU runs in its address
+/// space) and is dropped (which frees its kernel stack).
 fn after_switch() {
     let dead = QUEUES[percpu::cpu_index() as usize].lock().reap.take();
-    drop(dead);
+    if let Some(t) = dead {
+        crate::proc::thread::reap(t);
+    }
 }
 
 /// Called by a new thread's first run, before it enters user mode.
 #[no_mangle]
 extern "C" fn thread_first_run() {
     after_switch();
+    if let Some(p) = current_process() {
+        crate::proc::check_kill(p);
+    }
+}
+
+/// Makes a thread running on another CPU enter the kernel soon (to notice a
+/// kill or a TLB flush): an IPI to that CPU.
+pub fn kick(thread: &Arc<Thread>) {
+    let cpu = thread.cpu() as usize;
+    if cpu == percpu::cpu_index() as usize {
+        return;
+    }
+    let running = QUEUES[cpu].lock().current.as_ref().is_some_and(|c| Arc::ptr_eq(c, thread));
+    if running {
+        if let Some(c) = percpu::get(cpu) {
+            apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_WAKEUP as u32);
+        }
+    }
 }
 
 /// Number of threads waiting on this CPU's run queue.

@@ -29,6 +29,10 @@ pub struct PerCpu {
     pub apic_id: AtomicU32,
     /// Local APIC timer interrupts taken.
     pub timer_ticks: AtomicU64,
+    /// Context switches made.
+    pub switches: AtomicU64,
+    /// Threads this CPU took from other CPUs' run queues.
+    pub steals: AtomicU64,
     /// Set once the CPU runs its idle loop with interrupts on.
     pub online: AtomicBool,
     pub(super) gdt: UnsafeCell<GlobalDescriptorTable<8>>,
@@ -53,6 +57,8 @@ impl PerCpu {
             index,
             apic_id: AtomicU32::new(0),
             timer_ticks: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
             online: AtomicBool::new(false),
             gdt: UnsafeCell::new(GlobalDescriptorTable::empty()),
             tss: UnsafeCell::new(TaskStateSegment::new()),

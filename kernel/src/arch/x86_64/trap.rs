@@ -215,7 +215,31 @@ fn user_fault(frame: &TrapFrame) -> ! {
     let (name, _) = exception_name(frame.vector);
     let addr = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
     let process = crate::sched::current_process().expect("user-mode code belongs to a process");
-    crate::proc::terminate_current(
+    let others = process.threads.lock().live.len() > 1;
+    if others {
+        let tid = crate::sched::current().map_or(0, |t| t.tid);
+        crate::console!(
+            "proc: {} (pid {}) thread {} killed by {} (vector {}) at rip={:#x} addr={:#x}",
+            process.name,
+            process.pid,
+            tid,
+            name,
+            frame.vector,
+            frame.rip,
+            addr
+        );
+    } else {
+        crate::console!(
+            "proc: {} (pid {}) killed by {} (vector {}) at rip={:#x} addr={:#x}",
+            process.name,
+            process.pid,
+            name,
+            frame.vector,
+            frame.rip,
+            addr
+        );
+    }
+    crate::proc::thread::exit_current(
         process,
         crate::proc::ExitCause::Fault { name, vector: frame.vector, rip: frame.rip, addr },
     )
