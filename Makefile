@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term threads
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term threads fair tickless scale
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -561,7 +561,46 @@ run-threads: kernel harness
 	@$(HARNESS) --name threads-smp1 --image $(PROOF_ISOS)/threads.iso $(USER_QEMU) --smp 1 --mem 256M \
 		$(THREADS_LINES)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-threads
+# Weighted fair queuing: two CPU-bound threads with weights 1 and 3 on one
+# CPU get CPU time 3:1 within 10% (demos/threads/src/lib.rs). Run under
+# -icount so guest time counts guest instructions: the ratio of the work
+# the threads did does not depend on how busy the host is.
+SCHED_CAPS := console$(comma)timer$(comma)threads$(comma)sched
+run-fair: kernel harness
+	@$(call proof-iso,fair,harness init=fair:$(SCHED_CAPS))
+	@$(HARNESS) --name fair --image $(PROOF_ISOS)/fair.iso $(USER_QEMU) --smp 1 --mem 256M \
+		--qemu-arg -icount --qemu-arg shift=0,sleep=off \
+		--fail-on 'sched: FAILED' --fail-on 'panic' \
+		--expect 'sched: SchedulingPolicy.setWeight of two threads to 1 and 3: ok' \
+		--expect 're:sched: work ratio of weights 3:1 on one CPU: [0-9.]+ \(CPU time ratio [0-9.]+\), within 2.7..3.3' \
+		--expect 'sched: all 2 checks passed' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@grep -h '^sched:' target/proofs/fair/com1.log
+
+# Tickless: an idle system takes (almost) no timer interrupts; two threads
+# competing for one CPU bring the slice timer back (the count is read
+# through SchedulingPolicy.cpuStats).
+run-tickless: kernel harness
+	@$(call proof-iso,tickless,harness init=tickless:$(SCHED_CAPS))
+	@$(HARNESS) --name tickless --image $(PROOF_ISOS)/tickless.iso $(USER_QEMU) --smp 1 --mem 256M \
+		--fail-on 'sched: FAILED' --fail-on 'panic' \
+		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 1 CPU.*' \
+		--expect 're:sched: timer interrupts during 0.5 s of 2 CPU-bound threads on 1 CPU\(s\): [0-9]+ \(at least 20\)' \
+		--expect 'sched: all 2 checks passed' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@grep -h '^sched:' target/proofs/tickless/com1.log
+	@$(HARNESS) --name tickless-smp2 --image $(PROOF_ISOS)/tickless.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 'sched: FAILED' --fail-on 'panic' \
+		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 2 CPU.*' \
+		--expect 're:sched: timer interrupts during 0.5 s of 3 CPU-bound threads on 2 CPU\(s\): [0-9]+ \(at least 20\)' \
+		--expect 'sched: all 2 checks passed' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@grep -h '^sched:' target/proofs/tickless-smp2/com1.log
+
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-threads run-fair run-tickless
 
 # --- checks -----------------------------------------------------------------
 

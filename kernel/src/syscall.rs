@@ -19,4 +19,5 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
         _ => frame.rax = TransportError::BadOpcode.to_syscall_return(),
     }
     proc::check_kill(process);
+    crate::time::rearm();
 }

@@ -1,15 +1,22 @@
-//! The scheduler: per-CPU run queues, round robin, preemption on the timer
-//! tick when the CPU runs user code or idles.
+//! The scheduler: per-CPU run queues with weighted fair queuing, work
+//! stealing, and a direct hand-off to the thread an IPC completion wakes.
 //!
-//! Threads stay on the CPU they were placed on at creation (chosen to balance
-//! the queues). The kernel itself is not preemptible: it runs with interrupts
-//! off except in the idle loop, so a switch happens only when a thread blocks
-//! or exits, or when the timer interrupts user mode or the idle loop.
+//! Each thread has a virtual runtime: the CPU time it used, scaled by
+//! `DEFAULT_WEIGHT / weight`. A CPU runs the queued thread with the smallest
+//! virtual runtime; the running one is preempted once it had its slice (the
+//! latency target shared out by weight, at least the minimum granularity)
+//! and another queued thread is behind it in virtual time. So over any busy
+//! stretch, threads get CPU time in proportion to their weights.
+//! `docs/src/scheduler.md` gives the rules and invariants.
+//!
+//! The kernel itself is not preemptible: it runs with interrupts off except
+//! in the idle loop, so a switch happens only when a thread blocks or exits,
+//! or when an interrupt (the slice timer, a wake-up IPI) arrives in user
+//! mode or in the idle loop.
 //!
 //! Blocking never loses a wake-up: a thread that is woken while still running
 //! records the wake-up and its next block returns at once.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
@@ -40,6 +47,9 @@ struct SchedState {
     state: State,
     wake_pending: bool,
     weight: u32,
+    /// Virtual runtime in weighted TSC ticks; while the thread is on no
+    /// CPU's queue (migrating), relative to the queue's `min_vruntime`.
+    vruntime: u64,
 }
 
 /// Smallest thread weight.
@@ -116,20 +126,109 @@ impl Drop for Thread {
 struct CpuQueue {
     current: Option<Arc<Thread>>,
     idle: Option<Arc<Thread>>,
-    queue: VecDeque<Arc<Thread>>,
+    /// Runnable threads waiting for this CPU (unordered; the pick scans it).
+    queue: Vec<Arc<Thread>>,
+    /// A thread woken by a completion: it runs next (direct hand-off).
+    next: Option<Arc<Thread>>,
+    /// Lower bound of the virtual runtimes here; never decreases.
+    min_vruntime: u64,
     /// A dead thread switched away from; dropped by the next context.
     reap: Option<Arc<Thread>>,
-    /// TSC when `current` got the CPU.
+    /// TSC when `current` got the CPU (or was last charged).
     run_start: u64,
+    /// TSC when `current`'s slice began.
+    slice_start: u64,
+}
+
+impl CpuQueue {
+    /// Runnable threads here, the running one included (idle excluded).
+    fn nr_running(&self) -> usize {
+        self.queue.len() + usize::from(self.current.as_ref().is_some_and(|c| !c.is_idle()))
+    }
+
+    /// Charges the running thread for the time since `run_start`.
+    fn update_current(&mut self, now: u64) {
+        let delta = now.saturating_sub(self.run_start);
+        self.run_start = now;
+        let Some(cur) = self.current.as_ref() else { return };
+        if cur.is_idle() {
+            return;
+        }
+        cur.cpu_ticks.fetch_add(delta, Ordering::Relaxed);
+        let mut s = cur.sched.lock();
+        s.vruntime = s.vruntime.saturating_add(scaled(delta, s.weight));
+        let v = s.vruntime;
+        drop(s);
+        self.advance_min(Some(v));
+    }
+
+    /// Moves `min_vruntime` up to the smallest virtual runtime here.
+    fn advance_min(&mut self, running: Option<u64>) {
+        let queued = self.queue.iter().map(|t| t.sched.lock().vruntime).min();
+        let least = match (running, queued) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(self.min_vruntime),
+        };
+        self.min_vruntime = self.min_vruntime.max(least);
+    }
+
+    /// Takes the thread to run next: the hand-off thread if it is still
+    /// queued here, else the one with the least virtual runtime.
+    fn pick(&mut self) -> Option<Arc<Thread>> {
+        if let Some(n) = self.next.take() {
+            if let Some(i) = self.queue.iter().position(|t| Arc::ptr_eq(t, &n)) {
+                return Some(self.queue.swap_remove(i));
+            }
+        }
+        let i = self
+            .queue
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| t.sched.lock().vruntime)
+            .map(|(i, _)| i)?;
+        Some(self.queue.swap_remove(i))
+    }
+
+    /// The slice the running thread gets: the latency target shared by
+    /// weight among the runnable threads, at least the minimum granularity.
+    fn slice(&self) -> u64 {
+        let weight_of = |t: &Arc<Thread>| t.sched.lock().weight as u64;
+        let mine =
+            self.current.as_ref().filter(|c| !c.is_idle()).map_or(DEFAULT_WEIGHT as u64, weight_of);
+        let total: u64 = mine + self.queue.iter().map(weight_of).sum::<u64>();
+        let latency = latency_ticks();
+        (latency * mine / total.max(1)).max(min_granularity_ticks())
+    }
+}
+
+/// `delta` TSC ticks of CPU time as virtual time at `weight`.
+fn scaled(delta: u64, weight: u32) -> u64 {
+    (delta as u128 * DEFAULT_WEIGHT as u128 / weight.max(1) as u128).min(u64::MAX as u128) as u64
+}
+
+/// Latency target: every runnable thread of a CPU runs within this period.
+pub const LATENCY_NS: u64 = 12_000_000;
+/// Minimum granularity: no slice is shorter.
+pub const MIN_GRANULARITY_NS: u64 = 1_500_000;
+
+fn latency_ticks() -> u64 {
+    crate::time::ns_to_tsc(LATENCY_NS)
+}
+
+fn min_granularity_ticks() -> u64 {
+    crate::time::ns_to_tsc(MIN_GRANULARITY_NS)
 }
 
 static QUEUES: [IrqLock<CpuQueue>; MAX_CPUS] = [const {
     IrqLock::new(CpuQueue {
         current: None,
         idle: None,
-        queue: VecDeque::new(),
+        queue: Vec::new(),
+        next: None,
+        min_vruntime: 0,
         reap: None,
         run_start: 0,
+        slice_start: 0,
     })
 }; MAX_CPUS];
 
@@ -152,6 +251,7 @@ pub fn init_cpu() {
             state: State::Running,
             wake_pending: false,
             weight: DEFAULT_WEIGHT,
+            vruntime: 0,
         }),
         user: None,
         cpu_ticks: AtomicU64::new(0),
@@ -181,7 +281,7 @@ fn pick_cpu() -> u32 {
     // Least loaded, ties broken round robin.
     (0..online.len())
         .map(|i| online[(start + i) % online.len()])
-        .min_by_key(|&c| QUEUES[c as usize].lock().queue.len())
+        .min_by_key(|&c| QUEUES[c as usize].lock().nr_running())
         .unwrap_or(0)
 }
 
@@ -240,6 +340,7 @@ pub fn spawn_user(
             state: State::Runnable,
             wake_pending: false,
             weight: DEFAULT_WEIGHT,
+            vruntime: 0,
         }),
         user: Some(user),
         cpu_ticks: AtomicU64::new(0),
@@ -249,44 +350,89 @@ pub fn spawn_user(
 
 /// Makes a thread made by [`spawn_user`] runnable.
 pub fn start(thread: Arc<Thread>) {
-    enqueue(thread);
+    enqueue(thread, Placement::New);
 }
 
-fn enqueue(thread: Arc<Thread>) {
-    enqueue_at(thread, false);
+/// Where an enqueued thread goes in virtual time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// A new thread: at the queue's minimum.
+    New,
+    /// Woken from a block: at most half a latency target before the
+    /// minimum (a sleeper gets a little credit, never a burst).
+    Woken,
+    /// Woken by a completion it waits for: runs next on its CPU.
+    HandOff,
 }
 
-fn enqueue_at(thread: Arc<Thread>, front: bool) {
-    let cpu = thread.cpu() as usize;
-    let idle_now = {
-        let mut q = QUEUES[cpu].lock();
-        if front {
-            q.queue.push_front(thread);
-        } else {
-            q.queue.push_back(thread);
+fn enqueue(thread: Arc<Thread>, how: Placement) {
+    let mut cpu = thread.cpu() as usize;
+    let here = percpu::cpu_index() as usize;
+    // A woken thread whose CPU is busy goes to an idle CPU, if there is one.
+    if how == Placement::Woken && QUEUES[cpu].lock().nr_running() > 0 {
+        if let Some(idle) = idle_cpu(cpu) {
+            // Virtual runtimes are per queue: carry the offset over.
+            let old_min = QUEUES[cpu].lock().min_vruntime;
+            let new_min = QUEUES[idle].lock().min_vruntime;
+            let mut s = thread.sched.lock();
+            s.vruntime = s.vruntime.saturating_sub(old_min).saturating_add(new_min);
+            drop(s);
+            thread.cpu.store(idle as u32, Ordering::Relaxed);
+            cpu = idle;
         }
-        q.current.as_ref().is_some_and(|t| t.is_idle())
+    }
+    let (idle_now, busy) = {
+        let mut q = QUEUES[cpu].lock();
+        let min = q.min_vruntime;
+        {
+            let mut s = thread.sched.lock();
+            s.vruntime = match how {
+                Placement::New => s.vruntime.max(min),
+                Placement::Woken | Placement::HandOff => {
+                    s.vruntime.max(min.saturating_sub(latency_ticks() / 2))
+                }
+            };
+        }
+        if how == Placement::HandOff {
+            q.next = Some(thread.clone());
+        }
+        q.queue.push(thread);
+        (q.current.as_ref().is_some_and(|t| t.is_idle()), q.nr_running() > 1)
     };
-    if cpu != percpu::cpu_index() as usize && idle_now {
+    if cpu != here && (idle_now || busy) {
+        // Idle: it runs the thread. Busy: it re-arms its slice timer (the
+        // timer is off while a CPU has a single runnable thread).
         if let Some(c) = percpu::get(cpu) {
             apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_WAKEUP as u32);
         }
     }
 }
 
+/// An online CPU other than `except` that runs nothing and has nothing
+/// queued.
+fn idle_cpu(except: usize) -> Option<usize> {
+    percpu::all()
+        .filter(|c| c.online.load(Ordering::Acquire) && c.index as usize != except)
+        .map(|c| c.index as usize)
+        .find(|&c| {
+            let q = QUEUES[c].lock();
+            q.queue.is_empty() && q.current.as_ref().is_none_or(|t| t.is_idle())
+        })
+}
+
 /// Wakes `thread` if it is blocked; otherwise makes its next block return
 /// at once.
 pub fn wake(thread: &Arc<Thread>) {
-    wake_to(thread, false);
+    wake_to(thread, Placement::Woken);
 }
 
 /// Like [`wake`], but the thread runs next on its CPU (ahead of the queue):
 /// a completion's waiter gets the CPU straight away, as in a direct switch.
 pub fn wake_first(thread: &Arc<Thread>) {
-    wake_to(thread, true);
+    wake_to(thread, Placement::HandOff);
 }
 
-fn wake_to(thread: &Arc<Thread>, front: bool) {
+fn wake_to(thread: &Arc<Thread>, how: Placement) {
     let run = {
         let mut s = thread.sched.lock();
         match s.state {
@@ -302,7 +448,7 @@ fn wake_to(thread: &Arc<Thread>, front: bool) {
         }
     };
     if run {
-        enqueue_at(thread.clone(), front);
+        enqueue(thread.clone(), how);
     }
 }
 
@@ -329,15 +475,39 @@ pub fn exit_current() -> ! {
     unreachable!("a dead thread is never scheduled again");
 }
 
-/// Timer tick: round robin when the interrupted context may be preempted.
+/// Timer or wake-up interrupt: charge the running thread and preempt it if
+/// its slice is over and another thread is due, or if the CPU idles.
 pub fn tick(from_user: bool) {
     let cpu = percpu::cpu_index() as usize;
-    let (preemptible, waiting) = {
-        let q = QUEUES[cpu].lock();
+    let preempt = {
+        let mut q = QUEUES[cpu].lock();
+        let now = crate::time::now_tsc();
+        q.update_current(now);
         let idle = q.current.as_ref().is_none_or(|t| t.is_idle());
-        (from_user || idle, !q.queue.is_empty())
+        if q.queue.is_empty() {
+            false
+        } else if idle {
+            true
+        } else if !from_user {
+            false
+        } else {
+            let cur_v = q.current.as_ref().map_or(0, |c| c.sched.lock().vruntime);
+            let least = q.queue.iter().map(|t| t.sched.lock().vruntime).min().unwrap_or(u64::MAX);
+            let over = now.saturating_sub(q.slice_start) >= q.slice();
+            if over && least >= cur_v {
+                // Still the furthest behind: it keeps the CPU for a new slice.
+                q.slice_start = now;
+            }
+            q.next.is_some() || (over && least < cur_v)
+        }
     };
-    if preemptible && waiting {
+    if preempt {
+        // A slice ended with threads waiting: an idle CPU may take one.
+        if let Some(idle) = idle_cpu(cpu) {
+            if let Some(c) = percpu::get(idle) {
+                apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_WAKEUP as u32);
+            }
+        }
         schedule();
     }
 }
@@ -349,7 +519,9 @@ pub fn schedule() {
     let (prev, next) = {
         let mut q = QUEUES[cpu_index].lock();
         let Some(prev) = q.current.clone() else { return };
-        // A thread that was running goes to the back of the queue. One that
+        let now = crate::time::now_tsc();
+        q.update_current(now);
+        // A thread that was running goes back on the queue. One that
         // blocked and was woken again before this point is already queued
         // (by `wake`) and must not be queued twice.
         let prev_state = {
@@ -357,22 +529,23 @@ pub fn schedule() {
             let was = s.state;
             if was == State::Running && !prev.is_idle() {
                 s.state = State::Runnable;
-                q.queue.push_back(prev.clone());
             }
             was
         };
-        let next = match q.queue.pop_front() {
+        if prev_state == State::Running && !prev.is_idle() {
+            q.queue.push(prev.clone());
+        }
+        let next = match q.pick() {
             Some(t) => t,
             None if prev_state == State::Running => return,
             None => q.idle.clone().expect("idle thread exists once the CPU schedules"),
         };
+        q.slice_start = now;
         if Arc::ptr_eq(&prev, &next) {
             prev.sched.lock().state = State::Running;
             return;
         }
         next.sched.lock().state = State::Running;
-        let now = crate::time::now_tsc();
-        prev.cpu_ticks.fetch_add(now.saturating_sub(q.run_start), Ordering::Relaxed);
         q.run_start = now;
         percpu::current().switches.fetch_add(1, Ordering::Relaxed);
         q.current = Some(next.clone());
@@ -391,6 +564,52 @@ pub fn schedule() {
     // above; `save` points into `prev`, which outlives its own resumption.
     unsafe { context::switch(save, load) };
     after_switch();
+}
+
+/// An idle CPU takes a queued thread from the busiest other CPU that has
+/// more than one runnable thread; returns whether it took one.
+pub fn steal() -> bool {
+    let here = percpu::cpu_index() as usize;
+    let victim = percpu::all()
+        .filter(|c| c.online.load(Ordering::Acquire) && c.index as usize != here)
+        .map(|c| c.index as usize)
+        .map(|c| (c, QUEUES[c].lock().nr_running()))
+        .filter(|&(_, n)| n > 1)
+        .max_by_key(|&(_, n)| n)
+        .map(|(c, _)| c);
+    let Some(victim) = victim else { return false };
+    let taken = {
+        let mut q = QUEUES[victim].lock();
+        // The thread furthest behind in the queue (least likely to run
+        // soon there), never the hand-off thread.
+        let next = q.next.clone();
+        let i = q
+            .queue
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| next.as_ref().is_none_or(|n| !Arc::ptr_eq(n, t)))
+            .max_by_key(|(_, t)| t.sched.lock().vruntime)
+            .map(|(i, _)| i);
+        i.map(|i| {
+            let t = q.queue.swap_remove(i);
+            let mut s = t.sched.lock();
+            s.vruntime = s.vruntime.saturating_sub(q.min_vruntime);
+            drop(s);
+            t
+        })
+    };
+    let Some(thread) = taken else { return false };
+    thread.cpu.store(here as u32, Ordering::Relaxed);
+    {
+        let mut q = QUEUES[here].lock();
+        let min = q.min_vruntime;
+        let mut s = thread.sched.lock();
+        s.vruntime = s.vruntime.saturating_add(min);
+        drop(s);
+        q.queue.push(thread);
+    }
+    percpu::current().steals.fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// Everything a switch needs but the register swap; returns where to save
@@ -445,6 +664,7 @@ extern "C" fn thread_first_run() {
     if let Some(p) = current_process() {
         crate::proc::check_kill(p);
     }
+    crate::time::rearm();
 }
 
 /// Makes a thread running on another CPU enter the kernel soon (to notice a
@@ -465,4 +685,11 @@ pub fn kick(thread: &Arc<Thread>) {
 /// Number of threads waiting on this CPU's run queue.
 pub fn queued_here() -> usize {
     QUEUES[percpu::cpu_index() as usize].lock().queue.len()
+}
+
+/// Runnable threads on this CPU (the running one included) and the TSC at
+/// which the running one's slice ends.
+pub fn slice_end_here() -> (usize, u64) {
+    let q = QUEUES[percpu::cpu_index() as usize].lock();
+    (q.nr_running(), q.slice_start.saturating_add(q.slice()))
 }

@@ -178,7 +178,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == VEC_TIMER as u64 => {
             percpu::current().timer_ticks.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             apic::eoi();
-            crate::time::on_tick();
+            crate::time::on_timer_interrupt();
             crate::sched::tick(from_user);
         }
         v if v == VEC_WAKEUP as u64 => {
@@ -208,6 +208,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             crate::proc::check_kill(p);
         }
     }
+    crate::time::rearm();
 }
 
 /// A CPU exception in user mode ends the process, never the kernel.
