@@ -525,10 +525,10 @@ run-faults: kernel harness
 # Threads, the runtime's Mutex and Condvar on ParkSpace, timed sleeps from
 # threads, and the refusals of ThreadSpawner, ThreadHandle and ParkSpace
 # (demos/threads/src/bin/threads.rs), on two CPUs and on one.
-THREADS_CAPS := console$(comma)timer$(comma)threads$(comma)park
+THREADS_CAPS := console$(comma)timer$(comma)threads$(comma)park$(comma)vm
 THREADS_LINES = \
 		--fail-on 'threads: FAILED' --fail-on 'panic' \
-		--expect 'init: starting threads with 4 cap(s)' \
+		--expect 'init: starting threads with 5 cap(s)' \
 		--expect 'threads: 8 threads x 100000 increments under the Mutex: total 800000' \
 		--expect "threads: join returns each thread's own value: 8 of 8" \
 		--expect 'threads: Condvar handoff of 100 values: all arrived in order' \
@@ -550,7 +550,9 @@ THREADS_LINES = \
 		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x1[0-9a-f]{3}' \
 		--expect 'threads: a thread with an unmapped stack: joined: Ok(Faulted)' \
 		--expect 'threads: the process goes on after its threads faulted: ok' \
-		--expect 'threads: all 19 checks passed' \
+		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x1[0-9a-f]{11}' \
+		--expect 'threads: a thread reading a page another thread unmapped: Faulted' \
+		--expect 'threads: all 20 checks passed' \
 		--expect 'init: threads exited with code 0' \
 		--expect 'init: exited with code 0' \
 		--exit success

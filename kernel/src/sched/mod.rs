@@ -667,6 +667,22 @@ extern "C" fn thread_first_run() {
     crate::time::rearm();
 }
 
+/// The CPUs whose running thread belongs to `process` (their TLBs may
+/// hold its translations).
+pub fn cpus_running(process: &Arc<Process>) -> Vec<usize> {
+    percpu::all()
+        .filter(|c| c.online.load(Ordering::Acquire))
+        .map(|c| c.index as usize)
+        .filter(|&c| {
+            let q = QUEUES[c].lock();
+            q.current
+                .as_ref()
+                .and_then(|t| t.process.as_ref())
+                .is_some_and(|p| Arc::ptr_eq(p, process))
+        })
+        .collect()
+}
+
 /// Makes a thread running on another CPU enter the kernel soon (to notice a
 /// kill or a TLB flush): an IPI to that CPU.
 pub fn kick(thread: &Arc<Thread>) {

@@ -2,7 +2,8 @@
 //! `ParkSpace`, timed sleeps from threads, and the refusals of the thread
 //! and parking interfaces.
 //!
-//! Caps: `console`, `timer`, `threads` (ThreadSpawner), `park` (ParkSpace).
+//! Caps: `console`, `timer`, `threads` (ThreadSpawner), `park` (ParkSpace),
+//! `vm` (VirtualMemory, for the TLB shootdown check).
 //!
 //! Output: one `threads: <case>: <result>` line per check (a wrong result
 //! is printed as `threads: FAILED <case>: <result>`), then
@@ -19,12 +20,12 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use capos_rt::abi::{TransportError, MAX_THREADS};
 use capos_rt::schema::{
     CallError, ParkResult, ParkSpaceClient, ThreadEnd, ThreadHandleClient, ThreadSpawnerClient,
-    TimerClient,
+    TimerClient, VirtualMemoryClient,
 };
 use capos_rt::sync::{Condvar, Mutex};
 use capos_rt::thread::{self, ThreadError};
@@ -78,6 +79,10 @@ fn main(rt: &'static Runtime) -> i64 {
     sleeps(&mut c, timer.cap);
     hostile_park(&mut c, park.cap);
     hostile_threads(&mut c, spawner.cap);
+    match rt.cap("vm") {
+        Some(vm) => shootdown(&mut c, vm.cap),
+        None => c.check("TLB shootdown", false, "no vm cap"),
+    }
     if c.failed == 0 {
         println!(rt, "threads: all {} checks passed", c.run);
         0
@@ -335,4 +340,50 @@ fn hostile_threads(c: &mut Checks, spawner: u64) {
 extern "C" fn uses_stack(arg: u64) -> ! {
     let words = core::hint::black_box([arg; 64]);
     capos_rt::syscall::thread_exit(words[3] as i64)
+}
+
+/// A thread keeps reading a page while another thread unmaps it: once the
+/// unmap returned, the reader's next read must fault (its CPU's TLB was
+/// shot down), not read the freed frame through a stale translation.
+fn shootdown(c: &mut Checks, vm: u64) {
+    let rt = capos_rt::runtime();
+    let vmc = VirtualMemoryClient::new(rt, vm);
+    let Ok(addr) = vmc.map(0, 4096, true) else {
+        c.check("TLB shootdown: map", false, "refused");
+        return;
+    };
+    capos_rt::probe::write_u64(addr, 7);
+    let (reading, unmapped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let reader = {
+        let (reading, unmapped) = (reading.clone(), unmapped.clone());
+        thread::spawn(move || {
+            let mut sum = 0u64;
+            loop {
+                sum = sum.wrapping_add(capos_rt::probe::read_u64(addr));
+                reading.store(true, Ordering::Release);
+                if unmapped.load(Ordering::Acquire) {
+                    return sum.wrapping_add(capos_rt::probe::read_u64(addr));
+                }
+            }
+        })
+    };
+    let Ok(reader) = reader else {
+        c.check("TLB shootdown: spawn", false, "refused");
+        return;
+    };
+    while !reading.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    let unmap = vmc.unmap(addr, 4096);
+    unmapped.store(true, Ordering::Release);
+    let r = reader.join();
+    c.check(
+        "a thread reading a page another thread unmapped",
+        unmap.is_ok() && matches!(r, Err(ThreadError::Faulted)),
+        &match r {
+            Err(ThreadError::Faulted) => String::from("Faulted"),
+            Err(e) => format!("{e}"),
+            Ok(v) => format!("read {v} after the unmap"),
+        },
+    );
 }

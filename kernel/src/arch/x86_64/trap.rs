@@ -17,6 +17,8 @@ pub const VEC_TIMER: u8 = 0x20;
 pub const VEC_COM1: u8 = 0x24;
 /// Inter-processor "run your queue" interrupt.
 pub const VEC_WAKEUP: u8 = 0x40;
+/// Inter-processor "flush your TLB" interrupt.
+pub const VEC_TLB: u8 = 0x41;
 /// Local APIC error vector.
 pub const VEC_APIC_ERROR: u8 = 0xFE;
 /// Local APIC spurious vector.
@@ -180,6 +182,10 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             apic::eoi();
             crate::time::on_timer_interrupt();
             crate::sched::tick(from_user);
+        }
+        v if v == VEC_TLB as u64 => {
+            super::tlb::answer();
+            apic::eoi();
         }
         v if v == VEC_WAKEUP as u64 => {
             apic::eoi();
