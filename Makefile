@@ -432,6 +432,13 @@ bench: kernel harness
 		--expect 're:bench: spawn\+wait of nop: [0-9]+ cycles' \
 		--exit success
 	@grep -h '^bench:' target/proofs/bench/com1.log
+	@$(call proof-iso,scale,harness init=scale:$(SCHED_CAPS))
+	@echo "==> bench: scale, QEMU TCG multi-threaded (no -icount, one host thread per vCPU); figures are guest TSC"
+	@for smp in 1 2; do \
+		$(HARNESS) --name scale-smp$$smp --image $(PROOF_ISOS)/scale.iso $(USER_QEMU) --smp $$smp --mem 256M --timeout 300 \
+			--expect 're:sched: scale: .*speedup [0-9.]+x' --expect 'sched: all 1 checks passed' --exit success >/dev/null || exit 1; \
+		echo "bench: scale, $$smp CPU(s): $$(grep -h '^sched: scale:' target/proofs/scale-smp$$smp/com1.log | sed 's/^sched: scale: //')"; \
+	done
 
 # The boot manifest: the default system boots (hello runs); a provider's
 # export reaches a consumer; a crashing service is restarted per policy and

@@ -257,17 +257,38 @@ fn work(seed: u64, n: u64) -> u64 {
 }
 
 const SCALE_WORK: u64 = 40_000_000;
+/// Each configuration runs this often; the fastest run counts (the host
+/// may be busy with other work during any one of them).
+const SCALE_RUNS: usize = 3;
+
+/// Guest TSC cycles for `SCALE_WORK` rounds split over `threads` threads
+/// (the fastest of `SCALE_RUNS` runs), or `None` if a thread failed.
+fn timed(threads: u64) -> Option<u64> {
+    let mut best = u64::MAX;
+    for _ in 0..SCALE_RUNS {
+        let t0 = capos_rt::syscall::cycles();
+        let handles: Vec<_> = (0..threads)
+            .filter_map(|i| {
+                let seed = core::hint::black_box(i + 1);
+                thread::spawn(move || work(seed, SCALE_WORK / threads)).ok()
+            })
+            .collect();
+        let done = handles.into_iter().filter_map(|h| h.join().ok()).count() as u64;
+        let t1 = capos_rt::syscall::cycles();
+        if done != threads {
+            return None;
+        }
+        best = best.min(t1 - t0);
+    }
+    Some(best)
+}
 
 fn scale(c: &mut Checks) {
     let rt = c.rt;
-    let t0 = capos_rt::syscall::cycles();
-    let one = thread::spawn(|| work(1, SCALE_WORK)).ok().and_then(|h| h.join().ok());
-    let t1 = capos_rt::syscall::cycles();
-    let halves: Vec<_> =
-        (0..2u64).filter_map(|i| thread::spawn(move || work(i + 2, SCALE_WORK / 2)).ok()).collect();
-    let two: Vec<u64> = halves.into_iter().filter_map(|h| h.join().ok()).collect();
-    let t2 = capos_rt::syscall::cycles();
-    let (single, split) = (t1 - t0, t2 - t1);
+    let (Some(single), Some(split)) = (timed(1), timed(2)) else {
+        c.check("scale runs finished", false, "a thread failed");
+        return;
+    };
     let speedup = milli(single, split);
     println!(
         rt,
@@ -277,5 +298,5 @@ fn scale(c: &mut Checks) {
         speedup / 1000,
         speedup % 1000
     );
-    c.check("scale runs finished", one.is_some() && two.len() == 2, "ok");
+    c.check("scale runs finished", true, "ok");
 }
