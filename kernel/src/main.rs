@@ -282,9 +282,8 @@ fn wait_for_ticks() {
             kinfo!("time", "timer interrupts arriving on all {} CPU(s), tickless", n);
             return;
         }
-        if percpu::BSP.timer_ticks.load(Ordering::Relaxed) == 0 {
-            apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
-        }
+        // Wake again in 1 ms to look (nothing else wakes this CPU now).
+        apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
         if tsc::rdtsc() > deadline {
             for c in percpu::all() {
                 kwarn!(
