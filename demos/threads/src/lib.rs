@@ -235,6 +235,14 @@ fn tickless(c: &mut Checks, caps: &Caps) {
         let _ = w.join();
     }
     let busy = after - before;
+    let client = SchedulingPolicyClient::new(rt, caps.sched);
+    let (switches, steals) = (0..cpus as u32)
+        .filter_map(|cpu| client.cpu_stats(cpu).ok())
+        .fold((0, 0), |(a, b), s| (a + s.switches, b + s.steals));
+    println!(
+        rt,
+        "sched: since boot: {switches} context switches, {steals} threads stolen by idle CPUs"
+    );
     c.check(
         &format!(
             "timer interrupts during 0.5 s of {} CPU-bound threads on {cpus} CPU(s)",
