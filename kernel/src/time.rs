@@ -12,7 +12,7 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::x86_64::percpu::{self, MAX_CPUS};
 use crate::arch::x86_64::{apic, tsc};
@@ -39,6 +39,18 @@ static TIMERS: [IrqLock<Vec<Entry>>; MAX_CPUS] = [const { IrqLock::new(Vec::new(
 /// The deadline each CPU's timer is armed for (0: disarmed).
 static ARMED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// Set when something [`rearm`] depends on changed on a CPU (its timer
+/// list, its run queue, its slice); a system call that changed nothing
+/// skips the work.
+static DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
+
+/// Tells [`rearm`] on `cpu` to look again.
+pub fn mark_dirty(cpu: usize) {
+    if let Some(d) = DIRTY.get(cpu) {
+        d.store(true, Ordering::Release);
+    }
+}
+
 /// Timer ids carry the CPU whose list holds the entry in their low byte.
 const CPU_BITS: u32 = 8;
 const _: () = assert!(MAX_CPUS <= 1 << CPU_BITS);
@@ -47,6 +59,7 @@ fn push(deadline: u64, action: Action) -> u64 {
     let cpu = percpu::cpu_index() as u64;
     let id = (NEXT_ID.fetch_add(1, Ordering::Relaxed) << CPU_BITS) | cpu;
     TIMERS[cpu as usize].lock().push(Entry { id, deadline, action });
+    mark_dirty(cpu as usize);
     id
 }
 
@@ -54,6 +67,7 @@ fn push(deadline: u64, action: Action) -> u64 {
 pub fn cancel(id: u64) {
     let cpu = (id & ((1 << CPU_BITS) - 1)) as usize;
     TIMERS[cpu].lock().retain(|e| e.id != id);
+    mark_dirty(cpu);
 }
 
 /// The TSC now.
@@ -97,6 +111,7 @@ pub fn complete_at(deadline: u64, call: PendingCall) {
 pub fn on_timer_interrupt() {
     let cpu = percpu::cpu_index() as usize;
     ARMED[cpu].store(0, Ordering::Relaxed);
+    mark_dirty(cpu);
     let now = now_tsc();
     let expired: Vec<Entry> = {
         let mut timers = TIMERS[cpu].lock();
@@ -127,6 +142,9 @@ pub fn on_timer_interrupt() {
 /// must be off.
 pub fn rearm() {
     let cpu = percpu::cpu_index() as usize;
+    if !DIRTY[cpu].swap(false, Ordering::AcqRel) {
+        return;
+    }
     let timer = TIMERS[cpu].lock().iter().map(|e| e.deadline).min();
     let (runnable, slice_end) = sched::slice_end_here();
     let slice = (runnable > 1).then_some(slice_end);

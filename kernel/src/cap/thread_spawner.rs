@@ -54,8 +54,8 @@ impl ThreadSpawnerServer for Server<'_> {
         } else {
             // The call runs on the calling thread, on its CPU: the FS base
             // set here is what it returns to user mode with (and what the
-            // scheduler saves when it switches the thread out).
-            x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new(tls));
+            // scheduler loads whenever the thread gets a CPU again).
+            crate::sched::set_fs_base(tls);
         }
         Ok(())
     }

@@ -81,7 +81,8 @@ pub struct Thread {
     stack: Option<KernelStack>,
     saved_rsp: UnsafeCell<u64>,
     fpu: Option<UnsafeCell<FpuState>>,
-    /// User FS base, saved and restored with the thread.
+    /// User FS base, loaded whenever the thread gets a CPU. Set at spawn
+    /// and by `ThreadSpawner.setTls` ([`set_fs_base`]) only.
     fs_base: UnsafeCell<u64>,
     sched: IrqLock<SchedState>,
     /// The user-thread part: ring, end state (`None` for idle threads).
@@ -399,6 +400,7 @@ fn enqueue(thread: Arc<Thread>, how: Placement) {
         q.queue.push(thread);
         (q.current.as_ref().is_some_and(|t| t.is_idle()), q.nr_running() > 1)
     };
+    crate::time::mark_dirty(cpu);
     if cpu != here && (idle_now || busy) {
         // Idle: it runs the thread. Busy: it re-arms its slice timer (the
         // timer is off while a CPU has a single runnable thread).
@@ -479,6 +481,7 @@ pub fn exit_current() -> ! {
 /// its slice is over and another thread is due, or if the CPU idles.
 pub fn tick(from_user: bool) {
     let cpu = percpu::cpu_index() as usize;
+    crate::time::mark_dirty(cpu);
     let preempt = {
         let mut q = QUEUES[cpu].lock();
         let now = crate::time::now_tsc();
@@ -516,6 +519,7 @@ pub fn tick(from_user: bool) {
 /// Interrupts must be off.
 pub fn schedule() {
     let cpu_index = percpu::cpu_index() as usize;
+    crate::time::mark_dirty(cpu_index);
     let (prev, next) = {
         let mut q = QUEUES[cpu_index].lock();
         let Some(prev) = q.current.clone() else { return };
@@ -609,6 +613,8 @@ pub fn steal() -> bool {
         q.queue.push(thread);
     }
     percpu::current().steals.fetch_add(1, Ordering::Relaxed);
+    crate::time::mark_dirty(here);
+    crate::time::mark_dirty(victim);
     true
 }
 
@@ -618,11 +624,8 @@ fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
     use x86_64::registers::model_specific::FsBase;
     if let Some(fpu) = &prev.fpu {
         // SAFETY: `prev` is on this CPU with interrupts off; nobody else
-        // touches its FPU area or FS base slot now.
-        unsafe {
-            (*fpu.get()).save();
-            *prev.fs_base.get() = FsBase::read().as_u64();
-        }
+        // touches its FPU area now.
+        unsafe { (*fpu.get()).save() };
     }
     if let Some(fpu) = &next.fpu {
         // SAFETY: `next` is not running anywhere (it was on our queue); its
@@ -698,6 +701,16 @@ pub fn kick(thread: &Arc<Thread>) {
     }
 }
 
+/// Sets the running thread's FS base (`tls` is a user address, checked by
+/// the caller), now and whenever it gets a CPU again.
+pub fn set_fs_base(tls: u64) {
+    let Some(me) = current() else { return };
+    // SAFETY: `me` runs on this CPU with interrupts off; only the CPU
+    // running a thread (or switching it in) touches its FS base slot.
+    unsafe { *me.fs_base.get() = tls };
+    x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(tls));
+}
+
 /// Number of threads waiting on this CPU's run queue.
 pub fn queued_here() -> usize {
     QUEUES[percpu::cpu_index() as usize].lock().queue.len()
@@ -707,5 +720,8 @@ pub fn queued_here() -> usize {
 /// which the running one's slice ends.
 pub fn slice_end_here() -> (usize, u64) {
     let q = QUEUES[percpu::cpu_index() as usize].lock();
-    (q.nr_running(), q.slice_start.saturating_add(q.slice()))
+    let n = q.nr_running();
+    // The slice only matters (and is only worked out) when others wait.
+    let end = if n > 1 { q.slice_start.saturating_add(q.slice()) } else { u64::MAX };
+    (n, end)
 }
