@@ -560,6 +560,7 @@ THREADS_LINES = \
 		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x1[0-9a-f]{11}' \
 		--expect 'threads: a thread reading a page another thread unmapped: Faulted' \
 		--expect 'threads: all 20 checks passed' \
+		--expect 'threads: exiting with a spinning and a parked thread still running' \
 		--expect 'init: threads exited with code 0' \
 		--expect 'init: exited with code 0' \
 		--exit success

@@ -85,6 +85,7 @@ fn main(rt: &'static Runtime) -> i64 {
     }
     if c.failed == 0 {
         println!(rt, "threads: all {} checks passed", c.run);
+        leave_threads_behind(rt);
         0
     } else {
         println!(rt, "threads: {} of {} checks FAILED", c.failed, c.run);
@@ -386,4 +387,26 @@ fn shootdown(c: &mut Checks, vm: u64) {
             Ok(v) => format!("read {v} after the unmap"),
         },
     );
+}
+
+/// Starts a thread that spins forever and one parked forever, then lets
+/// `main` return: the process's exit must end both (init then reports the
+/// exit).
+fn leave_threads_behind(rt: &'static Runtime) {
+    let spinning = thread::spawn(|| loop {
+        core::hint::spin_loop();
+    });
+    let parked = thread::spawn(|| {
+        let never = Mutex::new(false);
+        let cv = Condvar::new();
+        let mut g = never.lock();
+        loop {
+            g = cv.wait(g);
+        }
+    });
+    if let (Ok(s), Ok(p)) = (spinning, parked) {
+        println!(rt, "threads: exiting with a spinning and a parked thread still running");
+        core::mem::forget(s);
+        core::mem::forget(p);
+    }
 }
