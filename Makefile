@@ -578,7 +578,7 @@ run-threads: kernel harness
 SCHED_CAPS := console$(comma)timer$(comma)threads$(comma)sched
 run-fair: kernel harness
 	@$(call proof-iso,fair,harness init=fair:$(SCHED_CAPS))
-	@$(HARNESS) --name fair --image $(PROOF_ISOS)/fair.iso $(USER_QEMU) --smp 1 --mem 256M \
+	@$(HARNESS) --name fair --image $(PROOF_ISOS)/fair.iso $(USER_QEMU) --smp 1 --mem 256M --timeout 120 \
 		--qemu-arg -icount --qemu-arg shift=0,sleep=off \
 		--fail-on 'sched: FAILED' --fail-on 'panic' \
 		--expect 'sched: SchedulingPolicy.setWeight of two threads to 1 and 3: ok' \

@@ -14,4 +14,5 @@ pub mod line_edit;
 pub mod memmap;
 pub mod multiboot2;
 pub mod ring;
+pub mod sched;
 pub mod time;

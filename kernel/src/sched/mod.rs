@@ -52,12 +52,7 @@ struct SchedState {
     vruntime: u64,
 }
 
-/// Smallest thread weight.
-pub const MIN_WEIGHT: u32 = 1;
-/// Largest thread weight.
-pub const MAX_WEIGHT: u32 = 1024;
-/// Weight of a new thread.
-pub const DEFAULT_WEIGHT: u32 = 16;
+pub use capos_lib::sched::{DEFAULT_WEIGHT, MAX_WEIGHT, MIN_WEIGHT};
 
 /// A thread's weight.
 pub fn weight_of(thread: &Thread) -> u32 {
@@ -157,7 +152,7 @@ impl CpuQueue {
         }
         cur.cpu_ticks.fetch_add(delta, Ordering::Relaxed);
         let mut s = cur.sched.lock();
-        s.vruntime = s.vruntime.saturating_add(scaled(delta, s.weight));
+        s.vruntime = s.vruntime.saturating_add(capos_lib::sched::vruntime_delta(delta, s.weight));
         let v = s.vruntime;
         drop(s);
         self.advance_min(Some(v));
@@ -197,14 +192,8 @@ impl CpuQueue {
         let mine =
             self.current.as_ref().filter(|c| !c.is_idle()).map_or(DEFAULT_WEIGHT as u64, weight_of);
         let total: u64 = mine + self.queue.iter().map(weight_of).sum::<u64>();
-        let latency = latency_ticks();
-        (latency * mine / total.max(1)).max(min_granularity_ticks())
+        capos_lib::sched::slice(latency_ticks(), min_granularity_ticks(), mine, total)
     }
-}
-
-/// `delta` TSC ticks of CPU time as virtual time at `weight`.
-fn scaled(delta: u64, weight: u32) -> u64 {
-    (delta as u128 * DEFAULT_WEIGHT as u128 / weight.max(1) as u128).min(u64::MAX as u128) as u64
 }
 
 /// Latency target: every runnable thread of a CPU runs within this period.
@@ -376,7 +365,7 @@ fn enqueue(thread: Arc<Thread>, how: Placement) {
             let old_min = QUEUES[cpu].lock().min_vruntime;
             let new_min = QUEUES[idle].lock().min_vruntime;
             let mut s = thread.sched.lock();
-            s.vruntime = s.vruntime.saturating_sub(old_min).saturating_add(new_min);
+            s.vruntime = capos_lib::sched::migrate(s.vruntime, old_min, new_min);
             drop(s);
             thread.cpu.store(idle as u32, Ordering::Relaxed);
             cpu = idle;
@@ -390,7 +379,7 @@ fn enqueue(thread: Arc<Thread>, how: Placement) {
             s.vruntime = match how {
                 Placement::New => s.vruntime.max(min),
                 Placement::Woken | Placement::HandOff => {
-                    s.vruntime.max(min.saturating_sub(latency_ticks() / 2))
+                    capos_lib::sched::place_woken(s.vruntime, min, latency_ticks() / 2)
                 }
             };
         }
