@@ -582,8 +582,13 @@ run-fair: kernel harness
 		--qemu-arg -icount --qemu-arg shift=0,sleep=off \
 		--fail-on 'sched: FAILED' --fail-on 'panic' \
 		--expect 'sched: SchedulingPolicy.setWeight of two threads to 1 and 3: ok' \
+		--expect 'sched: setWeight 0: AppError' \
+		--expect 'sched: setWeight 1025: AppError' \
+		--expect 'sched: setWeight without a ThreadHandle: AppError' \
+		--expect 'sched: setWeight with a Timer cap instead: AppError' \
+		--expect 'sched: cpuStats of cpu 999: AppError (code 1, not found)' \
 		--expect 're:sched: work ratio of weights 3:1 on one CPU: [0-9.]+ \(CPU time ratio [0-9.]+\), within 2.7..3.3' \
-		--expect 'sched: all 2 checks passed' \
+		--expect 'sched: all 7 checks passed' \
 		--expect 'init: exited with code 0' \
 		--exit success
 	@grep -h '^sched:' target/proofs/fair/com1.log

@@ -28,9 +28,10 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use capos_rt::abi::TransportError;
 use capos_rt::schema::capos_capnp::scheduling_policy::set_weight_params;
 use capos_rt::schema::{
-    scheduling_policy, wire, SchedulingPolicyClient, ThreadHandleClient, TimerClient,
+    scheduling_policy, wire, CallError, SchedulingPolicyClient, ThreadHandleClient, TimerClient,
 };
 use capos_rt::thread::{self, JoinHandle};
 use capos_rt::{println, Runtime};
@@ -110,12 +111,22 @@ fn counter(
 }
 
 fn set_weight(rt: &Runtime, sched: u64, handle: u64, weight: u32) -> bool {
-    let Ok(params) = wire::encode::<set_weight_params::Owned>(|mut p| {
+    set_weight_raw(rt, sched, &[handle], weight).is_ok()
+}
+
+/// `SchedulingPolicy.setWeight(weight)` sending `caps` (copied).
+fn set_weight_raw(
+    rt: &Runtime,
+    sched: u64,
+    caps: &[u64],
+    weight: u32,
+) -> Result<(), TransportError> {
+    let params = wire::encode::<set_weight_params::Owned>(|mut p| {
         p.set_weight(weight);
         Ok(())
-    }) else {
-        return false;
-    };
+    })
+    .map_err(|_| TransportError::Malformed)?;
+    let caps: Vec<(u64, bool)> = caps.iter().map(|&c| (c, false)).collect();
     let mut results = [0u8; 64];
     capos_rt::ipc::call_with_caps(
         rt,
@@ -123,10 +134,37 @@ fn set_weight(rt: &Runtime, sched: u64, handle: u64, weight: u32) -> bool {
         scheduling_policy::INTERFACE_ID,
         scheduling_policy::method::SET_WEIGHT,
         &params,
-        &[(handle, false)],
+        &caps,
         &mut results,
     )
-    .is_ok()
+    .map(|_| ())
+}
+
+fn result_name(r: Result<(), TransportError>) -> &'static str {
+    match r {
+        Ok(()) => "ok",
+        Err(e) => e.name(),
+    }
+}
+
+/// What `SchedulingPolicy` refuses.
+fn policy_refusals(c: &mut Checks, caps: &Caps, thread: u64) {
+    let rt = c.rt;
+    let r = set_weight_raw(rt, caps.sched, &[thread], 0);
+    c.check("setWeight 0", r == Err(TransportError::AppError), result_name(r));
+    let r = set_weight_raw(rt, caps.sched, &[thread], 1025);
+    c.check("setWeight 1025", r == Err(TransportError::AppError), result_name(r));
+    let r = set_weight_raw(rt, caps.sched, &[], 3);
+    c.check("setWeight without a ThreadHandle", r == Err(TransportError::AppError), result_name(r));
+    let r = set_weight_raw(rt, caps.sched, &[caps.timer], 3);
+    c.check(
+        "setWeight with a Timer cap instead",
+        r == Err(TransportError::AppError),
+        result_name(r),
+    );
+    let r = SchedulingPolicyClient::new(rt, caps.sched).cpu_stats(999).map(|s| s.online);
+    let ok = matches!(&r, Err(CallError::Exception(e)) if e.code == 1);
+    c.check("cpuStats of cpu 999", ok, if ok { "AppError (code 1, not found)" } else { "wrong" });
 }
 
 fn cpu_ns(rt: &Runtime, handle: u64) -> u64 {
@@ -152,6 +190,7 @@ fn fair(c: &mut Checks, caps: &Caps) {
     let weights_set = set_weight(rt, caps.sched, light.handle_cap(), 1)
         && set_weight(rt, caps.sched, heavy.handle_cap(), 3);
     c.check("SchedulingPolicy.setWeight of two threads to 1 and 3", weights_set, "ok");
+    policy_refusals(c, caps, light.handle_cap());
     let cpu0 = [cpu_ns(rt, light.handle_cap()), cpu_ns(rt, heavy.handle_cap())];
     go.store(true, Ordering::Release);
     let _ = timer.sleep(1_000_000_000);
