@@ -270,9 +270,12 @@ pub fn init_exited(code: i64) {
 
 /// Waits (up to two seconds) until every online CPU has taken a timer
 /// interrupt (each arms one 1 ms ahead when it comes up), which shows its
-/// local APIC and interrupt path work.
+/// local APIC and interrupt path work. Spins with interrupts on rather
+/// than halting, so it looks again whatever wakes it.
 fn wait_for_ticks() {
     let deadline = tsc::rdtsc() + 2 * tsc::hz();
+    apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
+    interrupts::enable();
     loop {
         let all = percpu::all()
             .filter(|c| c.online.load(Ordering::Acquire))
@@ -282,9 +285,8 @@ fn wait_for_ticks() {
             kinfo!("time", "timer interrupts arriving on all {} CPU(s), tickless", n);
             return;
         }
-        // Wake again in 1 ms to look (nothing else wakes this CPU now).
-        apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
         if tsc::rdtsc() > deadline {
+            interrupts::disable();
             for c in percpu::all() {
                 kwarn!(
                     "time",
@@ -295,7 +297,7 @@ fn wait_for_ticks() {
             }
             panic!("time: timer interrupts missing on some CPU after 2 s");
         }
-        arch::x86_64::wait_for_interrupt();
+        core::hint::spin_loop();
     }
 }
 
