@@ -20,7 +20,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::x86_64::context::{self, FpuState, SWITCH_FRAME_WORDS};
 use crate::arch::x86_64::percpu::{self, MAX_CPUS};
@@ -84,6 +84,11 @@ pub struct Thread {
     pub user: Option<crate::proc::thread::UserThread>,
     /// TSC ticks spent on a CPU.
     cpu_ticks: AtomicU64,
+    /// Set from the moment a CPU picks the thread until that CPU has
+    /// switched to another context: while set, its kernel stack is in use
+    /// and no other CPU may take it (it may already be queued again, woken
+    /// while blocking or preempted).
+    on_cpu: AtomicBool,
 }
 
 // SAFETY: `saved_rsp` and `fpu` are touched only by the CPU switching the
@@ -130,6 +135,9 @@ struct CpuQueue {
     min_vruntime: u64,
     /// A dead thread switched away from; dropped by the next context.
     reap: Option<Arc<Thread>>,
+    /// The thread switched away from, whose `on_cpu` the next context
+    /// clears once it runs on its own stack.
+    switched_from: Option<Arc<Thread>>,
     /// TSC when `current` got the CPU (or was last charged).
     run_start: u64,
     /// TSC when `current`'s slice began.
@@ -217,6 +225,7 @@ static QUEUES: [IrqLock<CpuQueue>; MAX_CPUS] = [const {
         next: None,
         min_vruntime: 0,
         reap: None,
+        switched_from: None,
         run_start: 0,
         slice_start: 0,
     })
@@ -245,6 +254,7 @@ pub fn init_cpu() {
         }),
         user: None,
         cpu_ticks: AtomicU64::new(0),
+        on_cpu: AtomicBool::new(true),
     });
     let mut q = QUEUES[cpu as usize].lock();
     q.current = Some(idle.clone());
@@ -334,6 +344,7 @@ pub fn spawn_user(
         }),
         user: Some(user),
         cpu_ticks: AtomicU64::new(0),
+        on_cpu: AtomicBool::new(false),
     });
     Some(thread)
 }
@@ -359,7 +370,11 @@ fn enqueue(thread: Arc<Thread>, how: Placement) {
     let mut cpu = thread.cpu() as usize;
     let here = percpu::cpu_index() as usize;
     // A woken thread whose CPU is busy goes to an idle CPU, if there is one.
-    if how == Placement::Woken && QUEUES[cpu].lock().nr_running() > 0 {
+    // (Not one still on its CPU's stack: it finishes blocking there first.)
+    if how == Placement::Woken
+        && !thread.on_cpu.load(Ordering::Acquire)
+        && QUEUES[cpu].lock().nr_running() > 0
+    {
         if let Some(idle) = idle_cpu(cpu) {
             // Virtual runtimes are per queue: carry the offset over.
             let old_min = QUEUES[cpu].lock().min_vruntime;
@@ -545,6 +560,8 @@ pub fn schedule() {
         if prev_state == State::Dead {
             q.reap = Some(prev.clone());
         }
+        next.on_cpu.store(true, Ordering::Release);
+        q.switched_from = Some(prev.clone());
         (prev, next)
     };
     // Nothing may stay on this stack across the switch: a dead thread never
@@ -581,6 +598,7 @@ pub fn steal() -> bool {
             .iter()
             .enumerate()
             .filter(|(_, t)| next.as_ref().is_none_or(|n| !Arc::ptr_eq(n, t)))
+            .filter(|(_, t)| !t.on_cpu.load(Ordering::Acquire))
             .max_by_key(|(_, t)| t.sched.lock().vruntime)
             .map(|(i, _)| i);
         i.map(|i| {
@@ -643,7 +661,15 @@ fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
 /// thread of a process tears it down, now that no CPU runs in its address
 /// space) and is dropped (which frees its kernel stack).
 fn after_switch() {
-    let dead = QUEUES[percpu::cpu_index() as usize].lock().reap.take();
+    let (from, dead) = {
+        let mut q = QUEUES[percpu::cpu_index() as usize].lock();
+        (q.switched_from.take(), q.reap.take())
+    };
+    // This CPU now runs on another stack: the previous thread may go to
+    // any CPU.
+    if let Some(t) = from {
+        t.on_cpu.store(false, Ordering::Release);
+    }
     if let Some(t) = dead {
         crate::proc::thread::reap(t);
     }
