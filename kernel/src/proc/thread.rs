@@ -9,9 +9,9 @@
 //! `MAX_THREADS` threads live at once.
 //!
 //! A thread ends by `thread_exit` (its value), by a fault, or because its
-//! process is ending. Its ring closes at once; its kernel stack is freed and
-//! its slot given back when the scheduler reaps it, after it left its CPU;
-//! the reaper of the last thread tears the process down.
+//! process is ending. Its ring closes and its slot is given back at once;
+//! its kernel stack is freed when the scheduler reaps it, after it left its
+//! CPU; the reaper of the last thread tears the process down.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -223,6 +223,9 @@ pub fn exit_current(process: Arc<Process>, cause: ExitCause) -> ! {
     let me = sched::current().expect("a user thread is running");
     if let Some(user) = &me.user {
         user.ring.lock().close();
+        // The slot (and its ring's pages) may serve a new thread at once:
+        // this one never touches its ring again.
+        process.threads.lock().slots &= !(1 << user.slot);
         let joiners = {
             let mut end = user.end.lock();
             if end.cause.is_none() {
@@ -247,9 +250,6 @@ pub fn reap(thread: Arc<Thread>) {
     let last = {
         let mut set = process.threads.lock();
         set.live.retain(|t| !Arc::ptr_eq(t, &thread));
-        if let Some(user) = &thread.user {
-            set.slots &= !(1 << user.slot);
-        }
         set.live.is_empty()
     };
     if last && !process.ended.load(Ordering::Acquire) {
