@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe
+USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -27,7 +27,7 @@ RUN_MEM      ?= 512M
 # tools). init is embedded in the kernel: build.rs reads CAPOS_INIT_ELF.
 USER_CARGO   := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(USER_FLAGS)" \
 	$(CARGO)
-USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs -p capos-shell -p auth-services
+USER_PKGS    := -p capos-init -p hello -p template -p proof-programs -p hostile -p ipc-programs -p cap-programs -p service-programs -p capos-shell -p auth-services -p thread-programs
 KERNEL_CARGO := CARGO_TARGET_X86_64_UNKNOWN_NONE_RUSTFLAGS="$(KERNEL_FLAGS)" \
 	CAPOS_INIT_ELF=$(CURDIR)/$(USER_BIN)/init $(CARGO)
 KERNEL_BUILD := $(KERNEL_CARGO) build -p capos-kernel --target x86_64-unknown-none --release \
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-auth run-shell run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -407,10 +407,13 @@ run-ipc: kernel harness
 		--exit success
 
 run-leak: kernel harness
-	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer)
+	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)threads)
 	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 spawn/exit cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 1000 thread spawn/join cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \
 		--expect 'init: leak exited with code 0' \
 		--exit success
@@ -432,6 +435,13 @@ bench: kernel harness
 		--expect 're:bench: spawn\+wait of nop: [0-9]+ cycles' \
 		--exit success
 	@grep -h '^bench:' target/proofs/bench/com1.log
+	@$(call proof-iso,scale,harness init=scale:$(SCHED_CAPS))
+	@echo "==> bench: scale, QEMU TCG multi-threaded (no -icount, one host thread per vCPU); figures are guest TSC"
+	@for smp in 1 2; do \
+		$(HARNESS) --name scale-smp$$smp --image $(PROOF_ISOS)/scale.iso $(USER_QEMU) --smp $$smp --mem 256M --timeout 300 \
+			--expect 're:sched: scale: .*speedup [0-9.]+x' --expect 'sched: all 1 checks passed' --exit success >/dev/null || exit 1; \
+		echo "bench: scale, $$smp CPU(s): $$(grep -h '^sched: scale:' target/proofs/scale-smp$$smp/com1.log | sed 's/^sched: scale: //')"; \
+	done
 
 # The boot manifest: the default system boots to the login; a provider's
 # export reaches a consumer; a crashing service is restarted per policy and
@@ -639,7 +649,93 @@ run-faults: kernel harness
 	@$(call proof-iso,stack-overflow,harness test=stack-overflow)
 	@tools/proofs/faults.sh $(HARNESS) $(PROOF_ISOS)
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell
+# Threads, the runtime's Mutex and Condvar on ParkSpace, timed sleeps from
+# threads, and the refusals of ThreadSpawner, ThreadHandle and ParkSpace
+# (demos/threads/src/bin/threads.rs), on two CPUs and on one.
+THREADS_CAPS := console$(comma)timer$(comma)threads$(comma)park$(comma)vm
+THREADS_LINES = \
+		--fail-on 'threads: FAILED' --fail-on 'panic' \
+		--expect 'init: starting threads with 5 cap(s)' \
+		--expect 'threads: 8 threads x 100000 increments under the Mutex: total 800000' \
+		--expect "threads: join returns each thread's own value: 8 of 8" \
+		--expect 'threads: Condvar handoff of 100 values: all arrived in order' \
+		--expect "threads: a thread's relative sleep of 30 ms: woke after at least 30 ms: true" \
+		--expect "threads: a thread's sleep until a deadline 30 ms ahead: woke at or after the deadline: true" \
+		--expect 'threads: ParkSpace wait on an unmapped address: BadPointer' \
+		--expect 'threads: ParkSpace wait on a kernel address: BadPointer' \
+		--expect 'threads: ParkSpace wait on a misaligned address: Misaligned' \
+		--expect 'threads: ParkSpace wait for a value the word does not hold: ok (Mismatch)' \
+		--expect 'threads: ParkSpace wait with a 5 ms timeout: ok (TimedOut)' \
+		--expect 'threads: ParkSpace wake with nobody parked: ok (0)' \
+		--expect 'threads: spawning threads past the limit of 32: LimitReached after 31 more' \
+		--expect 'threads: the waiting threads end once released: 31 joined' \
+		--expect 'threads: join of a thread that called thread_exit(42): Ok((42, Returned))' \
+		--expect 'threads: joining the same thread twice: BadState' \
+		--expect 'threads: spawn with a kernel-half stack: BadPointer' \
+		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x1000 addr=0x1000' \
+		--expect 'threads: a thread entering unmapped code: joined: Ok(Faulted)' \
+		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x1[0-9a-f]{3}' \
+		--expect 'threads: a thread with an unmapped stack: joined: Ok(Faulted)' \
+		--expect 'threads: the process goes on after its threads faulted: ok' \
+		--expect 're:proc: threads \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x1[0-9a-f]{11}' \
+		--expect 'threads: a thread reading a page another thread unmapped: Faulted' \
+		--expect 'threads: all 20 checks passed' \
+		--expect 'threads: exiting with a spinning and a parked thread still running' \
+		--expect 'init: threads exited with code 0' \
+		--expect 'init: exited with code 0' \
+		--exit success
+run-threads: kernel harness
+	@$(call proof-iso,threads,harness init=threads:$(THREADS_CAPS))
+	@$(HARNESS) --name threads-smp2 --image $(PROOF_ISOS)/threads.iso $(USER_QEMU) --smp 2 --mem 256M \
+		$(THREADS_LINES)
+	@$(HARNESS) --name threads-smp1 --image $(PROOF_ISOS)/threads.iso $(USER_QEMU) --smp 1 --mem 256M \
+		$(THREADS_LINES)
+
+# Weighted fair queuing: two CPU-bound threads with weights 1 and 3 on one
+# CPU get CPU time 3:1 within 10% (demos/threads/src/lib.rs). Run under
+# -icount so guest time counts guest instructions: the ratio of the work
+# the threads did does not depend on how busy the host is.
+SCHED_CAPS := console$(comma)timer$(comma)threads$(comma)sched
+run-fair: kernel harness
+	@$(call proof-iso,fair,harness init=fair:$(SCHED_CAPS))
+	@$(HARNESS) --name fair --image $(PROOF_ISOS)/fair.iso $(USER_QEMU) --smp 1 --mem 256M --timeout 120 \
+		--qemu-arg -icount --qemu-arg shift=0,sleep=off \
+		--fail-on 'sched: FAILED' --fail-on 'panic' \
+		--expect 'sched: SchedulingPolicy.setWeight of two threads to 1 and 3: ok' \
+		--expect 'sched: setWeight 0: AppError' \
+		--expect 'sched: setWeight 1025: AppError' \
+		--expect 'sched: setWeight without a ThreadHandle: AppError' \
+		--expect 'sched: setWeight with a Timer cap instead: AppError' \
+		--expect 'sched: cpuStats of cpu 999: AppError (code 1, not found)' \
+		--expect 're:sched: work ratio of weights 3:1 on one CPU: [0-9.]+ \(CPU time ratio [0-9.]+\), within 2.7..3.3' \
+		--expect 'sched: all 7 checks passed' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@grep -h '^sched:' target/proofs/fair/com1.log
+
+# Tickless: an idle system takes (almost) no timer interrupts; two threads
+# competing for one CPU bring the slice timer back (the count is read
+# through SchedulingPolicy.cpuStats).
+run-tickless: kernel harness
+	@$(call proof-iso,tickless,harness init=tickless:$(SCHED_CAPS))
+	@$(HARNESS) --name tickless --image $(PROOF_ISOS)/tickless.iso $(USER_QEMU) --smp 1 --mem 256M \
+		--fail-on 'sched: FAILED' --fail-on 'panic' \
+		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 1 CPU.*' \
+		--expect 're:sched: timer interrupts during 0.5 s of 2 CPU-bound threads on 1 CPU\(s\): [0-9]+ \(at least 20\)' \
+		--expect 'sched: all 2 checks passed' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@grep -h '^sched:' target/proofs/tickless/com1.log
+	@$(HARNESS) --name tickless-smp2 --image $(PROOF_ISOS)/tickless.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 'sched: FAILED' --fail-on 'panic' \
+		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 2 CPU.*' \
+		--expect 're:sched: timer interrupts during 0.5 s of 3 CPU-bound threads on 2 CPU\(s\): [0-9]+ \(at least 20\)' \
+		--expect 'sched: all 2 checks passed' \
+		--expect 'init: exited with code 0' \
+		--exit success
+	@grep -h '^sched:' target/proofs/tickless-smp2/com1.log
+
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless
 
 # --- checks -----------------------------------------------------------------
 

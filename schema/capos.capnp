@@ -85,6 +85,10 @@ interface Timer {
 
   sleep @1 (ns :UInt64) -> ();
   # Returns once at least `ns` nanoseconds have passed.
+
+  sleepUntil @2 (deadlineNs :UInt64) -> ();
+  # Returns once the monotonic clock (as `now` reads it) has reached
+  # `deadlineNs`; at once if it already has.
 }
 
 # --- Logging ----------------------------------------------------------------
@@ -532,3 +536,84 @@ enum ReadStatus {
   # The bytes typed are not UTF-8; `line` is empty.
 }
 
+# --- Threads and scheduling -------------------------------------------------
+
+interface ThreadSpawner {
+  # Starts threads in the holder's own process: they share its address
+  # space and cap table; each has its own ring (see the ring chapter).
+
+  spawn @0 (entry :UInt64, arg :UInt64, stackTop :UInt64, tls :UInt64) -> (handle :ThreadHandle);
+  # Starts a thread at `entry` with `rdi` = `arg`, `rsi` = the address of
+  # its ring, `rsp` = `stackTop` and the FS base `tls`. Fails with
+  # LimitReached past the process's thread limit, BadPointer when `entry`,
+  # `stackTop` or `tls` is not a user address.
+
+  setTls @1 (tls :UInt64) -> ();
+  # Sets the calling thread's FS base (the thread pointer user-space
+  # runtimes keep per-thread data behind). BadPointer unless a user address.
+}
+
+enum ThreadEnd {
+  running @0;
+  returned @1;
+  # The thread called thread_exit (or exit) with its value.
+  faulted @2;
+  # A CPU exception ended it; the kernel reported it on the console.
+  killed @3;
+  # Its process was ended or killed while the thread ran.
+}
+
+struct ThreadInfo {
+  tid @0 :UInt64;
+  end @1 :ThreadEnd;
+  value @2 :UInt64;
+  cpuNs @3 :UInt64;
+  # CPU time the thread has used, in nanoseconds.
+  weight @4 :UInt32;
+  cpu @5 :UInt32;
+  # The CPU whose run queue holds (or last held) it.
+}
+
+interface ThreadHandle {
+  # Control of one thread.
+
+  join @0 () -> (value :UInt64, end :ThreadEnd);
+  # Returns once the thread has ended, with its value (0 unless it
+  # returned). A thread is joined once: a second join fails with BadState.
+
+  info @1 () -> (info :ThreadInfo);
+  # What the thread is and how much CPU it used.
+}
+
+enum ParkResult {
+  woken @0;
+  mismatch @1;
+  # The word did not hold `expected`: nothing waited.
+  timedOut @2;
+}
+
+interface ParkSpace {
+  # Futex-like parking on 32-bit words of the holder's memory: the basis of
+  # user-space locks. Waiters are keyed by (process, address).
+
+  wait @0 (addr :UInt64, expected :UInt32, timeoutNs :UInt64) -> (result :ParkResult);
+  # Parks the calling thread while the word at `addr` holds `expected`
+  # (checked atomically with respect to `wake`), until a `wake` on `addr`
+  # or `timeoutNs` (UInt64 max: no timeout). Fails with Misaligned when
+  # `addr` is not 4-byte aligned, BadPointer when it is not a readable user
+  # address.
+
+  wake @1 (addr :UInt64, count :UInt32) -> (woken :UInt32);
+  # Wakes up to `count` threads parked on `addr`, oldest first.
+}
+
+interface SchedulingPolicy {
+  # Scheduler control, granted by init; nothing else can change weights.
+
+  setWeight @0 (weight :UInt32) -> ();
+  # The CALL transfers one ThreadHandle; its thread gets `weight`
+  # (1..=1024, default 16): its share of a busy CPU is proportional to it.
+
+  cpuStats @1 (cpu :UInt32) -> (online :Bool, timerInterrupts :UInt64, switches :UInt64, steals :UInt64);
+  # Counters of CPU `cpu` since boot.
+}

@@ -51,11 +51,19 @@ pub enum TransportError {
     /// A RETURN names a call id the endpoint is not serving: never received,
     /// or already answered.
     UnknownCall = 15,
+    /// An address the operation works on is not aligned as it requires
+    /// (a `ParkSpace` word must be 4-byte aligned).
+    Misaligned = 16,
+    /// A per-process limit was reached (the number of threads).
+    LimitReached = 17,
+    /// The object's state does not allow the operation (a thread joined
+    /// twice).
+    BadState = 18,
 }
 
 impl TransportError {
     /// Every error code, in value order.
-    pub const ALL: [TransportError; 15] = [
+    pub const ALL: [TransportError; 18] = [
         TransportError::InvalidCap,
         TransportError::StaleCap,
         TransportError::WrongInterface,
@@ -71,6 +79,9 @@ impl TransportError {
         TransportError::TooLarge,
         TransportError::AppError,
         TransportError::UnknownCall,
+        TransportError::Misaligned,
+        TransportError::LimitReached,
+        TransportError::BadState,
     ];
 
     /// The error with code `value`; `None` for [`STATUS_OK`] and unknown codes.
@@ -91,6 +102,9 @@ impl TransportError {
             13 => TransportError::TooLarge,
             14 => TransportError::AppError,
             15 => TransportError::UnknownCall,
+            16 => TransportError::Misaligned,
+            17 => TransportError::LimitReached,
+            18 => TransportError::BadState,
             _ => return None,
         })
     }
@@ -118,6 +132,9 @@ impl TransportError {
             TransportError::TooLarge => "TooLarge",
             TransportError::AppError => "AppError",
             TransportError::UnknownCall => "UnknownCall",
+            TransportError::Misaligned => "Misaligned",
+            TransportError::LimitReached => "LimitReached",
+            TransportError::BadState => "BadState",
         }
     }
 
@@ -139,6 +156,9 @@ impl TransportError {
             TransportError::TooLarge => "length or count over the ABI limit",
             TransportError::AppError => "callee reported an application error (see results)",
             TransportError::UnknownCall => "RETURN names a call the endpoint is not serving",
+            TransportError::Misaligned => "address not aligned as the operation requires",
+            TransportError::LimitReached => "a per-process limit (threads) was reached",
+            TransportError::BadState => "the object's state does not allow the operation",
         }
     }
 
@@ -176,7 +196,7 @@ mod tests {
     #[test]
     fn codes_round_trip_and_are_fixed() {
         assert_eq!(TransportError::from_u32(STATUS_OK), None);
-        assert_eq!(TransportError::from_u32(16), None);
+        assert_eq!(TransportError::from_u32(19), None);
         assert_eq!(TransportError::from_u32(u32::MAX), None);
         for (i, e) in TransportError::ALL.iter().enumerate() {
             assert_eq!(e.code(), i as u32 + 1, "{e} must keep its ABI value");
@@ -212,7 +232,7 @@ mod tests {
         }
         assert_eq!(TransportError::from_syscall_return(0), None);
         assert_eq!(TransportError::from_syscall_return(5), None);
-        assert_eq!(TransportError::from_syscall_return((-16i64) as u64), None);
+        assert_eq!(TransportError::from_syscall_return((-19i64) as u64), None);
         assert_eq!(TransportError::from_syscall_return(i64::MIN as u64), None);
     }
 }

@@ -7,6 +7,9 @@
 //!                     (unmapped)
 //! RING_ADDR           0x0000_7fff_ffc0_0000  ring mapping, at most MAX_RING_BYTES
 //!                     (unmapped)
+//!                     (unmapped)
+//! THREAD_RING_BASE    0x0000_7fff_ff10_0000  rings of threads 1.., THREAD_RING_STRIDE apart
+//!                     (unmapped)
 //! USER_STACK_TOP      0x0000_7fff_ff00_0000  initial stack pointer (exclusive top)
 //! USER_STACK_BOTTOM   0x0000_7fff_feff_0000  lowest stack page (USER_STACK_PAGES pages)
 //!                     one unmapped guard page below
@@ -32,6 +35,19 @@ pub const USER_MIN_VADDR: u64 = 0x0000_0000_0001_0000;
 /// Where the kernel maps the process's ring (header, SQ, CQ), read-write.
 pub const RING_ADDR: u64 = 0x0000_7fff_ffc0_0000;
 
+/// Most threads a process may have at once (its first thread included).
+pub const MAX_THREADS: u32 = 32;
+
+/// Where the ring of a process's thread slot `n` (1 ..= `MAX_THREADS - 1`)
+/// is mapped: `THREAD_RING_BASE + (n - 1) * THREAD_RING_STRIDE`. Slot 0, the
+/// first thread, uses [`RING_ADDR`]. A slot's ring stays mapped after its
+/// thread ends and is reset for the next thread given that slot.
+pub const THREAD_RING_BASE: u64 = 0x0000_7fff_ff10_0000;
+
+/// Distance between two thread rings. A thread ring is at most
+/// `THREAD_RING_STRIDE - PAGE_SIZE` bytes, so an unmapped page follows it.
+pub const THREAD_RING_STRIDE: u64 = 0x1_0000;
+
 /// Top of the initial user stack (exclusive); the initial `rsp`. 16-byte aligned.
 pub const USER_STACK_TOP: u64 = 0x0000_7fff_ff00_0000;
 
@@ -50,3 +66,6 @@ const _: () = assert!(RING_ADDR + MAX_RING_BYTES as u64 <= crate::STARTUP_PAGE_A
 const _: () = assert!(crate::STARTUP_PAGE_ADDR.is_multiple_of(PAGE_SIZE));
 const _: () = assert!(crate::STARTUP_PAGE_ADDR + STARTUP_PAGE_SIZE as u64 <= USER_TOP);
 const _: () = assert!(USER_MIN_VADDR < USER_STACK_BOTTOM - PAGE_SIZE);
+const _: () = assert!(USER_STACK_TOP < THREAD_RING_BASE);
+const _: () =
+    assert!(THREAD_RING_BASE + (MAX_THREADS as u64 - 1) * THREAD_RING_STRIDE <= RING_ADDR);

@@ -1,7 +1,8 @@
 //! The two capOS system calls.
 //!
 //! Everything a process does beyond ending itself is a capability call on
-//! its ring; the only system calls are [`SYS_EXIT`] and [`SYS_CAP_ENTER`].
+//! its ring; the only system calls are [`SYS_EXIT`], [`SYS_CAP_ENTER`] and
+//! [`SYS_THREAD_EXIT`].
 //!
 //! Register convention (the `SYSCALL` instruction):
 //!
@@ -18,7 +19,8 @@
 //! preserved. An unknown system call number returns
 //! `BadOpcode.to_syscall_return()` in `rax`.
 
-/// `exit(code)`: ends the calling process. `rdi` = exit code. Never returns.
+/// `exit(code)`: ends the calling process, all its threads included.
+/// `rdi` = exit code. Never returns.
 pub const SYS_EXIT: u64 = 0;
 
 /// `cap_enter(min_complete, timeout_ns)`: processes the submitted SQEs, then
@@ -37,3 +39,9 @@ pub const SYS_CAP_ENTER: u64 = 1;
 
 /// `timeout_ns` value for `cap_enter` meaning "no deadline".
 pub const CAP_ENTER_FOREVER: u64 = u64::MAX;
+
+/// `thread_exit(value)`: ends the calling thread only; `rdi` = the value
+/// `ThreadHandle.join` returns. When the caller is the process's last
+/// thread the process ends too, with `value` as its exit code. Never
+/// returns. (Number 2 stays unassigned.)
+pub const SYS_THREAD_EXIT: u64 = 3;

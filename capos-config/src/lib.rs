@@ -66,6 +66,9 @@ pub const KERNEL_CAP_SOURCES: &[&str] = &[
     "boot",
     "terminal",
     "processes",
+    "threads",
+    "park",
+    "sched",
 ];
 
 /// The kernel log levels, least verbose first.

@@ -14,5 +14,6 @@ pub mod line_edit;
 pub mod memmap;
 pub mod multiboot2;
 pub mod ring;
+pub mod sched;
 pub mod shell;
 pub mod time;

@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use linked_list_allocator::LockedHeap;
 
 /// Bytes of heap every program gets.
-pub const HEAP_BYTES: usize = 1024 * 1024;
+pub const HEAP_BYTES: usize = 2 * 1024 * 1024;
 
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; HEAP_BYTES]>);
@@ -40,7 +40,13 @@ const EMPTY_REGION: Region =
     Region { heap: LockedHeap::empty(), start: AtomicUsize::new(0), end: AtomicUsize::new(0) };
 
 static REGIONS: [Region; MAX_REGIONS] = [EMPTY_REGION; MAX_REGIONS];
-static REGION_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Slots taken by [`grow`] (a slot is in use once its `end` is set).
+static REGIONS_TAKEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The regions [`grow`] has set up.
+fn regions() -> impl Iterator<Item = &'static Region> {
+    REGIONS.iter().filter(|r| r.end.load(Ordering::Acquire) != 0)
+}
 
 #[global_allocator]
 static HEAP: Heap = Heap(LockedHeap::empty());
@@ -59,7 +65,7 @@ pub fn init() {
 pub fn usage() -> (usize, usize) {
     let h = HEAP.0.lock();
     let (mut used, mut free) = (h.used(), h.free());
-    for r in &REGIONS[..REGION_COUNT.load(Ordering::Acquire)] {
+    for r in regions() {
         let h = r.heap.lock();
         used += h.used();
         free += h.free();
@@ -94,8 +100,10 @@ pub fn grow(rt: &crate::Runtime, vm: u64, bytes: usize) -> Result<(), GrowError>
     if bytes == 0 || !bytes.is_multiple_of(4096) {
         return Err(GrowError::BadSize(bytes));
     }
-    let index = REGION_COUNT.load(Ordering::Acquire);
+    // Threads may grow at once: each takes a slot of its own.
+    let index = REGIONS_TAKEN.fetch_add(1, Ordering::AcqRel);
     if index >= MAX_REGIONS {
+        REGIONS_TAKEN.fetch_sub(1, Ordering::AcqRel);
         return Err(GrowError::NoRegionLeft);
     }
     let addr = capos_schema::VirtualMemoryClient::new(rt, vm)
@@ -103,19 +111,18 @@ pub fn grow(rt: &crate::Runtime, vm: u64, bytes: usize) -> Result<(), GrowError>
         .map_err(GrowError::Map)?;
     let region = &REGIONS[index];
     // SAFETY: the kernel just mapped `bytes` of zeroed, writable memory at
-    // `addr` for this process alone, and nothing else refers to it; the
-    // region slot is unused (REGION_COUNT; programs are single-threaded).
+    // `addr` for this process alone, and nothing else refers to it; slot
+    // `index` is this call's alone (REGIONS_TAKEN), and nothing allocates
+    // from it before `end` is published below.
     unsafe { region.heap.lock().init(addr as *mut u8, bytes) };
     region.start.store(addr as usize, Ordering::Release);
     region.end.store(addr as usize + bytes, Ordering::Release);
-    REGION_COUNT.store(index + 1, Ordering::Release);
     Ok(())
 }
 
 /// The added region holding `ptr`, if any.
 fn region_of(ptr: usize) -> Option<&'static Region> {
-    REGIONS[..REGION_COUNT.load(Ordering::Acquire)]
-        .iter()
+    regions()
         .find(|r| (r.start.load(Ordering::Acquire)..r.end.load(Ordering::Acquire)).contains(&ptr))
 }
 
@@ -125,8 +132,7 @@ unsafe impl GlobalAlloc for Heap {
         if let Ok(p) = self.0.lock().allocate_first_fit(layout) {
             return p.as_ptr();
         }
-        REGIONS[..REGION_COUNT.load(Ordering::Acquire)]
-            .iter()
+        regions()
             .find_map(|r| r.heap.lock().allocate_first_fit(layout).ok())
             .map(|p| p.as_ptr())
             .unwrap_or(core::ptr::null_mut())

@@ -54,10 +54,35 @@ impl Ring {
         }
     }
 
+    /// The ring whose header the kernel mapped at `base` (a spawned
+    /// thread's ring, whose address it receives in `rsi`).
+    pub fn at(base: u64) -> Ring {
+        let probe = Ring {
+            base: base as usize,
+            sq_entries: 0,
+            cq_entries: 0,
+            sqe_offset: 0,
+            cqe_offset: 0,
+            sq_tail: Cell::new(0),
+            cq_head: Cell::new(0),
+        };
+        let read = |off| probe.field(off).load(Ordering::Relaxed);
+        Ring {
+            sq_entries: read(offset_of!(RingHeader, sq_entries)),
+            cq_entries: read(offset_of!(RingHeader, cq_entries)),
+            sqe_offset: read(offset_of!(RingHeader, sqe_offset)),
+            cqe_offset: read(offset_of!(RingHeader, cqe_offset)),
+            sq_tail: Cell::new(read(offset_of!(RingHeader, sq_tail))),
+            cq_head: Cell::new(read(offset_of!(RingHeader, cq_head))),
+            ..probe
+        }
+    }
+
     fn field(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: the kernel maps the ring (header first) read-write at
-        // `ring_addr` for the process's whole life; header fields are 4-byte
-        // aligned u32s shared with the kernel, hence atomics.
+        // SAFETY: the kernel maps each thread's ring (header first)
+        // read-write at the address it names (`ring_addr`, or `rsi` of a
+        // spawned thread) for the process's whole life; header fields are
+        // 4-byte aligned u32s shared with the kernel, hence atomics.
         unsafe { &*((self.base + offset) as *const AtomicU32) }
     }
 

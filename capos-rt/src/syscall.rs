@@ -1,8 +1,23 @@
 //! The two system calls.
 
-use capos_abi::{TransportError, SYS_CAP_ENTER, SYS_EXIT};
+use capos_abi::{TransportError, SYS_CAP_ENTER, SYS_EXIT, SYS_THREAD_EXIT};
 
-/// Ends the process with `code`.
+/// Ends the calling thread with `value` (what `join` returns); the process
+/// too if this is its last thread.
+pub fn thread_exit(value: i64) -> ! {
+    // SAFETY: SYS_THREAD_EXIT never returns; RCX and R11 are clobbered by
+    // SYSCALL.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            in("rax") SYS_THREAD_EXIT,
+            in("rdi") value,
+            options(noreturn, nostack)
+        )
+    }
+}
+
+/// Ends the process (all its threads) with `code`.
 pub fn exit(code: i64) -> ! {
     // SAFETY: SYS_EXIT never returns; RCX and R11 are clobbered by SYSCALL.
     unsafe {

@@ -84,6 +84,15 @@ impl TimerServer for Timer {
         self.now += params.get_ns();
         Ok(())
     }
+
+    fn sleep_until(
+        &mut self,
+        params: timer::sleep_until_params::Reader<'_>,
+        _results: timer::sleep_until_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        self.now = self.now.max(params.get_deadline_ns());
+        Ok(())
+    }
 }
 
 struct WallClock;
@@ -577,7 +586,7 @@ fn missing_result_caps_are_reported() {
 #[test]
 fn unknown_ordinals_are_bad_method() {
     let params = wire::encode::<timer::now_params::Owned>(|_| Ok(())).unwrap();
-    for method in [2, 3, 255, u16::MAX] {
+    for method in [3, 4, 255, u16::MAX] {
         match dispatch_timer(&mut Timer::default(), method, &params) {
             Err(DispatchError::BadMethod(m)) => assert_eq!(m, method),
             other => panic!("method {method}: expected BadMethod, got {other:?}"),

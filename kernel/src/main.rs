@@ -196,7 +196,13 @@ extern "C" fn kernel_main() -> ! {
         Ok(gsi) => kinfo!("serial", "COM1 receive interrupts on GSI {gsi}"),
         Err(e) => kwarn!("serial", "COM1 input unavailable: {e}"),
     }
-    apic::start_periodic_timer(smp::TICK_HZ);
+    let deadline_mode = apic::choose_timer_mode();
+    kinfo!(
+        "time",
+        "tickless: local APIC timer in {} mode, armed per CPU only when needed",
+        if deadline_mode { "TSC-deadline" } else { "one-shot count" }
+    );
+    apic::init_timer();
     percpu::BSP.online.store(true, Ordering::Release);
     interrupts::enable();
 
@@ -262,20 +268,25 @@ pub fn init_exited(code: i64) {
     });
 }
 
-/// Waits (up to two seconds) until every online CPU has taken timer ticks,
-/// which shows its local APIC and interrupt path work.
+/// Waits (up to two seconds) until every online CPU has taken a timer
+/// interrupt (each arms one 1 ms ahead when it comes up), which shows its
+/// local APIC and interrupt path work. Spins with interrupts on rather
+/// than halting, so it looks again whatever wakes it.
 fn wait_for_ticks() {
     let deadline = tsc::rdtsc() + 2 * tsc::hz();
+    apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
+    interrupts::enable();
     loop {
         let all = percpu::all()
             .filter(|c| c.online.load(Ordering::Acquire))
-            .all(|c| c.timer_ticks.load(Ordering::Relaxed) >= 2);
+            .all(|c| c.timer_ticks.load(Ordering::Relaxed) >= 1);
         if all {
             let n = percpu::all().filter(|c| c.online.load(Ordering::Acquire)).count();
-            kinfo!("time", "timer interrupts arriving on all {} CPU(s) at {} Hz", n, smp::TICK_HZ);
+            kinfo!("time", "timer interrupts arriving on all {} CPU(s), tickless", n);
             return;
         }
         if tsc::rdtsc() > deadline {
+            interrupts::disable();
             for c in percpu::all() {
                 kwarn!(
                     "time",
@@ -286,7 +297,7 @@ fn wait_for_ticks() {
             }
             panic!("time: timer interrupts missing on some CPU after 2 s");
         }
-        arch::x86_64::wait_for_interrupt();
+        core::hint::spin_loop();
     }
 }
 
@@ -355,9 +366,12 @@ fn serial_echo() -> ! {
 pub fn idle_loop() -> ! {
     loop {
         interrupts::disable();
-        if sched::queued_here() > 0 {
+        // Work may appear while the idle thread runs (a reaped thread's
+        // teardown wakes its waiters), so check again after each switch.
+        while sched::queued_here() > 0 || sched::steal() {
             sched::schedule();
         }
+        time::rearm();
         arch::x86_64::wait_for_interrupt();
     }
 }

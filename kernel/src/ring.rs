@@ -1,6 +1,10 @@
 //! The kernel side of the capability ring: SQ processing, CQ posting,
 //! `cap_enter`.
 //!
+//! Every thread has its own ring (see `proc::thread`): `cap_enter` works on
+//! the calling thread's ring, and a deferred completion goes to the ring of
+//! the thread whose SQE made the call.
+//!
 //! The ring lives in user memory; the kernel reaches it through the direct
 //! map of the ring's frames. Only `sq_tail` and `cq_head` are read from the
 //! shared header, and both are checked against the kernel's own copies of
@@ -26,15 +30,20 @@ use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
 use crate::mem::{phys_to_virt, PAGE_SIZE};
 use crate::proc::Process;
-use crate::sched;
+use crate::sched::{self, Thread};
+
+/// The ring of a user thread.
+pub fn ring_of(thread: &Thread) -> &crate::sync::IrqLock<RingState> {
+    &thread.user.as_ref().expect("only user threads use rings").ring
+}
 
 /// Params up to this size are copied to the kernel stack, larger ones to the heap.
 const SMALL_PARAMS: usize = 256;
 
-/// Most ring pages a process has.
+/// Most pages one ring has.
 pub const MAX_RING_PAGES: usize = 8;
 
-/// Kernel-private ring state of one process.
+/// Kernel-private ring state of one thread.
 pub struct RingState {
     pages: [u64; MAX_RING_PAGES],
     npages: usize,
@@ -57,6 +66,8 @@ pub struct RingState {
 pub struct PendingCall {
     /// The caller.
     pub process: Weak<Process>,
+    /// The calling thread, whose ring takes the completion.
+    pub thread: Weak<Thread>,
     /// The SQE's user data.
     pub user_data: u64,
     /// Results buffer.
@@ -70,6 +81,7 @@ impl PendingCall {
     /// not begun to end).
     pub fn is_live(&self) -> bool {
         self.process.upgrade().is_some_and(|p| !p.exit_started())
+            && self.thread.upgrade().is_some_and(|t| ring_of(&t).lock().is_open())
     }
 }
 
@@ -186,15 +198,21 @@ fn cqe(user_data: u64, status: Status) -> Cqe {
 /// Returns the number of ready completions, or a negative transport error.
 pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> u64 {
     let deadline = crate::time::deadline_after_ns(timeout_ns);
+    let me = sched::current().expect("cap_enter runs on a process thread");
+    let user = me.user.as_ref().expect("cap_enter runs on a user thread");
+    let ring = &user.ring;
     loop {
-        if let Err(e) = submit(process) {
+        if let Err(e) = submit(process, &me) {
             return e.to_syscall_return();
         }
-        let ready = match process.ring.lock().cq_ready() {
-            Some(r) => r,
-            None => return TransportError::Malformed.to_syscall_return(),
+        let (ready, entries) = {
+            let r = ring.lock();
+            (r.cq_ready(), r.cq_entries)
         };
-        let want = min_complete.min(process.ring.lock().cq_entries as u64);
+        let Some(ready) = ready else {
+            return TransportError::Malformed.to_syscall_return();
+        };
+        let want = min_complete.min(entries as u64);
         if ready as u64 >= want {
             return ready as u64;
         }
@@ -208,13 +226,13 @@ pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> 
                 ready as u64
             };
         }
-        let me = sched::current().expect("cap_enter runs on a process thread");
-        *process.waiter.lock() = Some(me.clone());
-        // Re-check after publishing ourselves as the waiter: a completion
-        // posted before this point was missed by `complete`'s wake-up; one
-        // posted after it calls `wake`, which makes the block return at once.
-        if process.ring.lock().cq_ready().is_some_and(|r| r as u64 >= want) {
-            *process.waiter.lock() = None;
+        user.waiting.store(true, Ordering::SeqCst);
+        // Re-check after publishing ourselves as waiting: a completion
+        // posted before this point was missed by `post_and_wake`'s wake-up;
+        // one posted after it calls `wake`, which makes the block return at
+        // once.
+        if ring.lock().cq_ready().is_some_and(|r| r as u64 >= want) {
+            user.waiting.store(false, Ordering::SeqCst);
             continue;
         }
         let timer = deadline.map(|d| crate::time::wake_at(d, &me));
@@ -222,7 +240,7 @@ pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> 
         if let Some(id) = timer {
             crate::time::cancel(id);
         }
-        *process.waiter.lock() = None;
+        user.waiting.store(false, Ordering::SeqCst);
     }
 }
 
@@ -232,9 +250,10 @@ const INTAKE_BATCH: usize = 8;
 /// Processes every submitted SQE the CQ has room for. SQEs are copied out
 /// of the ring in batches under one lock, executed without it, and their
 /// completions posted under one lock again.
-fn submit(process: &Arc<Process>) -> Result<(), TransportError> {
+fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportError> {
+    let shared = ring_of(thread);
     loop {
-        let mut ring = process.ring.lock();
+        let mut ring = shared.lock();
         let tail = ring.header_field(offset_of!(RingHeader, sq_tail)).load(Ordering::Acquire);
         if tail == ring.sq_head {
             return Ok(());
@@ -264,9 +283,9 @@ fn submit(process: &Arc<Process>) -> Result<(), TransportError> {
         }
         let mut done: [Option<Cqe>; INTAKE_BATCH] = [None; INTAKE_BATCH];
         for (sqe, out) in batch.iter().zip(done.iter_mut()).take(n) {
-            *out = execute(process, sqe).map(|status| cqe(sqe.user_data, status));
+            *out = execute(process, thread, sqe).map(|status| cqe(sqe.user_data, status));
         }
-        let mut ring = process.ring.lock();
+        let mut ring = shared.lock();
         for c in done.iter().take(n).flatten() {
             ring.inflight -= 1;
             ring.post(c);
@@ -276,7 +295,7 @@ fn submit(process: &Arc<Process>) -> Result<(), TransportError> {
 
 /// Performs one SQE. `None`: the call completes later (its CQ slot stays
 /// reserved).
-fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
+fn execute(process: &Arc<Process>, thread: &Arc<Thread>, sqe: &Sqe) -> Option<Status> {
     // Checks run in the order docs/src/ring.md fixes: opcode, flags and
     // reserved, cap, interface, method, limits, pointers, message.
     let op = match check_sqe_header(sqe) {
@@ -293,8 +312,8 @@ fn execute(process: &Arc<Process>, sqe: &Sqe) -> Option<Status> {
                 .map(|_| (0, 0))
                 .map_err(|e| (cap_error(e), 0)),
         ),
-        Opcode::Call => call(process, op, sqe),
-        Opcode::Recv => recv(process, op, sqe),
+        Opcode::Call => call(process, thread, op, sqe),
+        Opcode::Recv => recv(process, thread, op, sqe),
         Opcode::Return => answer(process, op, sqe),
         Opcode::Pipeline => Some(err(TransportError::BadOpcode)),
     }
@@ -368,7 +387,7 @@ fn serving_endpoint(
 }
 
 /// RECV: take the next call queued on the endpoint, or wait for one.
-fn recv(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
+fn recv(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     let endpoint = match serving_endpoint(process, op, sqe) {
         Ok(e) => e,
         Err(e) => return Some(err(e)),
@@ -386,6 +405,7 @@ fn recv(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     }
     let me = PendingCall {
         process: Arc::downgrade(process),
+        thread: Arc::downgrade(thread),
         user_data: sqe.user_data,
         results_addr: sqe.results_addr,
         results_len: sqe.results_len,
@@ -450,7 +470,7 @@ fn cap_error(e: capos_lib::cap_table::CapError) -> TransportError {
 }
 
 /// Decodes and validates a CALL completely, then performs it.
-fn call(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
+fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     let entry = match process.caps.lock().get(CapId(sqe.cap)) {
         Ok(e) => e.clone(),
         Err(e) => return Some(err(cap_error(e))),
@@ -507,6 +527,7 @@ fn call(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     };
     let ctx = CallContext {
         caller: process,
+        thread,
         user_data: sqe.user_data,
         results_addr: sqe.results_addr,
         results_len: sqe.results_len,
@@ -612,13 +633,12 @@ pub fn complete_reply(
         Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
         Err((e, _)) => err(e),
     };
-    post_and_wake(&process, &cqe(to.user_data, status));
+    post_and_wake(&to, &cqe(to.user_data, status));
 }
 
 /// Completes a deferred operation with an error.
 pub fn complete_error(to: PendingCall, e: TransportError) {
-    let Some(process) = to.process.upgrade() else { return };
-    post_and_wake(&process, &cqe(to.user_data, err(e)));
+    post_and_wake(&to, &cqe(to.user_data, err(e)));
 }
 
 /// Completes a RECV: the header and params (`bytes`), then the CapIds of the
@@ -637,20 +657,22 @@ pub fn complete_recv(
     if delivered.is_ok() {
         c.aux = call_id;
     }
-    post_and_wake(&process, &c);
+    post_and_wake(&to, &c);
     delivered.map(|_| ())
 }
 
-/// Posts a deferred completion (its CQ slot was reserved) and wakes the
-/// thread waiting in `cap_enter`, ahead of the rest of its run queue.
-fn post_and_wake(process: &Arc<Process>, c: &Cqe) {
+/// Posts a deferred completion (its CQ slot was reserved) to the calling
+/// thread's ring and wakes the thread if it waits in `cap_enter`, ahead of
+/// the rest of its run queue.
+fn post_and_wake(to: &PendingCall, c: &Cqe) {
+    let Some(thread) = to.thread.upgrade() else { return };
+    let Some(user) = thread.user.as_ref() else { return };
     {
-        let mut ring = process.ring.lock();
+        let mut ring = user.ring.lock();
         ring.inflight = ring.inflight.saturating_sub(1);
         ring.post(c);
     }
-    let waiter = process.waiter.lock().clone();
-    if let Some(t) = waiter {
-        sched::wake_first(&t);
+    if user.waiting.load(Ordering::SeqCst) {
+        sched::wake_first(&thread);
     }
 }

@@ -1,14 +1,21 @@
-//! Monotonic time and timed wake-ups.
+//! Monotonic time, timed wake-ups, and the tickless timer.
 //!
-//! Deadlines are TSC values. Every CPU's timer tick runs [`on_tick`], which
-//! fires the expired entries: waking a thread (a `cap_enter` timeout) or
-//! completing a call (`Timer.sleep`). Resolution is the tick (10 ms).
+//! Deadlines are TSC values. Each CPU keeps its own list of timed entries
+//! (an entry lives on the CPU that made it): waking a thread (a `cap_enter`
+//! timeout), completing a call (`Timer.sleep`, `Timer.sleepUntil`) or
+//! running a closure (a notification or park timeout). There is no periodic
+//! tick: before a CPU returns to user mode or halts, [`rearm`] programs its
+//! local APIC timer for the nearest of its next timer deadline and, only if
+//! it has more than one runnable thread, the end of the running thread's
+//! slice. An idle CPU with no timers sleeps without any timer interrupt.
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::arch::x86_64::tsc;
+use crate::arch::x86_64::percpu::{self, MAX_CPUS};
+use crate::arch::x86_64::{apic, tsc};
 use crate::ring::PendingCall;
 use crate::sched::{self, Thread};
 use crate::sync::IrqLock;
@@ -25,20 +32,43 @@ struct Entry {
     action: Action,
 }
 
-static NEXT_ID: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+static TIMERS: [IrqLock<Vec<Entry>>; MAX_CPUS] = [const { IrqLock::new(Vec::new()) }; MAX_CPUS];
+
+/// The deadline each CPU's timer is armed for (0: disarmed).
+static ARMED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Set when something [`rearm`] depends on changed on a CPU (its timer
+/// list, its run queue, its slice); a system call that changed nothing
+/// skips the work.
+static DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
+
+/// Tells [`rearm`] on `cpu` to look again.
+pub fn mark_dirty(cpu: usize) {
+    if let Some(d) = DIRTY.get(cpu) {
+        d.store(true, Ordering::Release);
+    }
+}
+
+/// Timer ids carry the CPU whose list holds the entry in their low byte.
+const CPU_BITS: u32 = 8;
+const _: () = assert!(MAX_CPUS <= 1 << CPU_BITS);
 
 fn push(deadline: u64, action: Action) -> u64 {
-    let id = NEXT_ID.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    TIMERS.lock().push(Entry { id, deadline, action });
+    let cpu = percpu::cpu_index() as u64;
+    let id = (NEXT_ID.fetch_add(1, Ordering::Relaxed) << CPU_BITS) | cpu;
+    TIMERS[cpu as usize].lock().push(Entry { id, deadline, action });
+    mark_dirty(cpu as usize);
     id
 }
 
 /// Removes a pending entry (no-op if it already fired).
 pub fn cancel(id: u64) {
-    TIMERS.lock().retain(|e| e.id != id);
+    let cpu = (id & ((1 << CPU_BITS) - 1)) as usize;
+    TIMERS[cpu].lock().retain(|e| e.id != id);
+    mark_dirty(cpu);
 }
-
-static TIMERS: IrqLock<Vec<Entry>> = IrqLock::new(Vec::new());
 
 /// The TSC now.
 pub fn now_tsc() -> u64 {
@@ -76,11 +106,15 @@ pub fn complete_at(deadline: u64, call: PendingCall) {
     push(deadline, Action::Complete(call));
 }
 
-/// Fires every expired entry.
-pub fn on_tick() {
+/// This CPU's timer interrupt: the armed deadline is used up; fire every
+/// expired entry of this CPU.
+pub fn on_timer_interrupt() {
+    let cpu = percpu::cpu_index() as usize;
+    ARMED[cpu].store(0, Ordering::Relaxed);
+    mark_dirty(cpu);
     let now = now_tsc();
     let expired: Vec<Entry> = {
-        let mut timers = TIMERS.lock();
+        let mut timers = TIMERS[cpu].lock();
         if !timers.iter().any(|e| e.deadline <= now) {
             return;
         }
@@ -99,5 +133,35 @@ pub fn on_tick() {
             Action::Complete(call) => crate::cap::timer::finish_sleep(call),
             Action::Call(f) => f(),
         }
+    }
+}
+
+/// Programs this CPU's timer for the next moment it needs an interrupt:
+/// its nearest timer deadline, or the end of the running slice when more
+/// than one thread is runnable here; none at all otherwise. Interrupts
+/// must be off.
+pub fn rearm() {
+    let cpu = percpu::cpu_index() as usize;
+    if !DIRTY[cpu].swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let timer = TIMERS[cpu].lock().iter().map(|e| e.deadline).min();
+    let (runnable, slice_end) = sched::slice_end_here();
+    let slice = (runnable > 1).then_some(slice_end);
+    let want = match (timer, slice) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let armed = ARMED[cpu].load(Ordering::Relaxed);
+    match want {
+        Some(d) if d != armed => {
+            ARMED[cpu].store(d.max(1), Ordering::Relaxed);
+            apic::arm(d);
+        }
+        None if armed != 0 => {
+            ARMED[cpu].store(0, Ordering::Relaxed);
+            apic::disarm();
+        }
+        _ => {}
     }
 }

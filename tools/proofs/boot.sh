@@ -26,7 +26,7 @@ boot() { # <name> <firmware> <smp> <mem> [extra harness options...]
         --expect-log 're:\[ *[0-9]+\.[0-9]{6}\] cpu0 info mem: kernel page tables live: .*text RX / rodata R / data RW\+NX' \
         "${acpi_expect[@]}" \
         --expect-log 're:\[ *[0-9]+\.[0-9]{6}\] cpu0 info time: TSC [0-9]+\.[0-9]{3} MHz .*' \
-        --expect-log "re:\\[ *[0-9]+\\.[0-9]{6}\\] cpu0 info time: timer interrupts arriving on all $smp CPU\\(s\\) at 100 Hz" \
+        --expect-log "re:\\[ *[0-9]+\\.[0-9]{6}\\] cpu0 info time: timer interrupts arriving on all $smp CPU\\(s\\), tickless" \
         --exit success
     memmap_expect=()
     acpi_expect=()

@@ -29,6 +29,10 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (audit_log::INTERFACE_ID, audit_log::NAME),
     (audit_reader::INTERFACE_ID, audit_reader::NAME),
     (terminal_session::INTERFACE_ID, terminal_session::NAME),
+    (thread_spawner::INTERFACE_ID, thread_spawner::NAME),
+    (thread_handle::INTERFACE_ID, thread_handle::NAME),
+    (park_space::INTERFACE_ID, park_space::NAME),
+    (scheduling_policy::INTERFACE_ID, scheduling_policy::NAME),
 ];
 
 /// The schema name of the interface with id `interface_id`.
@@ -38,8 +42,10 @@ pub fn interface_name(interface_id: u64) -> Option<&'static str> {
 
 pub use crate::capos_capnp::AuthStrength;
 pub use crate::capos_capnp::LogLevel;
+pub use crate::capos_capnp::ParkResult;
 pub use crate::capos_capnp::ReadStatus;
 pub use crate::capos_capnp::RestartMode;
+pub use crate::capos_capnp::ThreadEnd;
 
 /// An application error returned by a capability method, as opposed to a
 /// transport error, which the ring reports in the completion status.
@@ -566,6 +572,46 @@ impl crate::rpc::SchemaStruct for AuditRecord {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThreadInfo {
+    pub tid: u64,
+    pub end: crate::capos_capnp::ThreadEnd,
+    pub value: u64,
+    /// CPU time the thread has used, in nanoseconds.
+    pub cpu_ns: u64,
+    pub weight: u32,
+    /// The CPU whose run queue holds (or last held) it.
+    pub cpu: u32,
+}
+
+impl crate::rpc::SchemaStruct for ThreadInfo {
+    type Owned = crate::capos_capnp::thread_info::Owned;
+
+    fn read_from(reader: crate::capos_capnp::thread_info::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            tid: reader.get_tid(),
+            end: reader.get_end()?,
+            value: reader.get_value(),
+            cpu_ns: reader.get_cpu_ns(),
+            weight: reader.get_weight(),
+            cpu: reader.get_cpu(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::thread_info::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_tid(self.tid);
+        builder.set_end(self.end);
+        builder.set_value(self.value);
+        builder.set_cpu_ns(self.cpu_ns);
+        builder.set_weight(self.weight);
+        builder.set_cpu(self.cpu);
+        Ok(())
+    }
+}
+
 /// Text output on the operator console (COM1 on a PC).
 pub mod console {
     /// The interface id of `Console`, as assigned by the schema.
@@ -938,18 +984,24 @@ pub mod timer {
         pub const NOW: u16 = 0;
         /// `Timer.sleep`
         pub const SLEEP: u16 = 1;
+        /// `Timer.sleepUntil`
+        pub const SLEEP_UNTIL: u16 = 2;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 NOW => Some("now"),
                 SLEEP => Some("sleep"),
+                SLEEP_UNTIL => Some("sleepUntil"),
                 _ => None,
             }
         }
     }
 
-    pub use crate::capos_capnp::timer::{now_params, now_results, sleep_params, sleep_results};
+    pub use crate::capos_capnp::timer::{
+        now_params, now_results, sleep_params, sleep_results, sleep_until_params,
+        sleep_until_results,
+    };
 }
 
 /// A typed client for `Timer` caps: each method encodes its params, makes one
@@ -1013,6 +1065,25 @@ impl<T: crate::rpc::Transport> TimerClient<T> {
             |_| Ok(()),
         )
     }
+
+    /// Returns once the monotonic clock (as `now` reads it) has reached
+    /// `deadlineNs`; at once if it already has.
+    pub fn sleep_until(&self, deadline_ns: u64) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::timer::sleep_until_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            timer::INTERFACE_ID,
+            timer::method::SLEEP_UNTIL,
+            |mut params| {
+                params.set_deadline_ns(deadline_ns);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::timer::sleep_until_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
 }
 
 /// The server side of `Timer`: one method per schema method, each reading
@@ -1030,6 +1101,14 @@ pub trait TimerServer {
         &mut self,
         params: crate::capos_capnp::timer::sleep_params::Reader<'_>,
         results: crate::capos_capnp::timer::sleep_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Returns once the monotonic clock (as `now` reads it) has reached
+    /// `deadlineNs`; at once if it already has.
+    fn sleep_until(
+        &mut self,
+        params: crate::capos_capnp::timer::sleep_until_params::Reader<'_>,
+        results: crate::capos_capnp::timer::sleep_until_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
@@ -1055,6 +1134,14 @@ pub fn dispatch_timer<S: TimerServer + ?Sized>(
             _,
         >(params, |params, results| server.sleep(params, results))
         .map(|(results, ())| results),
+        timer::method::SLEEP_UNTIL => {
+            crate::rpc::serve::<
+                crate::capos_capnp::timer::sleep_until_params::Owned,
+                crate::capos_capnp::timer::sleep_until_results::Owned,
+                _,
+            >(params, |params, results| server.sleep_until(params, results))
+            .map(|(results, ())| results)
+        }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
     }
 }
@@ -4243,6 +4330,652 @@ pub fn dispatch_terminal_session<S: TerminalSessionServer + ?Sized>(
                 crate::capos_capnp::terminal_session::read_line_results::Owned,
                 _,
             >(params, |params, results| server.read_line(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Starts threads in the holder's own process: they share its address
+/// space and cap table; each has its own ring (see the ring chapter).
+pub mod thread_spawner {
+    /// The interface id of `ThreadSpawner`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xbe2c91fadea55aa7;
+    /// The schema name of the interface.
+    pub const NAME: &str = "ThreadSpawner";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `ThreadSpawner.spawn`
+        pub const SPAWN: u16 = 0;
+        /// `ThreadSpawner.setTls`
+        pub const SET_TLS: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                SPAWN => Some("spawn"),
+                SET_TLS => Some("setTls"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::thread_spawner::{
+        set_tls_params, set_tls_results, spawn_params, spawn_results,
+    };
+}
+
+/// A typed client for `ThreadSpawner` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct ThreadSpawnerClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> ThreadSpawnerClient<T> {
+    /// A client calling the `ThreadSpawner` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Starts a thread at `entry` with `rdi` = `arg`, `rsi` = the address of
+    /// its ring, `rsp` = `stackTop` and the FS base `tls`. Fails with
+    /// LimitReached past the process's thread limit, BadPointer when `entry`,
+    /// `stackTop` or `tls` is not a user address.
+    ///
+    /// Result caps (`handle`) arrive through the ring; their CapIds are returned.
+    pub fn spawn(
+        &self,
+        entry: u64,
+        arg: u64,
+        stack_top: u64,
+        tls: u64,
+    ) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::thread_spawner::spawn_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            thread_spawner::INTERFACE_ID,
+            thread_spawner::method::SPAWN,
+            |mut params| {
+                params.set_entry(entry);
+                params.set_arg(arg);
+                params.set_stack_top(stack_top);
+                params.set_tls(tls);
+                Ok(())
+            },
+        )?;
+        let handle = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::thread_spawner::spawn_results::Owned, _>(
+            &reply,
+            |_| Ok(handle),
+        )
+    }
+
+    /// Sets the calling thread's FS base (the thread pointer user-space
+    /// runtimes keep per-thread data behind). BadPointer unless a user address.
+    pub fn set_tls(&self, tls: u64) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::thread_spawner::set_tls_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            thread_spawner::INTERFACE_ID,
+            thread_spawner::method::SET_TLS,
+            |mut params| {
+                params.set_tls(tls);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::thread_spawner::set_tls_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `ThreadSpawner`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_thread_spawner`].
+pub trait ThreadSpawnerServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// Starts a thread at `entry` with `rdi` = `arg`, `rsi` = the address of
+    /// its ring, `rsp` = `stackTop` and the FS base `tls`. Fails with
+    /// LimitReached past the process's thread limit, BadPointer when `entry`,
+    /// `stackTop` or `tls` is not a user address.
+    ///
+    /// Returns the result caps (`handle`), in that order; their fields in
+    /// `results` stay null.
+    fn spawn(
+        &mut self,
+        params: crate::capos_capnp::thread_spawner::spawn_params::Reader<'_>,
+        results: crate::capos_capnp::thread_spawner::spawn_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// Sets the calling thread's FS base (the thread pointer user-space
+    /// runtimes keep per-thread data behind). BadPointer unless a user address.
+    fn set_tls(
+        &mut self,
+        params: crate::capos_capnp::thread_spawner::set_tls_params::Reader<'_>,
+        results: crate::capos_capnp::thread_spawner::set_tls_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `ThreadSpawner` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_thread_spawner<S: ThreadSpawnerServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        thread_spawner::method::SPAWN => {
+            crate::rpc::serve::<
+                crate::capos_capnp::thread_spawner::spawn_params::Owned,
+                crate::capos_capnp::thread_spawner::spawn_results::Owned,
+                _,
+            >(params, |params, results| server.spawn(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        thread_spawner::method::SET_TLS => {
+            crate::rpc::serve::<
+                crate::capos_capnp::thread_spawner::set_tls_params::Owned,
+                crate::capos_capnp::thread_spawner::set_tls_results::Owned,
+                _,
+            >(params, |params, results| server.set_tls(params, results))
+            .map(|(results, ())| crate::rpc::Dispatched::without_caps(results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Control of one thread.
+pub mod thread_handle {
+    /// The interface id of `ThreadHandle`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x8f8ab9cc870428d6;
+    /// The schema name of the interface.
+    pub const NAME: &str = "ThreadHandle";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `ThreadHandle.join`
+        pub const JOIN: u16 = 0;
+        /// `ThreadHandle.info`
+        pub const INFO: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                JOIN => Some("join"),
+                INFO => Some("info"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::thread_handle::{
+        info_params, info_results, join_params, join_results,
+    };
+
+    /// Results of [`ThreadHandleClient::join`](super::ThreadHandleClient::join).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct JoinReply {
+        pub value: u64,
+        pub end: crate::capos_capnp::ThreadEnd,
+    }
+}
+
+/// A typed client for `ThreadHandle` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct ThreadHandleClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> ThreadHandleClient<T> {
+    /// A client calling the `ThreadHandle` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Returns once the thread has ended, with its value (0 unless it
+    /// returned). A thread is joined once: a second join fails with BadState.
+    pub fn join(&self) -> Result<thread_handle::JoinReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::thread_handle::join_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            thread_handle::INTERFACE_ID,
+            thread_handle::method::JOIN,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::thread_handle::join_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(thread_handle::JoinReply { value: results.get_value(), end: results.get_end()? })
+            },
+        )
+    }
+
+    /// What the thread is and how much CPU it used.
+    pub fn info(&self) -> Result<ThreadInfo, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::thread_handle::info_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            thread_handle::INTERFACE_ID,
+            thread_handle::method::INFO,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::thread_handle::info_results::Owned, _>(
+            &reply,
+            |results| <ThreadInfo as crate::rpc::SchemaStruct>::read_from(results.get_info()?),
+        )
+    }
+}
+
+/// The server side of `ThreadHandle`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_thread_handle`].
+pub trait ThreadHandleServer {
+    /// Returns once the thread has ended, with its value (0 unless it
+    /// returned). A thread is joined once: a second join fails with BadState.
+    fn join(
+        &mut self,
+        params: crate::capos_capnp::thread_handle::join_params::Reader<'_>,
+        results: crate::capos_capnp::thread_handle::join_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// What the thread is and how much CPU it used.
+    fn info(
+        &mut self,
+        params: crate::capos_capnp::thread_handle::info_params::Reader<'_>,
+        results: crate::capos_capnp::thread_handle::info_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `ThreadHandle` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_thread_handle<S: ThreadHandleServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        thread_handle::method::JOIN => {
+            crate::rpc::serve::<
+                crate::capos_capnp::thread_handle::join_params::Owned,
+                crate::capos_capnp::thread_handle::join_results::Owned,
+                _,
+            >(params, |params, results| server.join(params, results))
+            .map(|(results, ())| results)
+        }
+        thread_handle::method::INFO => {
+            crate::rpc::serve::<
+                crate::capos_capnp::thread_handle::info_params::Owned,
+                crate::capos_capnp::thread_handle::info_results::Owned,
+                _,
+            >(params, |params, results| server.info(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Futex-like parking on 32-bit words of the holder's memory: the basis of
+/// user-space locks. Waiters are keyed by (process, address).
+pub mod park_space {
+    /// The interface id of `ParkSpace`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x801fb67bf8ca5bca;
+    /// The schema name of the interface.
+    pub const NAME: &str = "ParkSpace";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `ParkSpace.wait`
+        pub const WAIT: u16 = 0;
+        /// `ParkSpace.wake`
+        pub const WAKE: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                WAIT => Some("wait"),
+                WAKE => Some("wake"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::park_space::{
+        wait_params, wait_results, wake_params, wake_results,
+    };
+}
+
+/// A typed client for `ParkSpace` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct ParkSpaceClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> ParkSpaceClient<T> {
+    /// A client calling the `ParkSpace` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Parks the calling thread while the word at `addr` holds `expected`
+    /// (checked atomically with respect to `wake`), until a `wake` on `addr`
+    /// or `timeoutNs` (UInt64 max: no timeout). Fails with Misaligned when
+    /// `addr` is not 4-byte aligned, BadPointer when it is not a readable user
+    /// address.
+    pub fn wait(
+        &self,
+        addr: u64,
+        expected: u32,
+        timeout_ns: u64,
+    ) -> Result<crate::capos_capnp::ParkResult, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::park_space::wait_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            park_space::INTERFACE_ID,
+            park_space::method::WAIT,
+            |mut params| {
+                params.set_addr(addr);
+                params.set_expected(expected);
+                params.set_timeout_ns(timeout_ns);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::park_space::wait_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_result()?),
+        )
+    }
+
+    /// Wakes up to `count` threads parked on `addr`, oldest first.
+    pub fn wake(&self, addr: u64, count: u32) -> Result<u32, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::park_space::wake_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            park_space::INTERFACE_ID,
+            park_space::method::WAKE,
+            |mut params| {
+                params.set_addr(addr);
+                params.set_count(count);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::park_space::wake_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_woken()),
+        )
+    }
+}
+
+/// The server side of `ParkSpace`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_park_space`].
+pub trait ParkSpaceServer {
+    /// Parks the calling thread while the word at `addr` holds `expected`
+    /// (checked atomically with respect to `wake`), until a `wake` on `addr`
+    /// or `timeoutNs` (UInt64 max: no timeout). Fails with Misaligned when
+    /// `addr` is not 4-byte aligned, BadPointer when it is not a readable user
+    /// address.
+    fn wait(
+        &mut self,
+        params: crate::capos_capnp::park_space::wait_params::Reader<'_>,
+        results: crate::capos_capnp::park_space::wait_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Wakes up to `count` threads parked on `addr`, oldest first.
+    fn wake(
+        &mut self,
+        params: crate::capos_capnp::park_space::wake_params::Reader<'_>,
+        results: crate::capos_capnp::park_space::wake_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `ParkSpace` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_park_space<S: ParkSpaceServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        park_space::method::WAIT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::park_space::wait_params::Owned,
+                crate::capos_capnp::park_space::wait_results::Owned,
+                _,
+            >(params, |params, results| server.wait(params, results))
+            .map(|(results, ())| results)
+        }
+        park_space::method::WAKE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::park_space::wake_params::Owned,
+                crate::capos_capnp::park_space::wake_results::Owned,
+                _,
+            >(params, |params, results| server.wake(params, results))
+            .map(|(results, ())| results)
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Scheduler control, granted by init; nothing else can change weights.
+pub mod scheduling_policy {
+    /// The interface id of `SchedulingPolicy`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xfec9566f7a42348b;
+    /// The schema name of the interface.
+    pub const NAME: &str = "SchedulingPolicy";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `SchedulingPolicy.setWeight`
+        pub const SET_WEIGHT: u16 = 0;
+        /// `SchedulingPolicy.cpuStats`
+        pub const CPU_STATS: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                SET_WEIGHT => Some("setWeight"),
+                CPU_STATS => Some("cpuStats"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::scheduling_policy::{
+        cpu_stats_params, cpu_stats_results, set_weight_params, set_weight_results,
+    };
+
+    /// Results of [`SchedulingPolicyClient::cpu_stats`](super::SchedulingPolicyClient::cpu_stats).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct CpuStatsReply {
+        pub online: bool,
+        pub timer_interrupts: u64,
+        pub switches: u64,
+        pub steals: u64,
+    }
+}
+
+/// A typed client for `SchedulingPolicy` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct SchedulingPolicyClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> SchedulingPolicyClient<T> {
+    /// A client calling the `SchedulingPolicy` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The CALL transfers one ThreadHandle; its thread gets `weight`
+    /// (1..=1024, default 16): its share of a busy CPU is proportional to it.
+    pub fn set_weight(&self, weight: u32) -> Result<(), crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::scheduling_policy::set_weight_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                scheduling_policy::INTERFACE_ID,
+                scheduling_policy::method::SET_WEIGHT,
+                |mut params| {
+                    params.set_weight(weight);
+                    Ok(())
+                },
+            )?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::scheduling_policy::set_weight_results::Owned,
+            _,
+        >(&reply, |_| Ok(()))
+    }
+
+    /// Counters of CPU `cpu` since boot.
+    pub fn cpu_stats(
+        &self,
+        cpu: u32,
+    ) -> Result<scheduling_policy::CpuStatsReply, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::scheduling_policy::cpu_stats_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                scheduling_policy::INTERFACE_ID,
+                scheduling_policy::method::CPU_STATS,
+                |mut params| {
+                    params.set_cpu(cpu);
+                    Ok(())
+                },
+            )?;
+        crate::rpc::read_results::<crate::capos_capnp::scheduling_policy::cpu_stats_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(scheduling_policy::CpuStatsReply {
+                    online: results.get_online(),
+                    timer_interrupts: results.get_timer_interrupts(),
+                    switches: results.get_switches(),
+                    steals: results.get_steals(),
+                })
+            },
+        )
+    }
+}
+
+/// The server side of `SchedulingPolicy`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_scheduling_policy`].
+pub trait SchedulingPolicyServer {
+    /// The CALL transfers one ThreadHandle; its thread gets `weight`
+    /// (1..=1024, default 16): its share of a busy CPU is proportional to it.
+    fn set_weight(
+        &mut self,
+        params: crate::capos_capnp::scheduling_policy::set_weight_params::Reader<'_>,
+        results: crate::capos_capnp::scheduling_policy::set_weight_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Counters of CPU `cpu` since boot.
+    fn cpu_stats(
+        &mut self,
+        params: crate::capos_capnp::scheduling_policy::cpu_stats_params::Reader<'_>,
+        results: crate::capos_capnp::scheduling_policy::cpu_stats_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `SchedulingPolicy` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_scheduling_policy<S: SchedulingPolicyServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    match method {
+        scheduling_policy::method::SET_WEIGHT => {
+            crate::rpc::serve::<
+                crate::capos_capnp::scheduling_policy::set_weight_params::Owned,
+                crate::capos_capnp::scheduling_policy::set_weight_results::Owned,
+                _,
+            >(params, |params, results| server.set_weight(params, results))
+            .map(|(results, ())| results)
+        }
+        scheduling_policy::method::CPU_STATS => {
+            crate::rpc::serve::<
+                crate::capos_capnp::scheduling_policy::cpu_stats_params::Owned,
+                crate::capos_capnp::scheduling_policy::cpu_stats_results::Owned,
+                _,
+            >(params, |params, results| server.cpu_stats(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),

@@ -12,12 +12,16 @@ pub mod entropy;
 pub mod ipc_manager;
 pub mod log;
 pub mod notification;
+pub mod park_space;
 pub mod process_handle;
 pub mod process_spawner;
 pub mod process_table;
 pub mod revocable;
+pub mod scheduling_policy;
 pub mod system_info;
 pub mod terminal;
+pub mod thread_handle;
+pub mod thread_spawner;
 pub mod timer;
 pub mod virtual_memory;
 pub mod wall_clock;
@@ -57,6 +61,8 @@ impl CapEntry {
 pub struct CallContext<'a> {
     /// The calling process.
     pub caller: &'a Arc<Process>,
+    /// The calling thread (its ring takes the completion).
+    pub thread: &'a Arc<crate::sched::Thread>,
     /// The SQE's user data, echoed in the completion.
     pub user_data: u64,
     /// Results buffer (validated writable before the call is performed).
@@ -77,6 +83,7 @@ impl CallContext<'_> {
     pub fn pending(&self) -> crate::ring::PendingCall {
         crate::ring::PendingCall {
             process: Arc::downgrade(self.caller),
+            thread: Arc::downgrade(self.thread),
             user_data: self.user_data,
             results_addr: self.results_addr,
             results_len: self.results_len,
@@ -146,7 +153,7 @@ pub mod exception {
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 13] = [
+    let objects: [(&str, Arc<dyn CapObject>); 16] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -160,6 +167,9 @@ pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
         ("boot", Arc::new(boot_package::KernelBootPackage)),
         ("terminal", Arc::new(terminal::KernelTerminal)),
         ("processes", Arc::new(process_table::KernelProcessTable)),
+        ("threads", Arc::new(thread_spawner::KernelThreadSpawner)),
+        ("park", Arc::new(park_space::KernelParkSpace)),
+        ("sched", Arc::new(scheduling_policy::KernelSchedulingPolicy)),
     ];
     objects
         .into_iter()
@@ -206,6 +216,11 @@ pub trait CapObject: Send + Sync {
     /// The endpoint this is the serving side of (RECV and RETURN work only
     /// on such caps).
     fn endpoint(&self) -> Option<&Arc<endpoint::Endpoint>> {
+        None
+    }
+
+    /// The thread this is a handle of (`SchedulingPolicy` takes such caps).
+    fn thread(&self) -> Option<&Arc<crate::sched::Thread>> {
         None
     }
 

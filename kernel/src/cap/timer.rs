@@ -12,8 +12,8 @@ use crate::ring::PendingCall;
 pub struct KernelTimer;
 
 struct Server {
-    /// Set by `sleep`: how long the call must wait before it completes.
-    sleep_ns: Cell<Option<u64>>,
+    /// Set by `sleep` and `sleepUntil`: the TSC deadline of the call.
+    deadline: Cell<Option<u64>>,
 }
 
 impl TimerServer for Server {
@@ -31,7 +31,20 @@ impl TimerServer for Server {
         params: timer::sleep_params::Reader<'_>,
         _results: timer::sleep_results::Builder<'_>,
     ) -> Result<(), ServerError> {
-        self.sleep_ns.set(Some(params.get_ns()));
+        // Rounded up to the next TSC tick so the sleep never ends early.
+        let deadline = crate::time::now_tsc()
+            .saturating_add(crate::time::ns_to_tsc(params.get_ns()))
+            .saturating_add(1);
+        self.deadline.set(Some(deadline));
+        Ok(())
+    }
+
+    fn sleep_until(
+        &mut self,
+        params: timer::sleep_until_params::Reader<'_>,
+        _results: timer::sleep_until_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        self.deadline.set(Some(crate::arch::x86_64::tsc::tsc_at_nanos(params.get_deadline_ns())));
         Ok(())
     }
 }
@@ -57,17 +70,14 @@ impl CapObject for KernelTimer {
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        let mut server = Server { sleep_ns: Cell::new(None) };
+        let mut server = Server { deadline: Cell::new(None) };
         match dispatch_timer(&mut server, method, params) {
-            Ok(results) => match server.sleep_ns.get() {
-                Some(ns) => {
-                    // Rounded up to the tick so the sleep never ends early.
-                    let deadline = crate::time::now_tsc()
-                        .saturating_add(crate::time::ns_to_tsc(ns))
-                        .saturating_add(1);
+            Ok(results) => match server.deadline.get() {
+                Some(deadline) if deadline > crate::time::now_tsc() => {
                     crate::time::complete_at(deadline, ctx.pending());
                     CallOutcome::Pending
                 }
+                Some(_) => CallOutcome::done(results),
                 None => CallOutcome::done(results),
             },
             Err(e) => failure(e),

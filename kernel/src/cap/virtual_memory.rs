@@ -1,5 +1,7 @@
 //! `VirtualMemory`: map and unmap anonymous memory in the caller's own
-//! address space, inside the window reserved for it.
+//! address space, inside the window reserved for it. An unmap shoots down
+//! the TLBs of the other CPUs running the caller's threads before the
+//! frames are freed.
 
 use capos_schema::capos_capnp::virtual_memory;
 use capos_schema::{dispatch_virtual_memory, ServerError, VirtualMemoryServer};
@@ -91,11 +93,21 @@ impl VirtualMemoryServer for Server<'_> {
     ) -> Result<(), ServerError> {
         let (addr, bytes) = (params.get_addr(), params.get_bytes());
         let pages = check(addr, bytes)?;
-        let mut space = self.ctx.caller.space.lock();
-        let space = space
-            .as_mut()
-            .ok_or_else(|| ServerError::exception(exception::BAD_STATE, "process is exiting"))?;
-        space.unmap(addr, pages);
+        let freed = {
+            let mut space = self.ctx.caller.space.lock();
+            let space = space.as_mut().ok_or_else(|| {
+                ServerError::exception(exception::BAD_STATE, "process is exiting")
+            })?;
+            space.unmap_keep_frames(addr, pages)
+        };
+        // Other threads of the caller may run on other CPUs with the old
+        // translations cached: they flush before the frames are reused.
+        if !freed.is_empty() {
+            crate::arch::x86_64::tlb::shootdown(&crate::sched::cpus_running(self.ctx.caller));
+        }
+        for frame in freed {
+            let _ = crate::mem::frames::free(frame);
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! Every page mapped in the lower half belongs to the address space: dropping
 //! it returns every user frame and every page-table frame.
 
+use alloc::vec::Vec;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::TranslateResult;
 use x86_64::structures::paging::{
@@ -159,16 +160,28 @@ impl AddressSpace {
     }
 
     /// Unmaps `count` pages at `vaddr` and frees their frames; pages that are
-    /// not mapped are skipped.
+    /// not mapped are skipped. Only for an address space no other CPU runs
+    /// in (others use [`AddressSpace::unmap_keep_frames`] and a shootdown).
     pub fn unmap(&mut self, vaddr: u64, count: u64) {
+        for frame in self.unmap_keep_frames(vaddr, count) {
+            let _ = frames::free(frame);
+        }
+    }
+
+    /// Unmaps `count` pages at `vaddr` (flushing this CPU's TLB) and returns
+    /// their frames, which the caller frees once no CPU can still reach
+    /// them through a stale TLB entry.
+    pub fn unmap_keep_frames(&mut self, vaddr: u64, count: u64) -> Vec<u64> {
+        let mut freed = Vec::new();
         for i in 0..count {
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr + i * PAGE_SIZE));
             if let Ok((frame, flush)) = self.mapper.unmap(page) {
                 flush.flush();
-                let _ = frames::free(frame.start_address().as_u64());
+                freed.push(frame.start_address().as_u64());
                 self.pages -= 1;
             }
         }
+        freed
     }
 
     /// Whether any page in `count` pages at `vaddr` is mapped.

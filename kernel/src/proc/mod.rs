@@ -1,13 +1,17 @@
-//! Processes: address space, cap table, ring, exit state.
+//! Processes: address space, cap table, threads, exit state.
 //!
-//! A process is torn down by its own thread: `exit`, a fault, or a kill
-//! request (noticed on the way back to user mode) all end in [`terminate`],
-//! which drops every cap, frees the address space (ring, stack and startup
-//! page included), completes the waiters on its `ProcessHandle`s, and ends
-//! the thread.
+//! A process has one or more threads (see [`thread`]); each has its own
+//! ring. `exit`, a kill request or the end of the last thread ends the
+//! process: every thread ends itself on its way back to user mode (a kill
+//! wakes the blocked ones and interrupts the running ones), and once the
+//! last has left its CPU, [`teardown`] drops every cap, frees the address
+//! space (rings, stacks and startup page included) and completes the
+//! waiters on its `ProcessHandle`s. A thread's own `thread_exit` or fault
+//! ends only that thread, unless it is the last.
 
 pub mod elf_load;
 pub mod spawn;
+pub mod thread;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -17,7 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::cap::{CapEntry, CapTable};
 use crate::mem::address_space::AddressSpace;
-use crate::ring::{PendingCall, RingState};
+use crate::ring::PendingCall;
 use crate::sched::{self, Thread};
 use crate::sync::IrqLock;
 
@@ -62,6 +66,8 @@ impl ExitCause {
 pub struct ExitState {
     /// Set once the process ended.
     pub cause: Option<ExitCause>,
+    /// Why the process is ending (`exit` or a kill), while its threads end.
+    pub requested: Option<ExitCause>,
     /// `ProcessHandle.wait` calls to complete at exit.
     pub waiters: Vec<PendingCall>,
 }
@@ -78,18 +84,16 @@ pub struct Process {
     pub space: IrqLock<Option<AddressSpace>>,
     /// Capability table.
     pub caps: IrqLock<CapTable>,
-    /// Kernel side of the submission/completion ring.
-    pub ring: IrqLock<RingState>,
-    /// The thread blocked in `cap_enter`, if any.
-    pub waiter: IrqLock<Option<Arc<Thread>>>,
     /// Exit status.
     pub exit: IrqLock<ExitState>,
-    /// Kill requested; honoured on the way back to user mode.
+    /// Kill requested; honoured by each thread on the way back to user mode.
     pub kill_requested: AtomicBool,
-    /// The process's thread (owned here until the process ends; the thread
-    /// refers back to the process, so `terminate` breaks the cycle).
-    pub thread: IrqLock<Option<Arc<Thread>>>,
-    /// TSC ticks its threads ran on a CPU (charged at each switch).
+    /// Set once the process is torn down.
+    pub ended: AtomicBool,
+    /// Live threads (owned here until each is reaped; a thread refers back
+    /// to the process, so reaping breaks the cycle).
+    pub threads: IrqLock<thread::ThreadSet>,
+    /// TSC ticks its threads ran on a CPU (charged with each thread's).
     pub cpu_ticks: AtomicU64,
 }
 
@@ -130,62 +134,60 @@ impl Process {
         }
     }
 
-    /// Whether the process has begun to end (its ring is closed): it can take
-    /// no more completions.
+    /// Whether the process has ended (it can take no more completions).
     pub fn exit_started(&self) -> bool {
-        !self.ring.lock().is_open()
+        self.ended.load(Ordering::Acquire)
     }
 
-    /// CPU time used so far, in ns, as charged at each switch (a slice
-    /// still running is not in it yet).
+    /// CPU time its threads used so far, in ns, as charged by the scheduler
+    /// (a slice still running is not in it yet).
     pub fn cpu_ns(&self) -> u64 {
         crate::arch::x86_64::tsc::ticks_to_ns(self.cpu_ticks.load(Ordering::Relaxed))
     }
 
-    /// `ps` state: running, ready, blocked or exiting.
+    /// `ps` state: `running` if a thread is on a CPU, else `ready` if one
+    /// waits for a CPU, else `blocked`; `exiting` once it is ending.
     pub fn state_name(&self) -> &'static str {
-        if self.exit_started() {
+        if self.exit_started() || self.kill_requested.load(Ordering::Acquire) {
             return "exiting";
         }
-        match self.thread.lock().as_ref() {
-            Some(t) => sched::state_name(t),
-            None => "exiting",
-        }
+        let states: Vec<&'static str> =
+            self.threads.lock().live.iter().map(|t| sched::state_name(t)).collect();
+        ["running", "ready", "blocked"]
+            .into_iter()
+            .find(|s| states.contains(s))
+            .unwrap_or("exiting")
     }
 
-    /// Asks the process to end; it does so on its next return to user mode.
-    pub fn request_kill(&self) {
+    /// Asks the process to end with `cause` (the first request wins): every
+    /// thread ends on its next way back to user mode; blocked threads are
+    /// woken and running ones interrupted for it.
+    pub fn request_exit(&self, cause: ExitCause) {
+        {
+            let mut exit = self.exit.lock();
+            if exit.requested.is_none() {
+                exit.requested = Some(cause);
+            }
+        }
         self.kill_requested.store(true, Ordering::Release);
-        let thread = self.thread.lock().clone();
-        if let Some(t) = thread {
-            sched::wake(&t);
+        let threads: Vec<Arc<Thread>> = self.threads.lock().live.clone();
+        for t in &threads {
+            sched::wake(t);
+            sched::kick(t);
         }
+    }
+
+    /// Asks the process to end as killed.
+    pub fn request_kill(&self) {
+        self.request_exit(ExitCause::Killed);
     }
 }
 
-/// Ends the current process with `cause` and never returns. Must run on the
-/// process's own thread with interrupts off. Takes the caller's reference:
-/// nothing on this stack is ever dropped once the thread is gone.
-pub fn terminate_current(process: Arc<Process>, cause: ExitCause) -> ! {
-    terminate(&process, cause);
-    drop(process);
-    sched::exit_current()
-}
-
-/// Releases everything `process` holds and records its exit.
-fn terminate(process: &Arc<Process>, cause: ExitCause) {
+/// Releases everything `process` holds and records its exit. Runs once the
+/// last thread has left its CPU (from the scheduler's reaper).
+fn teardown(process: &Arc<Process>, cause: ExitCause) {
     match &cause {
-        ExitCause::Fault { name, vector, rip, addr } => {
-            crate::console!(
-                "proc: {} (pid {}) killed by {} (vector {}) at rip={:#x} addr={:#x}",
-                process.name,
-                process.pid,
-                name,
-                vector,
-                rip,
-                addr
-            );
-        }
+        ExitCause::Fault { .. } => {}
         ExitCause::Killed => {
             crate::kinfo!("proc", "{} (pid {}) killed", process.name, process.pid);
         }
@@ -199,18 +201,12 @@ fn terminate(process: &Arc<Process>, cause: ExitCause) {
             );
         }
     }
+    process.ended.store(true, Ordering::Release);
     // Caps first: dropping them may release other objects.
     let caps: Vec<CapEntry> = process.caps.lock().drain_all().collect();
     drop(caps);
-    *process.waiter.lock() = None;
-    // The running thread stays alive through the CPU's `current` slot until
-    // the scheduler reaps it.
-    *process.thread.lock() = None;
-    // Frees every user frame, the ring and the page tables (switching this
-    // CPU to the kernel's tables first).
-    // Close the ring first: a completion posted from another CPU must not
-    // write into ring frames that are about to be freed.
-    process.ring.lock().close();
+    // Frees every user frame, the rings and the page tables. No CPU runs in
+    // this address space any more: every thread has been switched away from.
     let space = process.space.lock().take();
     let pages = space.as_ref().map_or(0, AddressSpace::pages);
     drop(space);
@@ -229,9 +225,16 @@ fn terminate(process: &Arc<Process>, cause: ExitCause) {
     }
 }
 
-/// On the way back to user mode: honour a pending kill.
+/// On the way back to user mode: honour a pending kill by ending the
+/// calling thread.
 pub fn check_kill(process: Arc<Process>) {
     if process.kill_requested.load(Ordering::Acquire) {
-        terminate_current(process, ExitCause::Killed);
+        thread::exit_current(process, ExitCause::Killed);
     }
+}
+
+/// `exit(code)`: ends the whole process; the calling thread ends at once.
+pub fn exit_current_process(process: Arc<Process>, code: i64) -> ! {
+    process.request_exit(ExitCause::Exited(code));
+    thread::exit_current(process, ExitCause::Exited(code))
 }

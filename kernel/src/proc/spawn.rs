@@ -4,28 +4,22 @@
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::mem::offset_of;
 use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicU64;
 
 use capos_abi::{
-    ring_layout, CapSetEntry, RingHeader, StartupHeader, CAPSET_ENTRY_SIZE, MAX_CAPSET, RING_ADDR,
+    ring_layout, CapSetEntry, StartupHeader, CAPSET_ENTRY_SIZE, MAX_CAPSET, RING_ADDR,
     STARTUP_HEADER_SIZE, STARTUP_MAGIC, STARTUP_PAGE_ADDR, STARTUP_PAGE_SIZE, STARTUP_VERSION,
     USER_STACK_PAGES, USER_STACK_TOP,
 };
 
+use super::thread::{make_ring, write_phys, ThreadSet, UserThread, CQ_ENTRIES, SQ_ENTRIES};
 use super::{elf_load, next_pid, register, ExitState, Process};
 use crate::cap::{CapEntry, CapTable};
 use crate::mem::address_space::AddressSpace;
-use crate::mem::{phys_to_virt, PAGE_SIZE};
-use crate::ring::{RingState, MAX_RING_PAGES};
-use crate::sched;
+use crate::mem::PAGE_SIZE;
+use crate::sched::{self, UserStart};
 use crate::sync::IrqLock;
-
-/// Submission queue entries per process.
-pub const SQ_ENTRIES: u32 = 64;
-/// Completion queue entries per process.
-pub const CQ_ENTRIES: u32 = 128;
 /// Bytes of arguments a process may receive.
 pub const MAX_ARGS_BYTES: usize = 1024;
 
@@ -98,32 +92,9 @@ pub fn spawn(
     let stack_bottom = USER_STACK_TOP - USER_STACK_PAGES * PAGE_SIZE;
     space.map_new(stack_bottom, USER_STACK_PAGES, true, false).map_err(|_| SpawnError::NoMemory)?;
 
-    // Ring.
+    // The first thread's ring.
     let layout = ring_layout(SQ_ENTRIES, CQ_ENTRIES).expect("ring geometry constants are valid");
-    let ring_pages = layout.total_bytes as u64 / PAGE_SIZE;
-    assert!(ring_pages as usize <= MAX_RING_PAGES, "ring fits MAX_RING_PAGES");
-    space.map_new(RING_ADDR, ring_pages, true, false).map_err(|_| SpawnError::NoMemory)?;
-    let frames: Vec<u64> = (0..ring_pages)
-        .map(|i| space.translate_any(RING_ADDR + i * PAGE_SIZE).expect("ring page mapped above"))
-        .collect();
-    let header = RingHeader {
-        sq_head: 0,
-        sq_tail: 0,
-        cq_head: 0,
-        cq_tail: 0,
-        sq_entries: SQ_ENTRIES,
-        cq_entries: CQ_ENTRIES,
-        sq_mask: SQ_ENTRIES - 1,
-        cq_mask: CQ_ENTRIES - 1,
-        flags: 0,
-        cq_overflow: 0,
-        sqe_offset: layout.sqe_offset,
-        cqe_offset: layout.cqe_offset,
-        reserved: [0; 4],
-    };
-    write_phys(frames[0], 0, &header_bytes(&header));
-    let ring =
-        RingState::new(&frames, SQ_ENTRIES, CQ_ENTRIES, layout.sqe_offset, layout.cqe_offset);
+    let ring = make_ring(&mut space, RING_ADDR).map_err(|_| SpawnError::NoMemory)?;
 
     // Caps, then the startup page naming them.
     let mut caps = CapTable::new();
@@ -168,17 +139,17 @@ pub fn spawn(
         parent,
         space: IrqLock::new(Some(space)),
         caps: IrqLock::new(caps),
-        ring: IrqLock::new(ring),
-        waiter: IrqLock::new(None),
         exit: IrqLock::new(ExitState::default()),
         kill_requested: AtomicBool::new(false),
-        thread: IrqLock::new(None),
+        ended: AtomicBool::new(false),
+        threads: IrqLock::new(ThreadSet::new()),
         cpu_ticks: AtomicU64::new(0),
     });
-    let thread =
-        sched::spawn_user(process.clone(), entry, USER_STACK_TOP).ok_or(SpawnError::NoMemory)?;
+    let start = UserStart { entry, rsp: USER_STACK_TOP, rdi: 0, rsi: RING_ADDR, fs_base: 0 };
+    let thread = sched::spawn_user(process.clone(), start, UserThread::new(0, ring))
+        .ok_or(SpawnError::NoMemory)?;
     register(&process);
-    *process.thread.lock() = Some(thread.clone());
+    process.threads.lock().live.push(thread.clone());
     sched::start(thread.clone());
     crate::kinfo!(
         "proc",
@@ -187,38 +158,8 @@ pub fn spawn(
         process.pid,
         parent,
         thread.tid,
-        thread.cpu,
+        thread.cpu(),
         entry
     );
     Ok(process)
-}
-
-fn header_bytes(h: &RingHeader) -> [u8; 64] {
-    let mut b = [0u8; 64];
-    let fields = [
-        (offset_of!(RingHeader, sq_entries), h.sq_entries),
-        (offset_of!(RingHeader, cq_entries), h.cq_entries),
-        (offset_of!(RingHeader, sq_mask), h.sq_mask),
-        (offset_of!(RingHeader, cq_mask), h.cq_mask),
-        (offset_of!(RingHeader, flags), h.flags),
-        (offset_of!(RingHeader, sqe_offset), h.sqe_offset),
-        (offset_of!(RingHeader, cqe_offset), h.cqe_offset),
-    ];
-    for (off, v) in fields {
-        b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    }
-    b
-}
-
-fn write_phys(frame: u64, offset: usize, bytes: &[u8]) {
-    assert!(offset + bytes.len() <= PAGE_SIZE as usize, "write stays inside one frame");
-    // SAFETY: `frame` is a fresh frame of the new address space, reached
-    // through the direct map; the write stays inside it (asserted).
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            (phys_to_virt(frame) as *mut u8).add(offset),
-            bytes.len(),
-        )
-    };
 }

@@ -1,19 +1,26 @@
-//! The scheduler: per-CPU run queues, round robin, preemption on the timer
-//! tick when the CPU runs user code or idles.
+//! The scheduler: per-CPU run queues with weighted fair queuing, work
+//! stealing, and a direct hand-off to the thread an IPC completion wakes.
 //!
-//! Threads stay on the CPU they were placed on at creation (chosen to balance
-//! the queues). The kernel itself is not preemptible: it runs with interrupts
-//! off except in the idle loop, so a switch happens only when a thread blocks
-//! or exits, or when the timer interrupts user mode or the idle loop.
+//! Each thread has a virtual runtime: the CPU time it used, scaled by
+//! `DEFAULT_WEIGHT / weight`. A CPU runs the queued thread with the smallest
+//! virtual runtime; the running one is preempted once it had its slice (the
+//! latency target shared out by weight, at least the minimum granularity)
+//! and another queued thread is behind it in virtual time. So over any busy
+//! stretch, threads get CPU time in proportion to their weights.
+//! `docs/src/scheduler.md` gives the rules and invariants.
+//!
+//! The kernel itself is not preemptible: it runs with interrupts off except
+//! in the idle loop, so a switch happens only when a thread blocks or exits,
+//! or when an interrupt (the slice timer, a wake-up IPI) arrives in user
+//! mode or in the idle loop.
 //!
 //! Blocking never loses a wake-up: a thread that is woken while still running
 //! records the wake-up and its next block returns at once.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::x86_64::context::{self, FpuState, SWITCH_FRAME_WORDS};
 use crate::arch::x86_64::percpu::{self, MAX_CPUS};
@@ -39,6 +46,22 @@ pub enum State {
 struct SchedState {
     state: State,
     wake_pending: bool,
+    weight: u32,
+    /// Virtual runtime in weighted TSC ticks; while the thread is on no
+    /// CPU's queue (migrating), relative to the queue's `min_vruntime`.
+    vruntime: u64,
+}
+
+pub use capos_lib::sched::{DEFAULT_WEIGHT, MAX_WEIGHT, MIN_WEIGHT};
+
+/// A thread's weight.
+pub fn weight_of(thread: &Thread) -> u32 {
+    thread.sched.lock().weight
+}
+
+/// Sets a thread's weight (`MIN_WEIGHT..=MAX_WEIGHT`, checked by the caller).
+pub fn set_weight(thread: &Thread, weight: u32) {
+    thread.sched.lock().weight = weight.clamp(MIN_WEIGHT, MAX_WEIGHT);
 }
 
 /// A kernel-scheduled thread of a process (or a CPU's idle thread).
@@ -47,12 +70,25 @@ pub struct Thread {
     pub tid: u64,
     /// Owning process (`None` for idle threads).
     pub process: Option<Arc<Process>>,
-    /// CPU whose run queue holds this thread.
-    pub cpu: u32,
+    /// CPU whose run queue holds this thread (changes only while the
+    /// thread is on no queue and on no CPU, or under the queue's lock).
+    cpu: AtomicU32,
     stack: Option<KernelStack>,
     saved_rsp: UnsafeCell<u64>,
     fpu: Option<UnsafeCell<FpuState>>,
+    /// User FS base, loaded whenever the thread gets a CPU. Set at spawn
+    /// and by `ThreadSpawner.setTls` ([`set_fs_base`]) only.
+    fs_base: UnsafeCell<u64>,
     sched: IrqLock<SchedState>,
+    /// The user-thread part: ring, end state (`None` for idle threads).
+    pub user: Option<crate::proc::thread::UserThread>,
+    /// TSC ticks spent on a CPU.
+    cpu_ticks: AtomicU64,
+    /// Set from the moment a CPU picks the thread until that CPU has
+    /// switched to another context: while set, its kernel stack is in use
+    /// and no other CPU may take it (it may already be queued again, woken
+    /// while blocking or preempted).
+    on_cpu: AtomicBool,
 }
 
 // SAFETY: `saved_rsp` and `fpu` are touched only by the CPU switching the
@@ -65,6 +101,16 @@ impl Thread {
     /// Whether this is a CPU's idle thread.
     pub fn is_idle(&self) -> bool {
         self.process.is_none()
+    }
+
+    /// The CPU whose run queue holds (or last held) the thread.
+    pub fn cpu(&self) -> u32 {
+        self.cpu.load(Ordering::Relaxed)
+    }
+
+    /// CPU time used so far, in TSC ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.cpu_ticks.load(Ordering::Relaxed)
     }
 }
 
@@ -81,13 +127,111 @@ impl Drop for Thread {
 struct CpuQueue {
     current: Option<Arc<Thread>>,
     idle: Option<Arc<Thread>>,
-    queue: VecDeque<Arc<Thread>>,
+    /// Runnable threads waiting for this CPU (unordered; the pick scans it).
+    queue: Vec<Arc<Thread>>,
+    /// A thread woken by a completion: it runs next (direct hand-off).
+    next: Option<Arc<Thread>>,
+    /// Lower bound of the virtual runtimes here; never decreases.
+    min_vruntime: u64,
     /// A dead thread switched away from; dropped by the next context.
     reap: Option<Arc<Thread>>,
+    /// The thread switched away from, whose `on_cpu` the next context
+    /// clears once it runs on its own stack.
+    switched_from: Option<Arc<Thread>>,
+    /// TSC when `current` got the CPU (or was last charged).
+    run_start: u64,
+    /// TSC when `current`'s slice began.
+    slice_start: u64,
+}
+
+impl CpuQueue {
+    /// Runnable threads here, the running one included (idle excluded).
+    fn nr_running(&self) -> usize {
+        self.queue.len() + usize::from(self.current.as_ref().is_some_and(|c| !c.is_idle()))
+    }
+
+    /// Charges the running thread for the time since `run_start`.
+    fn update_current(&mut self, now: u64) {
+        let delta = now.saturating_sub(self.run_start);
+        self.run_start = now;
+        let Some(cur) = self.current.as_ref() else { return };
+        if cur.is_idle() {
+            return;
+        }
+        cur.cpu_ticks.fetch_add(delta, Ordering::Relaxed);
+        if let Some(p) = &cur.process {
+            p.cpu_ticks.fetch_add(delta, Ordering::Relaxed);
+        }
+        let mut s = cur.sched.lock();
+        s.vruntime = s.vruntime.saturating_add(capos_lib::sched::vruntime_delta(delta, s.weight));
+        let v = s.vruntime;
+        drop(s);
+        self.advance_min(Some(v));
+    }
+
+    /// Moves `min_vruntime` up to the smallest virtual runtime here.
+    fn advance_min(&mut self, running: Option<u64>) {
+        let queued = self.queue.iter().map(|t| t.sched.lock().vruntime).min();
+        let least = match (running, queued) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(self.min_vruntime),
+        };
+        self.min_vruntime = self.min_vruntime.max(least);
+    }
+
+    /// Takes the thread to run next: the hand-off thread if it is still
+    /// queued here, else the one with the least virtual runtime.
+    fn pick(&mut self) -> Option<Arc<Thread>> {
+        if let Some(n) = self.next.take() {
+            if let Some(i) = self.queue.iter().position(|t| Arc::ptr_eq(t, &n)) {
+                return Some(self.queue.swap_remove(i));
+            }
+        }
+        let i = self
+            .queue
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, t)| t.sched.lock().vruntime)
+            .map(|(i, _)| i)?;
+        Some(self.queue.swap_remove(i))
+    }
+
+    /// The slice the running thread gets: the latency target shared by
+    /// weight among the runnable threads, at least the minimum granularity.
+    fn slice(&self) -> u64 {
+        let weight_of = |t: &Arc<Thread>| t.sched.lock().weight as u64;
+        let mine =
+            self.current.as_ref().filter(|c| !c.is_idle()).map_or(DEFAULT_WEIGHT as u64, weight_of);
+        let total: u64 = mine + self.queue.iter().map(weight_of).sum::<u64>();
+        capos_lib::sched::slice(latency_ticks(), min_granularity_ticks(), mine, total)
+    }
+}
+
+/// Latency target: every runnable thread of a CPU runs within this period.
+pub const LATENCY_NS: u64 = 12_000_000;
+/// Minimum granularity: no slice is shorter.
+pub const MIN_GRANULARITY_NS: u64 = 1_500_000;
+
+fn latency_ticks() -> u64 {
+    crate::time::ns_to_tsc(LATENCY_NS)
+}
+
+fn min_granularity_ticks() -> u64 {
+    crate::time::ns_to_tsc(MIN_GRANULARITY_NS)
 }
 
 static QUEUES: [IrqLock<CpuQueue>; MAX_CPUS] = [const {
-    IrqLock::new(CpuQueue { current: None, idle: None, queue: VecDeque::new(), reap: None })
+    IrqLock::new(CpuQueue {
+        current: None,
+        idle: None,
+        queue: Vec::new(),
+        next: None,
+        min_vruntime: 0,
+        reap: None,
+        switched_from: None,
+        run_start: 0,
+        slice_start: 0,
+    })
 }; MAX_CPUS];
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
@@ -100,11 +244,20 @@ pub fn init_cpu() {
     let idle = Arc::new(Thread {
         tid: 0,
         process: None,
-        cpu,
+        cpu: AtomicU32::new(cpu),
         stack: None,
         saved_rsp: UnsafeCell::new(0),
         fpu: None,
-        sched: IrqLock::new(SchedState { state: State::Running, wake_pending: false }),
+        fs_base: UnsafeCell::new(0),
+        sched: IrqLock::new(SchedState {
+            state: State::Running,
+            wake_pending: false,
+            weight: DEFAULT_WEIGHT,
+            vruntime: 0,
+        }),
+        user: None,
+        cpu_ticks: AtomicU64::new(0),
+        on_cpu: AtomicBool::new(true),
     });
     let mut q = QUEUES[cpu as usize].lock();
     q.current = Some(idle.clone());
@@ -131,14 +284,32 @@ fn pick_cpu() -> u32 {
     // Least loaded, ties broken round robin.
     (0..online.len())
         .map(|i| online[(start + i) % online.len()])
-        .min_by_key(|&c| QUEUES[c as usize].lock().queue.len())
+        .min_by_key(|&c| QUEUES[c as usize].lock().nr_running())
         .unwrap_or(0)
 }
 
-/// Creates a user thread of `process` that enters user mode at `entry` with
-/// stack `user_rsp`. It runs once passed to [`start`] (after the caller has
-/// recorded it, so it cannot finish before being known).
-pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Arc<Thread>> {
+/// Where a new user thread starts: `rip`, `rsp`, `rdi`, `rsi` and FS base.
+pub struct UserStart {
+    /// Entry point.
+    pub entry: u64,
+    /// Initial stack pointer.
+    pub rsp: u64,
+    /// First argument register.
+    pub rdi: u64,
+    /// Second argument register.
+    pub rsi: u64,
+    /// FS base.
+    pub fs_base: u64,
+}
+
+/// Creates a user thread of `process` that enters user mode as `start`
+/// says. It runs once passed to [`start`] (after the caller has recorded
+/// it, so it cannot finish before being known).
+pub fn spawn_user(
+    process: Arc<Process>,
+    start: UserStart,
+    user: crate::proc::thread::UserThread,
+) -> Option<Arc<Thread>> {
     let stack = stacks::alloc(stacks::KERNEL_STACK_PAGES)?;
     let top = stack.top().as_u64();
     let frame_words = core::mem::size_of::<TrapFrame>() / 8;
@@ -153,63 +324,124 @@ pub fn spawn_user(process: Arc<Process>, entry: u64, user_rsp: u64) -> Option<Ar
     words[7] = context::thread_start as *const () as u64;
     // SAFETY: the trap frame follows the switch frame, 8-aligned.
     let frame = unsafe { &mut *((base + SWITCH_FRAME_WORDS as u64 * 8) as *mut TrapFrame) };
-    frame.rip = entry;
+    frame.rip = start.entry;
     frame.cs = gdt::USER_CS as u64;
     frame.rflags = 0x202;
-    frame.rsp = user_rsp;
+    frame.rsp = start.rsp;
     frame.ss = gdt::USER_DS as u64;
+    frame.rdi = start.rdi;
+    frame.rsi = start.rsi;
     let thread = Arc::new(Thread {
         tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
         process: Some(process),
-        cpu: pick_cpu(),
+        cpu: AtomicU32::new(pick_cpu()),
         stack: Some(stack),
         saved_rsp: UnsafeCell::new(base),
         fpu: Some(UnsafeCell::new(FpuState::initial())),
-        sched: IrqLock::new(SchedState { state: State::Runnable, wake_pending: false }),
+        fs_base: UnsafeCell::new(start.fs_base),
+        sched: IrqLock::new(SchedState {
+            state: State::Runnable,
+            wake_pending: false,
+            weight: DEFAULT_WEIGHT,
+            vruntime: 0,
+        }),
+        user: Some(user),
+        cpu_ticks: AtomicU64::new(0),
+        on_cpu: AtomicBool::new(false),
     });
     Some(thread)
 }
 
 /// Makes a thread made by [`spawn_user`] runnable.
 pub fn start(thread: Arc<Thread>) {
-    enqueue(thread);
+    enqueue(thread, Placement::New);
 }
 
-fn enqueue(thread: Arc<Thread>) {
-    enqueue_at(thread, false);
+/// Where an enqueued thread goes in virtual time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// A new thread: at the queue's minimum.
+    New,
+    /// Woken from a block: at most half a latency target before the
+    /// minimum (a sleeper gets a little credit, never a burst).
+    Woken,
+    /// Woken by a completion it waits for: runs next on its CPU.
+    HandOff,
 }
 
-fn enqueue_at(thread: Arc<Thread>, front: bool) {
-    let cpu = thread.cpu as usize;
-    let idle_now = {
-        let mut q = QUEUES[cpu].lock();
-        if front {
-            q.queue.push_front(thread);
-        } else {
-            q.queue.push_back(thread);
+fn enqueue(thread: Arc<Thread>, how: Placement) {
+    let mut cpu = thread.cpu() as usize;
+    let here = percpu::cpu_index() as usize;
+    // A woken thread whose CPU is busy goes to an idle CPU, if there is one.
+    // (Not one still on its CPU's stack: it finishes blocking there first.)
+    if how == Placement::Woken
+        && !thread.on_cpu.load(Ordering::Acquire)
+        && QUEUES[cpu].lock().nr_running() > 0
+    {
+        if let Some(idle) = idle_cpu(cpu) {
+            // Virtual runtimes are per queue: carry the offset over.
+            let old_min = QUEUES[cpu].lock().min_vruntime;
+            let new_min = QUEUES[idle].lock().min_vruntime;
+            let mut s = thread.sched.lock();
+            s.vruntime = capos_lib::sched::migrate(s.vruntime, old_min, new_min);
+            drop(s);
+            thread.cpu.store(idle as u32, Ordering::Relaxed);
+            cpu = idle;
         }
-        q.current.as_ref().is_some_and(|t| t.is_idle())
+    }
+    let (idle_now, busy) = {
+        let mut q = QUEUES[cpu].lock();
+        let min = q.min_vruntime;
+        {
+            let mut s = thread.sched.lock();
+            s.vruntime = match how {
+                Placement::New => s.vruntime.max(min),
+                Placement::Woken | Placement::HandOff => {
+                    capos_lib::sched::place_woken(s.vruntime, min, latency_ticks() / 2)
+                }
+            };
+        }
+        if how == Placement::HandOff {
+            q.next = Some(thread.clone());
+        }
+        q.queue.push(thread);
+        (q.current.as_ref().is_some_and(|t| t.is_idle()), q.nr_running() > 1)
     };
-    if cpu != percpu::cpu_index() as usize && idle_now {
+    crate::time::mark_dirty(cpu);
+    if cpu != here && (idle_now || busy) {
+        // Idle: it runs the thread. Busy: it re-arms its slice timer (the
+        // timer is off while a CPU has a single runnable thread).
         if let Some(c) = percpu::get(cpu) {
             apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_WAKEUP as u32);
         }
     }
 }
 
+/// An online CPU other than `except` that runs nothing and has nothing
+/// queued.
+fn idle_cpu(except: usize) -> Option<usize> {
+    percpu::all()
+        .filter(|c| c.online.load(Ordering::Acquire) && c.index as usize != except)
+        .map(|c| c.index as usize)
+        .find(|&c| {
+            let q = QUEUES[c].lock();
+            q.queue.is_empty() && q.current.as_ref().is_none_or(|t| t.is_idle())
+        })
+}
+
 /// Wakes `thread` if it is blocked; otherwise makes its next block return
 /// at once.
 pub fn wake(thread: &Arc<Thread>) {
-    wake_to(thread, false);
+    wake_to(thread, Placement::Woken);
 }
 
 /// Like [`wake`], but the thread runs next on its CPU (ahead of the queue):
 /// a completion's waiter gets the CPU straight away, as in a direct switch.
 pub fn wake_first(thread: &Arc<Thread>) {
-    wake_to(thread, true);
+    wake_to(thread, Placement::HandOff);
 }
 
-fn wake_to(thread: &Arc<Thread>, front: bool) {
+fn wake_to(thread: &Arc<Thread>, how: Placement) {
     let run = {
         let mut s = thread.sched.lock();
         match s.state {
@@ -225,7 +457,7 @@ fn wake_to(thread: &Arc<Thread>, front: bool) {
         }
     };
     if run {
-        enqueue_at(thread.clone(), front);
+        enqueue(thread.clone(), how);
     }
 }
 
@@ -252,15 +484,40 @@ pub fn exit_current() -> ! {
     unreachable!("a dead thread is never scheduled again");
 }
 
-/// Timer tick: round robin when the interrupted context may be preempted.
+/// Timer or wake-up interrupt: charge the running thread and preempt it if
+/// its slice is over and another thread is due, or if the CPU idles.
 pub fn tick(from_user: bool) {
     let cpu = percpu::cpu_index() as usize;
-    let (preemptible, waiting) = {
-        let q = QUEUES[cpu].lock();
+    crate::time::mark_dirty(cpu);
+    let preempt = {
+        let mut q = QUEUES[cpu].lock();
+        let now = crate::time::now_tsc();
+        q.update_current(now);
         let idle = q.current.as_ref().is_none_or(|t| t.is_idle());
-        (from_user || idle, !q.queue.is_empty())
+        if q.queue.is_empty() {
+            false
+        } else if idle {
+            true
+        } else if !from_user {
+            false
+        } else {
+            let cur_v = q.current.as_ref().map_or(0, |c| c.sched.lock().vruntime);
+            let least = q.queue.iter().map(|t| t.sched.lock().vruntime).min().unwrap_or(u64::MAX);
+            let over = now.saturating_sub(q.slice_start) >= q.slice();
+            if over && least >= cur_v {
+                // Still the furthest behind: it keeps the CPU for a new slice.
+                q.slice_start = now;
+            }
+            q.next.is_some() || (over && least < cur_v)
+        }
     };
-    if preemptible && waiting {
+    if preempt {
+        // A slice ended with threads waiting: an idle CPU may take one.
+        if let Some(idle) = idle_cpu(cpu) {
+            if let Some(c) = percpu::get(idle) {
+                apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_WAKEUP as u32);
+            }
+        }
         schedule();
     }
 }
@@ -269,10 +526,13 @@ pub fn tick(from_user: bool) {
 /// Interrupts must be off.
 pub fn schedule() {
     let cpu_index = percpu::cpu_index() as usize;
+    crate::time::mark_dirty(cpu_index);
     let (prev, next) = {
         let mut q = QUEUES[cpu_index].lock();
         let Some(prev) = q.current.clone() else { return };
-        // A thread that was running goes to the back of the queue. One that
+        let now = crate::time::now_tsc();
+        q.update_current(now);
+        // A thread that was running goes back on the queue. One that
         // blocked and was woken again before this point is already queued
         // (by `wake`) and must not be queued twice.
         let prev_state = {
@@ -280,24 +540,31 @@ pub fn schedule() {
             let was = s.state;
             if was == State::Running && !prev.is_idle() {
                 s.state = State::Runnable;
-                q.queue.push_back(prev.clone());
             }
             was
         };
-        let next = match q.queue.pop_front() {
+        if prev_state == State::Running && !prev.is_idle() {
+            q.queue.push(prev.clone());
+        }
+        let next = match q.pick() {
             Some(t) => t,
             None if prev_state == State::Running => return,
             None => q.idle.clone().expect("idle thread exists once the CPU schedules"),
         };
+        q.slice_start = now;
         if Arc::ptr_eq(&prev, &next) {
             prev.sched.lock().state = State::Running;
             return;
         }
         next.sched.lock().state = State::Running;
+        q.run_start = now;
+        percpu::current().switches.fetch_add(1, Ordering::Relaxed);
         q.current = Some(next.clone());
         if prev_state == State::Dead {
             q.reap = Some(prev.clone());
         }
+        next.on_cpu.store(true, Ordering::Release);
+        q.switched_from = Some(prev.clone());
         (prev, next)
     };
     // Nothing may stay on this stack across the switch: a dead thread never
@@ -312,18 +579,71 @@ pub fn schedule() {
     after_switch();
 }
 
+/// An idle CPU takes a queued thread from the busiest other CPU that has
+/// more than one runnable thread; returns whether it took one.
+pub fn steal() -> bool {
+    let here = percpu::cpu_index() as usize;
+    let victim = percpu::all()
+        .filter(|c| c.online.load(Ordering::Acquire) && c.index as usize != here)
+        .map(|c| c.index as usize)
+        .map(|c| (c, QUEUES[c].lock().nr_running()))
+        .filter(|&(_, n)| n > 1)
+        .max_by_key(|&(_, n)| n)
+        .map(|(c, _)| c);
+    let Some(victim) = victim else { return false };
+    let taken = {
+        let mut q = QUEUES[victim].lock();
+        // The thread furthest behind in the queue (least likely to run
+        // soon there), never the hand-off thread.
+        let next = q.next.clone();
+        let i = q
+            .queue
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| next.as_ref().is_none_or(|n| !Arc::ptr_eq(n, t)))
+            .filter(|(_, t)| !t.on_cpu.load(Ordering::Acquire))
+            .max_by_key(|(_, t)| t.sched.lock().vruntime)
+            .map(|(i, _)| i);
+        i.map(|i| {
+            let t = q.queue.swap_remove(i);
+            let mut s = t.sched.lock();
+            s.vruntime = s.vruntime.saturating_sub(q.min_vruntime);
+            drop(s);
+            t
+        })
+    };
+    let Some(thread) = taken else { return false };
+    thread.cpu.store(here as u32, Ordering::Relaxed);
+    {
+        let mut q = QUEUES[here].lock();
+        let min = q.min_vruntime;
+        let mut s = thread.sched.lock();
+        s.vruntime = s.vruntime.saturating_add(min);
+        drop(s);
+        q.queue.push(thread);
+    }
+    percpu::current().steals.fetch_add(1, Ordering::Relaxed);
+    crate::time::mark_dirty(here);
+    crate::time::mark_dirty(victim);
+    true
+}
+
 /// Everything a switch needs but the register swap; returns where to save
 /// the current RSP and the RSP to load.
 fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
-    charge_cpu_time(prev);
+    use x86_64::registers::model_specific::FsBase;
     if let Some(fpu) = &prev.fpu {
         // SAFETY: `prev` is on this CPU with interrupts off; nobody else
         // touches its FPU area now.
         unsafe { (*fpu.get()).save() };
     }
     if let Some(fpu) = &next.fpu {
-        // SAFETY: `next` is not running anywhere (it was on our queue).
-        unsafe { (*fpu.get()).restore() };
+        // SAFETY: `next` is not running anywhere (it was on our queue); its
+        // FS base was checked to be a canonical user address when set.
+        unsafe {
+            (*fpu.get()).restore();
+            FsBase::write(x86_64::VirtAddr::new_truncate(*next.fs_base.get()));
+        }
     }
     match &next.process {
         Some(p) => p.activate_address_space(),
@@ -340,16 +660,6 @@ fn prepare_switch(prev: &Arc<Thread>, next: &Arc<Thread>) -> (*mut u64, u64) {
     (prev.saved_rsp.get(), unsafe { *next.saved_rsp.get() })
 }
 
-/// Charges `prev`'s process with the CPU time since the last switch on this
-/// CPU.
-fn charge_cpu_time(prev: &Arc<Thread>) {
-    let now = crate::arch::x86_64::tsc::rdtsc();
-    let since = percpu::current().switched_in_tsc.swap(now, Ordering::Relaxed);
-    if let Some(p) = &prev.process {
-        p.cpu_ticks.fetch_add(now.saturating_sub(since), Ordering::Relaxed);
-    }
-}
-
 /// `ps` name of a thread's state.
 pub fn state_name(thread: &Thread) -> &'static str {
     match thread.sched.lock().state {
@@ -360,19 +670,86 @@ pub fn state_name(thread: &Thread) -> &'static str {
     }
 }
 
-/// Work after a switch: drop a dead predecessor (frees its kernel stack).
+/// Work after a switch: a dead predecessor leaves its process (the last
+/// thread of a process tears it down, now that no CPU runs in its address
+/// space) and is dropped (which frees its kernel stack).
 fn after_switch() {
-    let dead = QUEUES[percpu::cpu_index() as usize].lock().reap.take();
-    drop(dead);
+    let (from, dead) = {
+        let mut q = QUEUES[percpu::cpu_index() as usize].lock();
+        (q.switched_from.take(), q.reap.take())
+    };
+    // This CPU now runs on another stack: the previous thread may go to
+    // any CPU.
+    if let Some(t) = from {
+        t.on_cpu.store(false, Ordering::Release);
+    }
+    if let Some(t) = dead {
+        crate::proc::thread::reap(t);
+    }
 }
 
 /// Called by a new thread's first run, before it enters user mode.
 #[no_mangle]
 extern "C" fn thread_first_run() {
     after_switch();
+    if let Some(p) = current_process() {
+        crate::proc::check_kill(p);
+    }
+    crate::time::rearm();
+}
+
+/// The CPUs whose running thread belongs to `process` (their TLBs may
+/// hold its translations).
+pub fn cpus_running(process: &Arc<Process>) -> Vec<usize> {
+    percpu::all()
+        .filter(|c| c.online.load(Ordering::Acquire))
+        .map(|c| c.index as usize)
+        .filter(|&c| {
+            let q = QUEUES[c].lock();
+            q.current
+                .as_ref()
+                .and_then(|t| t.process.as_ref())
+                .is_some_and(|p| Arc::ptr_eq(p, process))
+        })
+        .collect()
+}
+
+/// Makes a thread running on another CPU enter the kernel soon (to notice a
+/// kill or a TLB flush): an IPI to that CPU.
+pub fn kick(thread: &Arc<Thread>) {
+    let cpu = thread.cpu() as usize;
+    if cpu == percpu::cpu_index() as usize {
+        return;
+    }
+    let running = QUEUES[cpu].lock().current.as_ref().is_some_and(|c| Arc::ptr_eq(c, thread));
+    if running {
+        if let Some(c) = percpu::get(cpu) {
+            apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_WAKEUP as u32);
+        }
+    }
+}
+
+/// Sets the running thread's FS base (`tls` is a user address, checked by
+/// the caller), now and whenever it gets a CPU again.
+pub fn set_fs_base(tls: u64) {
+    let Some(me) = current() else { return };
+    // SAFETY: `me` runs on this CPU with interrupts off; only the CPU
+    // running a thread (or switching it in) touches its FS base slot.
+    unsafe { *me.fs_base.get() = tls };
+    x86_64::registers::model_specific::FsBase::write(x86_64::VirtAddr::new_truncate(tls));
 }
 
 /// Number of threads waiting on this CPU's run queue.
 pub fn queued_here() -> usize {
     QUEUES[percpu::cpu_index() as usize].lock().queue.len()
+}
+
+/// Runnable threads on this CPU (the running one included) and the TSC at
+/// which the running one's slice ends.
+pub fn slice_end_here() -> (usize, u64) {
+    let q = QUEUES[percpu::cpu_index() as usize].lock();
+    let n = q.nr_running();
+    // The slice only matters (and is only worked out) when others wait.
+    let end = if n > 1 { q.slice_start.saturating_add(q.slice()) } else { u64::MAX };
+    (n, end)
 }

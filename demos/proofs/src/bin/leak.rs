@@ -1,5 +1,6 @@
 //! leak: 1,000 spawn/wait/release cycles of `nop` must leave the free-frame
-//! count and the kernel heap use exactly where they started.
+//! count and the kernel heap use exactly where they started; so must 1,000
+//! spawn/join cycles of a thread (when the program holds `threads`).
 //!
 //! Ten warm-up cycles come first (the kernel's queues and tables reach their
 //! working size). A child's kernel stack is freed just after it leaves its
@@ -28,17 +29,21 @@ fn reading(info: &SystemDescription) -> (u64, u64) {
     (info.free_memory_bytes / 4096, info.kernel_heap_used_bytes)
 }
 
-fn main(rt: &'static Runtime) -> i64 {
-    let (Some(spawner), Some(sysinfo), Some(timer)) =
-        (rt.cap("spawner"), rt.cap("sysinfo"), rt.cap("timer"))
-    else {
-        return 2;
-    };
-    let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
-    let sysinfo = SystemInfoClient::new(rt, sysinfo.cap);
-    let timer = TimerClient::new(rt, timer.cap);
+fn thread_cycle() -> bool {
+    matches!(capos_rt::thread::spawn(|| 7u32).map(|h| h.join()), Ok(Ok(7)))
+}
+
+/// Runs `cycle` 10 times to warm up, then `CYCLES` times, and compares the
+/// free frames and kernel heap before and after; 0 if nothing was lost.
+fn measure(
+    rt: &'static Runtime,
+    sysinfo: &SystemInfoClient<&'static Runtime>,
+    timer: &TimerClient<&'static Runtime>,
+    what: &str,
+    mut cycle: impl FnMut() -> bool,
+) -> i64 {
     for _ in 0..10 {
-        if !cycle(rt, &spawner) {
+        if !cycle() {
             return 3;
         }
     }
@@ -47,7 +52,7 @@ fn main(rt: &'static Runtime) -> i64 {
     let (frames0, heap0) = reading(&before);
     println!(rt, "leak: before: {frames0} free frames, kernel heap {heap0} bytes in use");
     for i in 0..CYCLES {
-        if !cycle(rt, &spawner) {
+        if !cycle() {
             println!(rt, "leak: cycle {i} failed");
             return 5;
         }
@@ -63,7 +68,7 @@ fn main(rt: &'static Runtime) -> i64 {
     }
     println!(
         rt,
-        "leak: after {CYCLES} spawn/exit cycles: {} free frames, kernel heap {} bytes in use",
+        "leak: after {CYCLES} {what} cycles: {} free frames, kernel heap {} bytes in use",
         after.0,
         after.1
     );
@@ -79,4 +84,20 @@ fn main(rt: &'static Runtime) -> i64 {
         );
         1
     }
+}
+
+fn main(rt: &'static Runtime) -> i64 {
+    let (Some(spawner), Some(sysinfo), Some(timer)) =
+        (rt.cap("spawner"), rt.cap("sysinfo"), rt.cap("timer"))
+    else {
+        return 2;
+    };
+    let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
+    let sysinfo = SystemInfoClient::new(rt, sysinfo.cap);
+    let timer = TimerClient::new(rt, timer.cap);
+    let code = measure(rt, &sysinfo, &timer, "spawn/exit", || cycle(rt, &spawner));
+    if code != 0 || rt.cap("threads").is_none() {
+        return code;
+    }
+    measure(rt, &sysinfo, &timer, "thread spawn/join", thread_cycle)
 }

@@ -1,6 +1,11 @@
-//! Local APIC (xAPIC, memory mapped): enable, EOI, IPIs, timer.
+//! Local APIC (xAPIC, memory mapped): enable, EOI, IPIs, the one-shot
+//! timer.
+//!
+//! The timer is never periodic: each CPU programs one interrupt at the next
+//! moment it needs one ([`arm`]), in TSC-deadline mode where CPUID reports
+//! it, else as a one-shot count converted from TSC ticks.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
@@ -24,13 +29,16 @@ const REG_TIMER_DIVIDE: usize = 0x3E0;
 
 const IA32_APIC_BASE: u32 = 0x1B;
 const LVT_MASKED: u32 = 1 << 16;
-const TIMER_PERIODIC: u32 = 1 << 17;
+const TIMER_TSC_DEADLINE: u32 = 0b10 << 17;
+const IA32_TSC_DEADLINE: u32 = 0x6E0;
 /// Divide configuration value for "divide by 16".
 const DIVIDE_BY_16: u32 = 0b0011;
 
 static BASE: AtomicU64 = AtomicU64::new(0);
 /// Timer counts per second at divide-by-16.
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// Whether the CPUs have TSC-deadline mode.
+static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
 
 fn read(reg: usize) -> u32 {
     let base = BASE.load(Ordering::Relaxed);
@@ -147,10 +155,55 @@ pub fn calibrate() -> (u64, u64) {
     (tsc_hz, apic_hz)
 }
 
-/// Starts this CPU's periodic timer at `hz` interrupts per second.
-pub fn start_periodic_timer(hz: u64) {
-    let counts = (TIMER_HZ.load(Ordering::Acquire) / hz).clamp(1, u32::MAX as u64) as u32;
+/// Picks the timer mode (TSC deadline if CPUID.01H:ECX[24] says the CPU
+/// has it); returns whether it is TSC-deadline.
+pub fn choose_timer_mode() -> bool {
+    let has = core::arch::x86_64::__cpuid(1).ecx & (1 << 24) != 0;
+    TSC_DEADLINE.store(has, Ordering::Release);
+    has
+}
+
+/// Whether the timer runs in TSC-deadline mode.
+pub fn tsc_deadline_mode() -> bool {
+    TSC_DEADLINE.load(Ordering::Acquire)
+}
+
+/// Sets this CPU's timer up (masked until armed).
+pub fn init_timer() {
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
-    write(REG_LVT_TIMER, VEC_TIMER as u32 | TIMER_PERIODIC);
-    write(REG_TIMER_INIT, counts);
+    if tsc_deadline_mode() {
+        write(REG_LVT_TIMER, VEC_TIMER as u32 | TIMER_TSC_DEADLINE);
+    } else {
+        write(REG_LVT_TIMER, VEC_TIMER as u32);
+    }
+    disarm();
+}
+
+/// Programs one timer interrupt at TSC value `deadline` (at once if it
+/// passed).
+pub fn arm(deadline: u64) {
+    if tsc_deadline_mode() {
+        let mut msr = Msr::new(IA32_TSC_DEADLINE);
+        // SAFETY: the CPU has TSC-deadline mode (CPUID) and the LVT timer is
+        // in that mode; writing the deadline only schedules an interrupt.
+        unsafe { msr.write(deadline.max(1)) };
+    } else {
+        let now = tsc::rdtsc();
+        let tsc_hz = tsc::hz().max(1) as u128;
+        let delta = deadline.saturating_sub(now) as u128;
+        // Rounded up: a one-shot that fires early is simply re-armed.
+        let counts = (delta * TIMER_HZ.load(Ordering::Relaxed) as u128).div_ceil(tsc_hz);
+        write(REG_TIMER_INIT, counts.clamp(1, u32::MAX as u128) as u32);
+    }
+}
+
+/// Cancels this CPU's pending timer interrupt.
+pub fn disarm() {
+    if tsc_deadline_mode() {
+        let mut msr = Msr::new(IA32_TSC_DEADLINE);
+        // SAFETY: as in `arm`; 0 disarms the deadline timer.
+        unsafe { msr.write(0) };
+    } else {
+        write(REG_TIMER_INIT, 0);
+    }
 }

@@ -25,6 +25,7 @@ pub mod pic;
 pub mod pit;
 pub mod smp;
 pub mod syscall;
+pub mod tlb;
 pub mod trap;
 pub mod trap_entry;
 pub mod tsc;

@@ -29,10 +29,12 @@ pub struct PerCpu {
     pub apic_id: AtomicU32,
     /// Local APIC timer interrupts taken.
     pub timer_ticks: AtomicU64,
+    /// Context switches made.
+    pub switches: AtomicU64,
+    /// Threads this CPU took from other CPUs' run queues.
+    pub steals: AtomicU64,
     /// Set once the CPU runs its idle loop with interrupts on.
     pub online: AtomicBool,
-    /// TSC when the running thread was switched in (CPU-time accounting).
-    pub switched_in_tsc: AtomicU64,
     pub(super) gdt: UnsafeCell<GlobalDescriptorTable<8>>,
     pub(super) tss: UnsafeCell<TaskStateSegment>,
 }
@@ -55,8 +57,9 @@ impl PerCpu {
             index,
             apic_id: AtomicU32::new(0),
             timer_ticks: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
             online: AtomicBool::new(false),
-            switched_in_tsc: AtomicU64::new(0),
             gdt: UnsafeCell::new(GlobalDescriptorTable::empty()),
             tss: UnsafeCell::new(TaskStateSegment::new()),
         }

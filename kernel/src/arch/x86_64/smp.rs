@@ -136,11 +136,7 @@ extern "C" {
 struct ApBoot {
     cpu: &'static PerCpu,
     ist: IstStacks,
-    timer_hz: u64,
 }
-
-/// Timer rate every CPU runs its periodic tick at.
-pub const TICK_HZ: u64 = 100;
 
 fn offset(sym: &u8) -> usize {
     let start = core::ptr::addr_of!(ap_trampoline_start) as usize;
@@ -202,7 +198,6 @@ pub fn start_aps(info: &AcpiInfo) -> u32 {
         return 1;
     }
 
-    let timer_hz = TICK_HZ;
     let mut next_index = 1u32;
     for cpu in info.cpus.iter().filter(|c| c.enabled && c.apic_id != bsp_apic) {
         if next_index as usize >= MAX_CPUS {
@@ -217,7 +212,7 @@ pub fn start_aps(info: &AcpiInfo) -> u32 {
         };
         let percpu: &'static PerCpu = Box::leak(Box::new(PerCpu::new(next_index)));
         percpu.apic_id.store(cpu.apic_id, Ordering::Relaxed);
-        let boot = ApBoot { cpu: percpu, ist, timer_hz };
+        let boot = ApBoot { cpu: percpu, ist };
         // SAFETY: taking addresses of linker symbols.
         unsafe {
             patch64(&ap_stack, stack.top().as_u64());
@@ -267,7 +262,6 @@ fn wait_online(cpu: &PerCpu, us: u64) -> bool {
 extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     let cpu = boot.cpu;
     let ist = boot.ist;
-    let timer_hz = boot.timer_hz;
     // SAFETY: enabling global pages, as on the boot CPU; the kernel page
     // tables mark only kernel-half mappings global.
     unsafe { Cr4::update(|f| f.insert(Cr4Flags::PAGE_GLOBAL)) };
@@ -281,7 +275,9 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     crate::sched::init_cpu();
     apic::init_local();
     cpu.apic_id.store(apic::id(), Ordering::Relaxed);
-    apic::start_periodic_timer(timer_hz);
+    apic::init_timer();
+    // One interrupt 1 ms from now shows the boot CPU this CPU's timer works.
+    apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
     // `boot` is dead after this store: the boot CPU reuses its storage.
     cpu.online.store(true, Ordering::Release);
     crate::kdebug!("smp", "cpu{} entering idle loop", cpu.index);

@@ -17,6 +17,8 @@ pub const VEC_TIMER: u8 = 0x20;
 pub const VEC_COM1: u8 = 0x24;
 /// Inter-processor "run your queue" interrupt.
 pub const VEC_WAKEUP: u8 = 0x40;
+/// Inter-processor "flush your TLB" interrupt.
+pub const VEC_TLB: u8 = 0x41;
 /// Local APIC error vector.
 pub const VEC_APIC_ERROR: u8 = 0xFE;
 /// Local APIC spurious vector.
@@ -178,8 +180,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == VEC_TIMER as u64 => {
             percpu::current().timer_ticks.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             apic::eoi();
-            crate::time::on_tick();
+            crate::time::on_timer_interrupt();
             crate::sched::tick(from_user);
+        }
+        v if v == VEC_TLB as u64 => {
+            super::tlb::answer();
+            apic::eoi();
         }
         v if v == VEC_WAKEUP as u64 => {
             apic::eoi();
@@ -208,6 +214,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             crate::proc::check_kill(p);
         }
     }
+    crate::time::rearm();
 }
 
 /// A CPU exception in user mode ends the process, never the kernel.
@@ -215,7 +222,31 @@ fn user_fault(frame: &TrapFrame) -> ! {
     let (name, _) = exception_name(frame.vector);
     let addr = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
     let process = crate::sched::current_process().expect("user-mode code belongs to a process");
-    crate::proc::terminate_current(
+    let others = process.threads.lock().live.len() > 1;
+    if others {
+        let tid = crate::sched::current().map_or(0, |t| t.tid);
+        crate::console!(
+            "proc: {} (pid {}) thread {} killed by {} (vector {}) at rip={:#x} addr={:#x}",
+            process.name,
+            process.pid,
+            tid,
+            name,
+            frame.vector,
+            frame.rip,
+            addr
+        );
+    } else {
+        crate::console!(
+            "proc: {} (pid {}) killed by {} (vector {}) at rip={:#x} addr={:#x}",
+            process.name,
+            process.pid,
+            name,
+            frame.vector,
+            frame.rip,
+            addr
+        );
+    }
+    crate::proc::thread::exit_current(
         process,
         crate::proc::ExitCause::Fault { name, vector: frame.vector, rip: frame.rip, addr },
     )

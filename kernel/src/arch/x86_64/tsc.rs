@@ -89,3 +89,11 @@ pub fn invariant() -> bool {
     }
     __cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
+
+/// The TSC value at which [`nanos_since_boot`] has reached `ns` (rounded
+/// up, with a margin of a few ns for the fixed-point conversion).
+pub fn tsc_at_nanos(ns: u64) -> u64 {
+    let hz = hz().max(1) as u128;
+    let ticks = (ns as u128 * hz).div_ceil(1_000_000_000) + hz / 50_000_000 + 1;
+    BOOT_TSC.load(Ordering::Relaxed).saturating_add(ticks.min(u64::MAX as u128) as u64)
+}

@@ -1,0 +1,195 @@
+//! `ParkSpace`: futex-like parking of threads on 32-bit words of their own
+//! process's memory.
+//!
+//! Waiters are kept per (process id, address). `wait` reads the word and
+//! queues the caller under the same lock `wake` takes, so a `wake` that
+//! follows a store to the word either finds the waiter queued or the waiter
+//! sees the new value: no wake-up is lost.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::cell::Cell;
+
+use capos_abi::TransportError;
+use capos_schema::capos_capnp::{park_space, ParkResult};
+use capos_schema::{dispatch_park_space, ParkSpaceServer, ServerError};
+
+use super::{failure, CallContext, CallOutcome, CapObject};
+use crate::mem::user::UserRange;
+use crate::ring::PendingCall;
+use crate::sync::IrqLock;
+
+/// The kernel's park space (acts on whichever process calls).
+pub struct KernelParkSpace;
+
+/// Most threads parked on one word.
+const MAX_PARKED_PER_WORD: usize = 256;
+
+struct Parked {
+    id: u64,
+    call: PendingCall,
+    timer: Option<u64>,
+}
+
+struct Queues {
+    by_word: BTreeMap<(u64, u64), VecDeque<Parked>>,
+    next_id: u64,
+}
+
+static PARKED: IrqLock<Queues> = IrqLock::new(Queues { by_word: BTreeMap::new(), next_id: 1 });
+
+fn encode(result: ParkResult) -> Vec<u8> {
+    capos_schema::wire::encode::<park_space::wait_results::Owned>(|mut r| {
+        r.set_result(result);
+        Ok(())
+    })
+    .expect("a one-field results message encodes")
+}
+
+/// A parked call's timeout passed: take it off its queue and complete it.
+fn timed_out(key: (u64, u64), id: u64) {
+    let parked = {
+        let mut q = PARKED.lock();
+        let Some(list) = q.by_word.get_mut(&key) else { return };
+        let found = list.iter().position(|p| p.id == id).and_then(|i| list.remove(i));
+        if list.is_empty() {
+            q.by_word.remove(&key);
+        }
+        found
+    };
+    if let Some(p) = parked {
+        crate::ring::complete(p.call, Ok(encode(ParkResult::TimedOut)));
+    }
+}
+
+struct Server<'a> {
+    ctx: &'a CallContext<'a>,
+    refused: Cell<Option<TransportError>>,
+    decision: Cell<Option<(u64, u32, u64)>>,
+}
+
+impl ParkSpaceServer for Server<'_> {
+    fn wait(
+        &mut self,
+        params: park_space::wait_params::Reader<'_>,
+        _results: park_space::wait_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        self.decision.set(Some((
+            params.get_addr(),
+            params.get_expected(),
+            params.get_timeout_ns(),
+        )));
+        Ok(())
+    }
+
+    fn wake(
+        &mut self,
+        params: park_space::wake_params::Reader<'_>,
+        mut results: park_space::wake_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let addr = params.get_addr();
+        if !addr.is_multiple_of(4) {
+            self.refused.set(Some(TransportError::Misaligned));
+            return Ok(());
+        }
+        let key = (self.ctx.caller.pid, addr);
+        let mut woken = Vec::new();
+        {
+            let mut q = PARKED.lock();
+            if let Some(list) = q.by_word.get_mut(&key) {
+                while woken.len() < params.get_count() as usize {
+                    let Some(p) = list.pop_front() else { break };
+                    if p.call.is_live() {
+                        woken.push(p);
+                    }
+                }
+                if list.is_empty() {
+                    q.by_word.remove(&key);
+                }
+            }
+        }
+        results.set_woken(woken.len() as u32);
+        for p in woken {
+            if let Some(t) = p.timer {
+                crate::time::cancel(t);
+            }
+            crate::ring::complete(p.call, Ok(encode(ParkResult::Woken)));
+        }
+        Ok(())
+    }
+}
+
+impl KernelParkSpace {
+    /// Checks the word and parks the caller (or answers at once).
+    fn wait(ctx: &CallContext<'_>, addr: u64, expected: u32, timeout_ns: u64) -> CallOutcome {
+        if !addr.is_multiple_of(4) {
+            return CallOutcome::Failed(TransportError::Misaligned);
+        }
+        let Ok(range) = UserRange::new(addr, 4) else {
+            return CallOutcome::Failed(TransportError::BadPointer);
+        };
+        let key = (ctx.caller.pid, addr);
+        let mut q = PARKED.lock();
+        let mut word = [0u8; 4];
+        {
+            let space = ctx.caller.space.lock();
+            let Some(space) = space.as_ref() else {
+                return CallOutcome::Failed(TransportError::Disconnected);
+            };
+            if range.read(space, &mut word).is_err() {
+                return CallOutcome::Failed(TransportError::BadPointer);
+            }
+        }
+        if u32::from_le_bytes(word) != expected {
+            return CallOutcome::done(encode(ParkResult::Mismatch));
+        }
+        if timeout_ns == 0 {
+            return CallOutcome::done(encode(ParkResult::TimedOut));
+        }
+        // Drop waiters whose thread ended (their ring is closed).
+        q.by_word.retain(|_, list| {
+            list.retain(|p| p.call.is_live());
+            !list.is_empty()
+        });
+        let id = q.next_id;
+        q.next_id += 1;
+        let list = q.by_word.entry(key).or_default();
+        if list.len() >= MAX_PARKED_PER_WORD {
+            return CallOutcome::Failed(TransportError::Overflow);
+        }
+        let timer = crate::time::deadline_after_ns(timeout_ns)
+            .map(|d| crate::time::call_at(d, Box::new(move || timed_out(key, id))));
+        list.push_back(Parked { id, call: ctx.pending(), timer });
+        CallOutcome::Pending
+    }
+}
+
+impl CapObject for KernelParkSpace {
+    fn interface_id(&self) -> u64 {
+        capos_schema::park_space::INTERFACE_ID
+    }
+
+    fn interface_name(&self) -> &'static str {
+        capos_schema::park_space::NAME
+    }
+
+    fn has_method(&self, method: u16) -> bool {
+        capos_schema::park_space::method::name(method).is_some()
+    }
+
+    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        let mut server = Server { ctx, refused: Cell::new(None), decision: Cell::new(None) };
+        let results = match dispatch_park_space(&mut server, method, params) {
+            Ok(r) => r,
+            Err(e) => return failure(e),
+        };
+        if let Some(e) = server.refused.get() {
+            return CallOutcome::Failed(e);
+        }
+        match server.decision.get() {
+            Some((addr, expected, timeout_ns)) => Self::wait(ctx, addr, expected, timeout_ns),
+            None => CallOutcome::done(results),
+        }
+    }
+}
