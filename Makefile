@@ -730,7 +730,8 @@ run-tickless: kernel harness
 		--fail-on 'sched: FAILED' --fail-on 'panic' \
 		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 2 CPU.*' \
 		--expect 're:sched: timer interrupts during 0.5 s of 3 CPU-bound threads on 2 CPU\(s\): [0-9]+ \(at least 20\)' \
-		--expect 'sched: all 2 checks passed' \
+		--expect 're:sched: an idle CPU takes a queued thread from a busy one: threads on cpus .*steals [0-9]+ -> [0-9]+' \
+		--expect 'sched: all 3 checks passed' \
 		--expect 'init: exited with code 0' \
 		--exit success
 	@grep -h '^sched:' target/proofs/tickless-smp2/com1.log

@@ -196,13 +196,17 @@ fn cqe(user_data: u64, status: Status) -> Cqe {
 /// `cap_enter(min_complete, timeout_ns)`: processes the submitted SQEs, then
 /// waits until `min_complete` completions are ready or the timeout passes.
 /// Returns the number of ready completions, or a negative transport error.
-pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> u64 {
+pub fn cap_enter(
+    process: &Arc<Process>,
+    me: &Arc<Thread>,
+    min_complete: u64,
+    timeout_ns: u64,
+) -> u64 {
     let deadline = crate::time::deadline_after_ns(timeout_ns);
-    let me = sched::current().expect("cap_enter runs on a process thread");
     let user = me.user.as_ref().expect("cap_enter runs on a user thread");
     let ring = &user.ring;
     loop {
-        if let Err(e) = submit(process, &me) {
+        if let Err(e) = submit(process, me) {
             return e.to_syscall_return();
         }
         let (ready, entries) = {
@@ -235,7 +239,7 @@ pub fn cap_enter(process: &Arc<Process>, min_complete: u64, timeout_ns: u64) -> 
             user.waiting.store(false, Ordering::SeqCst);
             continue;
         }
-        let timer = deadline.map(|d| crate::time::wake_at(d, &me));
+        let timer = deadline.map(|d| crate::time::wake_at(d, me));
         sched::block_current();
         if let Some(id) = timer {
             crate::time::cancel(id);

@@ -11,13 +11,23 @@ use crate::{ring, sched};
 /// result in RAX.
 #[no_mangle]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    let process = sched::current_process().expect("SYSCALL comes from a process thread");
+    let me = sched::current().expect("SYSCALL comes from a thread");
+    let process = me.process.clone().expect("SYSCALL comes from a process thread");
+    // `me` is dropped before every path that may end the thread: nothing on
+    // this stack is dropped once the thread is gone.
     match frame.rax {
-        SYS_EXIT => proc::exit_current_process(process, frame.rdi as i64),
-        SYS_THREAD_EXIT => proc::thread::exit_current(process, ExitCause::Exited(frame.rdi as i64)),
-        SYS_CAP_ENTER => frame.rax = ring::cap_enter(&process, frame.rdi, frame.rsi),
+        SYS_EXIT => {
+            drop(me);
+            proc::exit_current_process(process, frame.rdi as i64)
+        }
+        SYS_THREAD_EXIT => {
+            drop(me);
+            proc::thread::exit_current(process, ExitCause::Exited(frame.rdi as i64))
+        }
+        SYS_CAP_ENTER => frame.rax = ring::cap_enter(&process, &me, frame.rdi, frame.rsi),
         _ => frame.rax = TransportError::BadOpcode.to_syscall_return(),
     }
+    drop(me);
     proc::check_kill(process);
     crate::time::rearm();
 }

@@ -11,7 +11,8 @@
 //! - `tickless`: the timer interrupts all CPUs take during an idle second
 //!   (must be under 20, where a periodic 100 Hz tick gave 100 per CPU), and
 //!   during half a second in which one CPU-bound thread more than there are
-//!   CPUs compete (the slice timer is back: at least 20).
+//!   CPUs compete (the slice timer is back: at least 20); on two CPUs, also
+//!   that a CPU left idle takes a queued thread from the busy one.
 //! - `scale`: the same work done by one thread, then split over two;
 //!   prints both times (guest TSC) and the speedup.
 //!
@@ -290,6 +291,65 @@ fn tickless(c: &mut Checks, caps: &Caps) {
         busy >= 20,
         &format!("{busy} (at least 20)"),
     );
+    if cpus >= 2 {
+        stealing(c, caps);
+    }
+}
+
+/// On two CPUs: three CPU-bound threads spread 2 + 1; the lone one ends,
+/// and its CPU, now idle, must take one of the pair from the busy CPU.
+fn stealing(c: &mut Checks, caps: &Caps) {
+    let rt = c.rt;
+    let timer = TimerClient::new(rt, caps.timer);
+    let go = Arc::new(AtomicBool::new(true));
+    let stops: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let count = Arc::new(AtomicU64::new(0));
+    let mut workers: Vec<Option<JoinHandle<()>>> =
+        stops.iter().map(|stop| counter(&go, stop, &count)).collect();
+    if workers.iter().any(Option::is_none) {
+        c.check("spawn", false, "refused");
+        return;
+    }
+    let cpu_of = |h: &Option<JoinHandle<()>>| {
+        h.as_ref()
+            .and_then(|h| ThreadHandleClient::new(rt, h.handle_cap()).info().ok())
+            .map(|i| i.cpu)
+    };
+    let _ = timer.sleep(50_000_000);
+    let cpus: Vec<Option<u32>> = workers.iter().map(cpu_of).collect();
+    let lone = (0..3).find(|&i| cpus.iter().filter(|&&c| c == cpus[i]).count() == 1);
+    let steals = |rt: &Runtime| {
+        let client = SchedulingPolicyClient::new(rt, caps.sched);
+        (0..64u32).map_while(|cpu| client.cpu_stats(cpu).ok()).map(|s| s.steals).sum::<u64>()
+    };
+    let (ok, result) = match lone {
+        Some(i) => {
+            let before = steals(rt);
+            stops[i].store(true, Ordering::Release);
+            if let Some(h) = workers[i].take() {
+                let _ = h.join();
+            }
+            let _ = timer.sleep(100_000_000);
+            let after = steals(rt);
+            let now: Vec<Option<u32>> =
+                workers.iter().filter(|w| w.is_some()).map(cpu_of).collect();
+            let spread = now.len() == 2 && now[0] != now[1];
+            (
+                spread && after > before,
+                format!(
+                    "threads on cpus {cpus:?}; the lone one ended; the pair now on {now:?}, steals {before} -> {after}"
+                ),
+            )
+        }
+        None => (false, format!("threads on cpus {cpus:?}: not spread 2 + 1")),
+    };
+    for s in &stops {
+        s.store(true, Ordering::Release);
+    }
+    for h in workers.into_iter().flatten() {
+        let _ = h.join();
+    }
+    c.check("an idle CPU takes a queued thread from a busy one", ok, &result);
 }
 
 /// CPU-bound work: `n` rounds of xorshift.
