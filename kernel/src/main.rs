@@ -268,12 +268,13 @@ pub fn init_exited(code: i64) {
     });
 }
 
-/// Waits (up to two seconds) until every online CPU has taken a timer
+/// Waits (up to ten seconds: a busy host may leave a virtual CPU unscheduled
+/// for a while) until every online CPU has taken a timer
 /// interrupt (each arms one 1 ms ahead when it comes up), which shows its
 /// local APIC and interrupt path work. Spins with interrupts on rather
 /// than halting, so it looks again whatever wakes it.
 fn wait_for_ticks() {
-    let deadline = tsc::rdtsc() + 2 * tsc::hz();
+    let deadline = tsc::rdtsc() + 10 * tsc::hz();
     apic::arm(tsc::rdtsc() + tsc::hz() / 1000);
     interrupts::enable();
     loop {
@@ -295,7 +296,7 @@ fn wait_for_ticks() {
                     c.timer_ticks.load(Ordering::Relaxed)
                 );
             }
-            panic!("time: timer interrupts missing on some CPU after 2 s");
+            panic!("time: timer interrupts missing on some CPU after 10 s");
         }
         core::hint::spin_loop();
     }
