@@ -506,7 +506,7 @@ run-manifest: kernel harness mkmanifest
 LONG_LINE := $(shell python3 -c 'print("a" * 5000, end="")')
 # The operator's path on the default system (system.cue), driven on COM1 as
 # a person types: first-boot setup, every shell command, a program run with
-# explicit grants, a background program that keeps a session cap past
+# explicit grants, Ctrl-C ending a foreground program, a background program that keeps a session cap past
 # logout (its next call fails with Revoked: keeper exits 0), hostile input
 # (a 64 KiB line, control characters, invalid UTF-8, Ctrl-C and a serial
 # break inside a password), a wrong password (denied after the delay, audited), login with
@@ -554,6 +554,10 @@ run-shell: kernel harness mkmanifest
 		--expect 'shell: line too long (limit 1024 bytes)' \
 		--send '\xff\xfe\r' --expect 'shell: the line is not valid UTF-8; ignored' \
 		--send '\x01\x02\x1b[Z\x7fecho ctl\r' --expect 'ctl' \
+		--send 'run -g console -g timer keeper\r' --expect 'keeper: tick 2' --send '\x03' \
+		--expect 're:^keeper \(pid [0-9]+\) (was )?killed$$' \
+		--send 'run -g console -g sysinfo -g clock -g timer -g log hello\r' \
+		--expect 're:^hello \(pid [0-9]+\) exited with code 0$$' \
 		--send 'run -g console -g timer keeper &\r' --expect 're:^(.*\$$ )?keeper: tick 2$$' \
 		--send 'logout\r' --expect 're:^\[1\] keeps running without this session.s caps: keeper \(pid [0-9]+\)$$' \
 		--expect 'logged out' \

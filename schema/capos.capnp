@@ -524,6 +524,13 @@ interface TerminalSession {
   # Prints `prompt`, then returns the next line typed (without its line
   # end). With `echo` false nothing typed is shown and the line does not go
   # into the history. `maxBytes` (1..=4096) bounds the line.
+
+  cancelRead @2 () -> (cancelled :Bool);
+  # Ends the caller's own readLine in progress: it completes with status
+  # cancelled and nothing is echoed. False when the caller has none (a
+  # read of another process is never touched). A shell waiting for a
+  # program reads the terminal for Ctrl-C meanwhile, and cancels that read
+  # when the program ends by itself.
 }
 
 enum ReadStatus {

@@ -103,7 +103,14 @@ pub fn run(shell: &mut Shell, spec: &RunSpec, background: bool) -> Result<(), St
     }
     // The program may write to the terminal while the shell waits.
     shell.term.flush();
-    let waited = handle.wait();
+    // A program given the terminal reads it itself (Ctrl-C included); for
+    // any other, the shell watches the terminal for Ctrl-C meanwhile.
+    let has_terminal = spec.grants.iter().any(|g| g.source == "terminal");
+    let waited = if has_terminal {
+        handle.wait()
+    } else {
+        foreground::wait_interruptible(rt, shell.term.cap(), &handle)
+    };
     let status = handle.status();
     let _ = rt.release(handle.cap_id());
     let who = label(&spec.binary, pid);
@@ -202,5 +209,146 @@ pub fn kill(shell: &mut Shell, target: KillTarget) -> Result<(), String> {
             Err(format!("kill: pid {pid} is init, which cannot be killed"))
         }
         Err(e) => Err(failed("kill", &e)),
+    }
+}
+
+/// Waiting for a foreground program while Ctrl-C on the terminal ends it.
+mod foreground {
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    use capos_rt::abi::{Cqe, Sqe, TransportError, OP_CALL};
+    use capos_rt::schema::capos_capnp::{process_handle, terminal_session, ReadStatus};
+    use capos_rt::schema::{self as schema, CallError, CallReply, ProcessHandleClient};
+    use capos_rt::Runtime;
+
+    /// Bytes for a readLine's results (a line of at most 4096 bytes).
+    const READ_RESULTS: usize = 8 * 1024;
+
+    /// A CALL SQE with its params and results buffers, kept alive by the
+    /// caller until the completion arrives.
+    fn call_sqe(
+        rt: &Runtime,
+        cap: u64,
+        interface_id: u64,
+        method: u16,
+        params: &[u8],
+        results: &mut [u8],
+    ) -> Sqe {
+        Sqe {
+            opcode: OP_CALL,
+            method,
+            cap,
+            interface_id,
+            params_addr: params.as_ptr() as u64,
+            params_len: params.len() as u32,
+            results_addr: results.as_mut_ptr() as u64,
+            results_len: results.len() as u32,
+            user_data: rt.next_user_data(),
+            ..Sqe::default()
+        }
+    }
+
+    fn submit(rt: &Runtime, sqe: &Sqe) -> Result<(), CallError> {
+        while rt.ring().submit(sqe).is_err() {
+            rt.ring().enter(0, 0).map_err(|e| CallError::Transport(e.code()))?;
+        }
+        Ok(())
+    }
+
+    /// The status of a finished readLine, or None if the call failed.
+    fn read_status(cqe: &Cqe, results: &[u8]) -> Option<ReadStatus> {
+        if TransportError::from_u32(cqe.status).is_some() {
+            return None;
+        }
+        let reply = CallReply {
+            results: results.get(..cqe.result_len as usize)?.to_vec(),
+            caps: Vec::new(),
+        };
+        schema::rpc::read_results::<terminal_session::read_line_results::Owned, _>(&reply, |r| {
+            Ok(r.get_status()?)
+        })
+        .ok()
+    }
+
+    /// Waits for the process behind `handle` and returns its exit code, as
+    /// `ProcessHandle.wait` does; meanwhile a readLine (echo off) on the
+    /// terminal `term` watches for Ctrl-C, which kills the process. Lines
+    /// typed meanwhile are dropped. When the process ends by itself the
+    /// watching read is cancelled (`TerminalSession.cancelRead`).
+    pub fn wait_interruptible(
+        rt: &'static Runtime,
+        term: u64,
+        handle: &ProcessHandleClient<&'static Runtime>,
+    ) -> Result<i64, CallError> {
+        let wait_params = schema::wire::encode::<process_handle::wait_params::Owned>(|_| Ok(()))
+            .map_err(CallError::Encode)?;
+        let read_params =
+            schema::wire::encode::<terminal_session::read_line_params::Owned>(|mut p| {
+                p.set_prompt("");
+                p.set_echo(false);
+                p.set_max_bytes(4096);
+                Ok(())
+            })
+            .map_err(CallError::Encode)?;
+        let mut wait_results = vec![0u8; 512];
+        let mut read_results = vec![0u8; READ_RESULTS];
+        let wait = call_sqe(
+            rt,
+            handle.cap_id(),
+            schema::process_handle::INTERFACE_ID,
+            schema::process_handle::method::WAIT,
+            &wait_params,
+            &mut wait_results,
+        );
+        submit(rt, &wait)?;
+        let mut read = None;
+        let mut done: Option<Cqe> = None;
+        while done.is_none() {
+            if read.is_none() {
+                let sqe = call_sqe(
+                    rt,
+                    term,
+                    schema::terminal_session::INTERFACE_ID,
+                    schema::terminal_session::method::READ_LINE,
+                    &read_params,
+                    &mut read_results,
+                );
+                // Without a usable terminal the shell just waits.
+                read = submit(rt, &sqe).ok().map(|()| sqe.user_data);
+            }
+            let Some(cqe) = rt.next_completion() else {
+                rt.ring().enter(1, u64::MAX).map_err(|e| CallError::Transport(e.code()))?;
+                continue;
+            };
+            if cqe.user_data == wait.user_data {
+                done = Some(cqe);
+            } else if Some(cqe.user_data) == read {
+                read = None;
+                match read_status(&cqe, &read_results) {
+                    Some(ReadStatus::Cancelled) => {
+                        let _ = handle.kill();
+                    }
+                    Some(_) => {}
+                    // The terminal failed (revoked): stop watching it.
+                    None => read = Some(u64::MAX),
+                }
+            }
+        }
+        if let Some(user_data) = read.filter(|&u| u != u64::MAX) {
+            let _ = schema::TerminalSessionClient::new(rt, term).cancel_read();
+            let _ = rt.wait_for(user_data);
+        }
+        let cqe = done.unwrap_or_default();
+        if let Some(e) = TransportError::from_u32(cqe.status) {
+            return Err(CallError::Transport(e.code()));
+        }
+        let reply = CallReply {
+            results: wait_results.get(..cqe.result_len as usize).unwrap_or(&[]).to_vec(),
+            caps: Vec::new(),
+        };
+        schema::rpc::read_results::<process_handle::wait_results::Owned, _>(&reply, |r| {
+            Ok(r.get_exit_code())
+        })
     }
 }

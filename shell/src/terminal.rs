@@ -89,6 +89,11 @@ impl Terminal {
         self.buf.clear();
     }
 
+    /// The `TerminalSession` cap.
+    pub fn cap(&self) -> u64 {
+        self.client.cap_id()
+    }
+
     /// The error of the first write that failed, if one did.
     pub fn take_failure(&mut self) -> Option<CallError> {
         self.failure.take()

@@ -4182,19 +4182,23 @@ pub mod terminal_session {
         pub const WRITE: u16 = 0;
         /// `TerminalSession.readLine`
         pub const READ_LINE: u16 = 1;
+        /// `TerminalSession.cancelRead`
+        pub const CANCEL_READ: u16 = 2;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 WRITE => Some("write"),
                 READ_LINE => Some("readLine"),
+                CANCEL_READ => Some("cancelRead"),
                 _ => None,
             }
         }
     }
 
     pub use crate::capos_capnp::terminal_session::{
-        read_line_params, read_line_results, write_params, write_results,
+        cancel_read_params, cancel_read_results, read_line_params, read_line_results, write_params,
+        write_results,
     };
 
     /// Results of [`TerminalSessionClient::read_line`](super::TerminalSessionClient::read_line).
@@ -4284,6 +4288,26 @@ impl<T: crate::rpc::Transport> TerminalSessionClient<T> {
             },
         )
     }
+
+    /// Ends the caller's own readLine in progress: it completes with status
+    /// cancelled and nothing is echoed. False when the caller has none (a
+    /// read of another process is never touched). A shell waiting for a
+    /// program reads the terminal for Ctrl-C meanwhile, and cancels that read
+    /// when the program ends by itself.
+    pub fn cancel_read(&self) -> Result<bool, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::terminal_session::cancel_read_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                terminal_session::INTERFACE_ID,
+                terminal_session::method::CANCEL_READ,
+                |_| Ok(()),
+            )?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::terminal_session::cancel_read_results::Owned,
+            _,
+        >(&reply, |results| Ok(results.get_cancelled()))
+    }
 }
 
 /// The server side of `TerminalSession`: one method per schema method, each reading
@@ -4303,6 +4327,17 @@ pub trait TerminalSessionServer {
         &mut self,
         params: crate::capos_capnp::terminal_session::read_line_params::Reader<'_>,
         results: crate::capos_capnp::terminal_session::read_line_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Ends the caller's own readLine in progress: it completes with status
+    /// cancelled and nothing is echoed. False when the caller has none (a
+    /// read of another process is never touched). A shell waiting for a
+    /// program reads the terminal for Ctrl-C meanwhile, and cancels that read
+    /// when the program ends by itself.
+    fn cancel_read(
+        &mut self,
+        params: crate::capos_capnp::terminal_session::cancel_read_params::Reader<'_>,
+        results: crate::capos_capnp::terminal_session::cancel_read_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
@@ -4330,6 +4365,14 @@ pub fn dispatch_terminal_session<S: TerminalSessionServer + ?Sized>(
                 crate::capos_capnp::terminal_session::read_line_results::Owned,
                 _,
             >(params, |params, results| server.read_line(params, results))
+            .map(|(results, ())| results)
+        }
+        terminal_session::method::CANCEL_READ => {
+            crate::rpc::serve::<
+                crate::capos_capnp::terminal_session::cancel_read_params::Owned,
+                crate::capos_capnp::terminal_session::cancel_read_results::Owned,
+                _,
+            >(params, |params, results| server.cancel_read(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),

@@ -3,6 +3,7 @@
 //! interrupt. One read at a time.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::cell::Cell;
 
 use capos_lib::line_edit::{Event, LineEditor, MAX_LINE};
@@ -11,6 +12,7 @@ use capos_schema::{dispatch_terminal_session, ServerError, TerminalSessionServer
 
 use super::{exception, failure, CallContext, CallOutcome, CapObject};
 use crate::dev::serial::{COM1, COM1_RX};
+use crate::proc::Process;
 use crate::ring::PendingCall;
 use crate::sync::IrqLock;
 
@@ -74,13 +76,15 @@ pub fn pump() {
     }
 }
 
-struct Server {
+struct Server<'a> {
     /// `readLine`: (prompt, echo, max) to start with once validated.
     read: Cell<Option<(bool, usize)>>,
     prompt: core::cell::RefCell<String>,
+    /// The calling process (`cancelRead` touches only its own read).
+    caller: &'a Arc<Process>,
 }
 
-impl TerminalSessionServer for Server {
+impl TerminalSessionServer for Server<'_> {
     fn write(
         &mut self,
         params: terminal_session::write_params::Reader<'_>,
@@ -106,6 +110,29 @@ impl TerminalSessionServer for Server {
         self.read.set(Some((params.get_echo(), max)));
         Ok(())
     }
+
+    fn cancel_read(
+        &mut self,
+        _params: terminal_session::cancel_read_params::Reader<'_>,
+        mut results: terminal_session::cancel_read_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let own = {
+            let mut t = TERMINAL.lock();
+            let mine = t.reader.as_ref().is_some_and(|(call, _)| {
+                call.process.upgrade().is_some_and(|p| Arc::ptr_eq(&p, self.caller))
+            });
+            if mine {
+                t.reader.take()
+            } else {
+                None
+            }
+        };
+        results.set_cancelled(own.is_some());
+        if let Some((call, _)) = own {
+            crate::ring::complete(call, Ok(encode("", ReadStatus::Cancelled)));
+        }
+        Ok(())
+    }
 }
 
 impl CapObject for KernelTerminal {
@@ -122,7 +149,8 @@ impl CapObject for KernelTerminal {
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        let mut server = Server { read: Cell::new(None), prompt: Default::default() };
+        let mut server =
+            Server { read: Cell::new(None), prompt: Default::default(), caller: ctx.caller };
         let results = match dispatch_terminal_session(&mut server, method, params) {
             Ok(r) => r,
             Err(e) => return failure(e),
