@@ -644,6 +644,7 @@ run-terminal: kernel harness
 		--send 'password\r' --send 's3cret\r' --expect 'term: password has 6 bytes' \
 		--send '$(LONG_LINE)\r' --expect '(line too long: at most 4096 bytes)' --expect 'term: too long' \
 		--send 'after\r' --expect 'term: got "after" (5 bytes)' \
+		--send 'cancel\r' --expect 'term: cancelRead with no read of its own pending: false' \
 		--send 'quit\r' --expect 'init: term exited with code 0' \
 		--exit success
 

@@ -1,5 +1,6 @@
 //! term: reads lines from the `terminal` cap and reports each, to prove the
-//! line discipline. `password` reads one line with echo off; `quit` exits.
+//! line discipline. `password` reads one line with echo off; `cancel` calls
+//! `cancelRead` (with no read of its own pending); `quit` exits.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -41,6 +42,10 @@ fn main(rt: &'static Runtime) -> i64 {
         }
         match reply.line.as_str() {
             "quit" => return 0,
+            "cancel" => match term.cancel_read() {
+                Ok(c) => println!(rt, "term: cancelRead with no read of its own pending: {c}"),
+                Err(e) => println!(rt, "term: cancelRead failed: {e}"),
+            },
             "password" => match term.read_line("password: ", false, 128) {
                 Ok(p) if p.status == ReadStatus::Ok => {
                     println!(rt, "term: password has {} bytes", p.line.len())
