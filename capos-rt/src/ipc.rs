@@ -59,7 +59,7 @@ use capos_abi::{
     Sqe, TransportError, XferDesc, MAX_PARAMS_LEN, MAX_RECV_LEN, OP_RECV, OP_RETURN,
     RECV_HEADER_SIZE, STATUS_OK, XFER_COPY, XFER_MOVE,
 };
-use capos_schema::{endpoint, CallError, CapException, DispatchError, EndpointClient};
+use capos_schema::{endpoint, CallError, CallReply, CapException, DispatchError, EndpointClient};
 
 use crate::Runtime;
 
@@ -113,6 +113,62 @@ pub fn mint(rt: &Runtime, endpoint: u64, interface_id: u64, cookie: u64) -> Resu
 /// A RECV of one call on the serving cap `endpoint` into `buf`.
 ///
 /// The SQE points at `buf`: it must stay in place, untouched, until the
+/// A CALL of `method` on `cap` (as `interface_id`) with `params`, results
+/// into `results`: the SQE for a caller that submits it itself and waits
+/// for its completion (keeping both buffers alive until then).
+pub fn call_sqe(
+    cap: u64,
+    interface_id: u64,
+    method: u16,
+    params: &[u8],
+    results: &mut [u8],
+    user_data: u64,
+) -> Sqe {
+    Sqe {
+        opcode: capos_abi::OP_CALL,
+        method,
+        cap,
+        interface_id,
+        params_addr: params.as_ptr() as u64,
+        params_len: u32::try_from(params.len()).unwrap_or(u32::MAX),
+        results_addr: results.as_mut_ptr() as u64,
+        results_len: u32::try_from(results.len()).unwrap_or(u32::MAX),
+        user_data,
+        ..Sqe::default()
+    }
+}
+
+/// The transfer descriptors for `caps`, (CapId, move?) pairs, in their wire
+/// form (for an SQE's `xfer_addr`, `caps.len()` of them).
+pub fn xfer_descs(caps: &[(u64, bool)]) -> Vec<u8> {
+    caps.iter()
+        .flat_map(|&(cap, moved)| {
+            XferDesc { cap, mode: if moved { XFER_MOVE } else { XFER_COPY }, reserved: 0 }
+                .to_bytes()
+        })
+        .collect()
+}
+
+/// What a CALL's completion `cqe` says, with its results in `results`:
+/// the results message and result caps, the application error, or the
+/// transport error, as a typed client reports them.
+pub fn call_reply(cqe: &capos_abi::Cqe, results: &[u8]) -> Result<CallReply, CallError> {
+    let malformed = CallError::Transport(TransportError::Malformed.code());
+    let reply_bytes = results.get(..cqe.result_len as usize).ok_or(malformed)?;
+    match TransportError::from_u32(cqe.status) {
+        None => {
+            let caps = capos_abi::delivered_caps(results, cqe.result_len, cqe.cap_count)
+                .ok_or(CallError::Transport(TransportError::Malformed.code()))?
+                .collect();
+            Ok(CallReply { results: reply_bytes.to_vec(), caps })
+        }
+        Some(TransportError::AppError) => Err(capos_schema::wire::decode_exception(reply_bytes)
+            .map(CallError::Exception)
+            .unwrap_or(CallError::Transport(TransportError::AppError.code()))),
+        Some(e) => Err(CallError::Transport(e.code())),
+    }
+}
+
 /// RECV completes.
 pub fn recv_sqe(endpoint: u64, buf: &mut [u8], user_data: u64) -> Sqe {
     Sqe {
@@ -262,13 +318,7 @@ pub fn reply_with_caps(
     results: &[u8],
     caps: &[(u64, bool)],
 ) -> Result<(), TransportError> {
-    let descs: Vec<u8> = caps
-        .iter()
-        .flat_map(|&(cap, moved)| {
-            XferDesc { cap, mode: if moved { XFER_MOVE } else { XFER_COPY }, reserved: 0 }
-                .to_bytes()
-        })
-        .collect();
+    let descs = xfer_descs(caps);
     let mut sqe = return_sqe(endpoint, call_id, STATUS_OK, results, rt.next_user_data());
     sqe.xfer_addr = if caps.is_empty() { 0 } else { descs.as_ptr() as u64 };
     sqe.xfer_count = u16::try_from(caps.len()).unwrap_or(u16::MAX);
@@ -383,26 +433,11 @@ pub fn call_with_caps(
     caps: &[(u64, bool)],
     results: &mut [u8],
 ) -> Result<capos_abi::Cqe, TransportError> {
-    let descs: Vec<u8> = caps
-        .iter()
-        .flat_map(|&(cap, moved)| {
-            XferDesc { cap, mode: if moved { XFER_MOVE } else { XFER_COPY }, reserved: 0 }
-                .to_bytes()
-        })
-        .collect();
+    let descs = xfer_descs(caps);
     let sqe = Sqe {
-        opcode: capos_abi::OP_CALL,
-        cap,
-        interface_id,
-        method,
-        params_addr: params.as_ptr() as u64,
-        params_len: u32::try_from(params.len()).unwrap_or(u32::MAX),
-        results_addr: results.as_mut_ptr() as u64,
-        results_len: u32::try_from(results.len()).unwrap_or(u32::MAX),
         xfer_addr: descs.as_ptr() as u64,
         xfer_count: u16::try_from(caps.len()).unwrap_or(u16::MAX),
-        user_data: rt.next_user_data(),
-        ..Sqe::default()
+        ..call_sqe(cap, interface_id, method, params, results, rt.next_user_data())
     };
     let cqe = rt.call_raw(sqe)?;
     match TransportError::from_u32(cqe.status) {

@@ -9,7 +9,7 @@ use core::cell::{Cell, RefCell};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use capos_abi::{Cqe, Sqe, StartupPage, TransportError, MAX_RESULTS_LEN, OP_CALL, OP_RELEASE};
+use capos_abi::{Cqe, Sqe, StartupPage, TransportError, MAX_RESULTS_LEN, OP_RELEASE};
 use capos_schema::{CallError, CallReply, Transport};
 
 use crate::ring::Ring;
@@ -143,37 +143,19 @@ impl ThreadCtx {
     ) -> Result<CallReply, CallError> {
         let mut results = self.results.borrow_mut();
         let sqe = Sqe {
-            opcode: OP_CALL,
-            method,
-            cap,
-            interface_id,
-            params_addr: params.as_ptr() as u64,
-            params_len: params.len() as u32,
-            results_addr: results.as_mut_ptr() as u64,
-            results_len: results.len() as u32,
             xfer_addr: if count == 0 { 0 } else { descs.as_ptr() as u64 },
             xfer_count: u16::try_from(count).unwrap_or(u16::MAX),
-            user_data: self.next_user_data(),
-            ..Sqe::default()
+            ..crate::ipc::call_sqe(
+                cap,
+                interface_id,
+                method,
+                params,
+                &mut results,
+                self.next_user_data(),
+            )
         };
         let cqe = self.call_raw(sqe).map_err(|e| CallError::Transport(e.code()))?;
-        let len = cqe.result_len as usize;
-        let reply_bytes =
-            results.get(..len).ok_or(CallError::Transport(TransportError::Malformed.code()))?;
-        match TransportError::from_u32(cqe.status) {
-            None => {
-                let caps = capos_abi::delivered_caps(&results, cqe.result_len, cqe.cap_count)
-                    .ok_or(CallError::Transport(TransportError::Malformed.code()))?
-                    .collect();
-                Ok(CallReply { results: reply_bytes.to_vec(), caps })
-            }
-            Some(TransportError::AppError) => {
-                Err(capos_schema::wire::decode_exception(reply_bytes)
-                    .map(CallError::Exception)
-                    .unwrap_or(CallError::Transport(TransportError::AppError.code())))
-            }
-            Some(e) => Err(CallError::Transport(e.code())),
-        }
+        crate::ipc::call_reply(&cqe, &results)
     }
 }
 
@@ -323,17 +305,7 @@ impl Runtime {
         params: &[u8],
         caps: &[(u64, bool)],
     ) -> Result<CallReply, CallError> {
-        let descs: Vec<u8> = caps
-            .iter()
-            .flat_map(|&(cap, moved)| {
-                capos_abi::XferDesc {
-                    cap,
-                    mode: if moved { capos_abi::XFER_MOVE } else { capos_abi::XFER_COPY },
-                    reserved: 0,
-                }
-                .to_bytes()
-            })
-            .collect();
+        let descs = crate::ipc::xfer_descs(caps);
         ctx().call_with_xfer(cap, interface_id, method, params, &descs, caps.len())
     }
 

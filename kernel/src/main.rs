@@ -256,7 +256,7 @@ pub fn init_exited(code: i64) {
     kinfo!(
         "mem",
         "{} process(es) alive, {} frames free; heap {} KiB used of {} KiB mapped",
-        proc::list().len(),
+        proc::all().len(),
         mem::frames::free_count(),
         heap_used / 1024,
         heap_mapped / 1024

@@ -215,39 +215,14 @@ pub fn kill(shell: &mut Shell, target: KillTarget) -> Result<(), String> {
 /// Waiting for a foreground program while Ctrl-C on the terminal ends it.
 mod foreground {
     use alloc::vec;
-    use alloc::vec::Vec;
 
-    use capos_rt::abi::{Cqe, Sqe, TransportError, OP_CALL};
+    use capos_rt::abi::{Cqe, Sqe};
     use capos_rt::schema::capos_capnp::{process_handle, terminal_session, ReadStatus};
-    use capos_rt::schema::{self as schema, CallError, CallReply, ProcessHandleClient};
-    use capos_rt::Runtime;
+    use capos_rt::schema::{self as schema, CallError, ProcessHandleClient};
+    use capos_rt::{ipc, Runtime};
 
     /// Bytes for a readLine's results (a line of at most 4096 bytes).
     const READ_RESULTS: usize = 8 * 1024;
-
-    /// A CALL SQE with its params and results buffers, kept alive by the
-    /// caller until the completion arrives.
-    fn call_sqe(
-        rt: &Runtime,
-        cap: u64,
-        interface_id: u64,
-        method: u16,
-        params: &[u8],
-        results: &mut [u8],
-    ) -> Sqe {
-        Sqe {
-            opcode: OP_CALL,
-            method,
-            cap,
-            interface_id,
-            params_addr: params.as_ptr() as u64,
-            params_len: params.len() as u32,
-            results_addr: results.as_mut_ptr() as u64,
-            results_len: results.len() as u32,
-            user_data: rt.next_user_data(),
-            ..Sqe::default()
-        }
-    }
 
     fn submit(rt: &Runtime, sqe: &Sqe) -> Result<(), CallError> {
         while rt.ring().submit(sqe).is_err() {
@@ -258,13 +233,7 @@ mod foreground {
 
     /// The status of a finished readLine, or None if the call failed.
     fn read_status(cqe: &Cqe, results: &[u8]) -> Option<ReadStatus> {
-        if TransportError::from_u32(cqe.status).is_some() {
-            return None;
-        }
-        let reply = CallReply {
-            results: results.get(..cqe.result_len as usize)?.to_vec(),
-            caps: Vec::new(),
-        };
+        let reply = ipc::call_reply(cqe, results).ok()?;
         schema::rpc::read_results::<terminal_session::read_line_results::Owned, _>(&reply, |r| {
             Ok(r.get_status()?)
         })
@@ -293,26 +262,26 @@ mod foreground {
             .map_err(CallError::Encode)?;
         let mut wait_results = vec![0u8; 512];
         let mut read_results = vec![0u8; READ_RESULTS];
-        let wait = call_sqe(
-            rt,
+        let wait = ipc::call_sqe(
             handle.cap_id(),
             schema::process_handle::INTERFACE_ID,
             schema::process_handle::method::WAIT,
             &wait_params,
             &mut wait_results,
+            rt.next_user_data(),
         );
         submit(rt, &wait)?;
         let mut read = None;
         let mut done: Option<Cqe> = None;
         while done.is_none() {
             if read.is_none() {
-                let sqe = call_sqe(
-                    rt,
+                let sqe = ipc::call_sqe(
                     term,
                     schema::terminal_session::INTERFACE_ID,
                     schema::terminal_session::method::READ_LINE,
                     &read_params,
                     &mut read_results,
+                    rt.next_user_data(),
                 );
                 // Without a usable terminal the shell just waits.
                 read = submit(rt, &sqe).ok().map(|()| sqe.user_data);
@@ -339,14 +308,7 @@ mod foreground {
             let _ = schema::TerminalSessionClient::new(rt, term).cancel_read();
             let _ = rt.wait_for(user_data);
         }
-        let cqe = done.unwrap_or_default();
-        if let Some(e) = TransportError::from_u32(cqe.status) {
-            return Err(CallError::Transport(e.code()));
-        }
-        let reply = CallReply {
-            results: wait_results.get(..cqe.result_len as usize).unwrap_or(&[]).to_vec(),
-            caps: Vec::new(),
-        };
+        let reply = ipc::call_reply(&done.unwrap_or_default(), &wait_results)?;
         schema::rpc::read_results::<process_handle::wait_results::Owned, _>(&reply, |r| {
             Ok(r.get_exit_code())
         })

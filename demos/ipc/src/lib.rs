@@ -16,7 +16,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use capos_rt::abi::{Sqe, TransportError, OP_CALL, STATUS_OK};
+use capos_rt::abi::{TransportError, STATUS_OK};
 use capos_rt::schema::capos_capnp::echo::{echo_params, echo_results};
 use capos_rt::schema::{wire, CallError, EchoServer, ServerError};
 
@@ -82,29 +82,7 @@ pub fn echo_results_data(results: &[u8]) -> Option<Vec<u8>> {
     root.get_data().ok().map(<[u8]>::to_vec)
 }
 
-/// A CALL of `method` on `cap` (as `interface_id`) with `params`, results
-/// into `results`.
-pub fn call_sqe(
-    cap: u64,
-    interface_id: u64,
-    method: u16,
-    params: &[u8],
-    results: &mut [u8],
-    user_data: u64,
-) -> Sqe {
-    Sqe {
-        opcode: OP_CALL,
-        method,
-        cap,
-        interface_id,
-        params_addr: params.as_ptr() as u64,
-        params_len: params.len() as u32,
-        results_addr: results.as_mut_ptr() as u64,
-        results_len: results.len() as u32,
-        user_data,
-        ..Sqe::default()
-    }
-}
+pub use capos_rt::ipc::call_sqe;
 
 /// `ok` or the error name of a completion status.
 pub fn status_name(status: u32) -> String {

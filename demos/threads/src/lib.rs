@@ -37,21 +37,44 @@ use capos_rt::schema::{
 use capos_rt::thread::{self, JoinHandle};
 use capos_rt::{println, Runtime};
 
-struct Checks {
-    rt: &'static Runtime,
+/// A proof's checks: each prints `PREFIX: <case>: <result>` (or
+/// `PREFIX: FAILED <case>: ...`), and [`Checks::verdict`] the summary.
+pub struct Checks {
+    /// The runtime, for output and calls.
+    pub rt: &'static Runtime,
+    prefix: &'static str,
     run: u32,
     failed: u32,
 }
 
 impl Checks {
-    fn check(&mut self, case: &str, ok: bool, result: &str) {
+    /// No checks run yet; lines start with `prefix`.
+    pub fn new(rt: &'static Runtime, prefix: &'static str) -> Checks {
+        Checks { rt, prefix, run: 0, failed: 0 }
+    }
+
+    /// Records one check and prints its line.
+    pub fn check(&mut self, case: &str, ok: bool, result: &str) {
         self.run += 1;
+        let prefix = self.prefix;
         if ok {
-            println!(self.rt, "sched: {case}: {result}");
+            println!(self.rt, "{prefix}: {case}: {result}");
         } else {
             self.failed += 1;
-            println!(self.rt, "sched: FAILED {case}: {result}");
+            println!(self.rt, "{prefix}: FAILED {case}: {result}");
         }
+    }
+
+    /// Prints `all <n> checks passed` or `<m> of <n> checks FAILED`;
+    /// whether all passed.
+    pub fn verdict(&self) -> bool {
+        let prefix = self.prefix;
+        if self.failed == 0 {
+            println!(self.rt, "{prefix}: all {} checks passed", self.run);
+        } else {
+            println!(self.rt, "{prefix}: {} of {} checks FAILED", self.failed, self.run);
+        }
+        self.failed == 0
     }
 }
 
@@ -78,17 +101,15 @@ pub fn run(rt: &'static Runtime, part: Part) -> i64 {
         return 2;
     };
     let caps = Caps { timer: timer.cap, sched: sched.cap };
-    let mut c = Checks { rt, run: 0, failed: 0 };
+    let mut c = Checks::new(rt, "sched");
     match part {
         Part::Fair => fair(&mut c, &caps),
         Part::Tickless => tickless(&mut c, &caps),
         Part::Scale => scale(&mut c),
     }
-    if c.failed == 0 {
-        println!(rt, "sched: all {} checks passed", c.run);
+    if c.verdict() {
         0
     } else {
-        println!(rt, "sched: {} of {} checks FAILED", c.failed, c.run);
         1
     }
 }

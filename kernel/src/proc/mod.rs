@@ -110,11 +110,6 @@ pub fn register(p: &Arc<Process>) {
     PROCESSES.lock().insert(p.pid, Arc::downgrade(p));
 }
 
-/// Live processes (id, name).
-pub fn list() -> Vec<(u64, String)> {
-    PROCESSES.lock().values().filter_map(|w| w.upgrade()).map(|p| (p.pid, p.name.clone())).collect()
-}
-
 /// Live processes, by pid.
 pub fn all() -> Vec<Arc<Process>> {
     PROCESSES.lock().values().filter_map(Weak::upgrade).collect()

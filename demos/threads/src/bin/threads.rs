@@ -30,6 +30,7 @@ use capos_rt::schema::{
 use capos_rt::sync::{Condvar, Mutex};
 use capos_rt::thread::{self, ThreadError};
 use capos_rt::{println, Runtime};
+use thread_programs::Checks;
 
 capos_rt::entry!(main);
 
@@ -37,24 +38,6 @@ const THREADS: u64 = 8;
 const INCREMENTS: u64 = 100_000;
 const HANDOFFS: u64 = 100;
 const SLEEP_NS: u64 = 30_000_000;
-
-struct Checks {
-    rt: &'static Runtime,
-    run: u32,
-    failed: u32,
-}
-
-impl Checks {
-    fn check(&mut self, case: &str, ok: bool, result: &str) {
-        self.run += 1;
-        if ok {
-            println!(self.rt, "threads: {case}: {result}");
-        } else {
-            self.failed += 1;
-            println!(self.rt, "threads: FAILED {case}: {result}");
-        }
-    }
-}
 
 fn error_name(r: &Result<impl core::fmt::Debug, CallError>) -> String {
     match r {
@@ -67,7 +50,7 @@ fn error_name(r: &Result<impl core::fmt::Debug, CallError>) -> String {
 }
 
 fn main(rt: &'static Runtime) -> i64 {
-    let mut c = Checks { rt, run: 0, failed: 0 };
+    let mut c = Checks::new(rt, "threads");
     let (Some(timer), Some(park), Some(spawner)) =
         (rt.cap("timer"), rt.cap("park"), rt.cap("threads"))
     else {
@@ -83,12 +66,10 @@ fn main(rt: &'static Runtime) -> i64 {
         Some(vm) => shootdown(&mut c, vm.cap),
         None => c.check("TLB shootdown", false, "no vm cap"),
     }
-    if c.failed == 0 {
-        println!(rt, "threads: all {} checks passed", c.run);
+    if c.verdict() {
         leave_threads_behind(rt);
         0
     } else {
-        println!(rt, "threads: {} of {} checks FAILED", c.failed, c.run);
         1
     }
 }

@@ -174,14 +174,15 @@ impl Service<'_> {
         }
         let id = self.next_session;
         self.next_session += 1;
-        let cap = ipc::mint(
+        let session_cap = ipc::mint(
             self.rt,
             self.endpoint,
             schema::user_session::INTERFACE_ID,
             SESSION_BASE + id,
         )
         .map_err(|e| ex(code::INTERNAL, format!("minting the session cap: {e}")))?;
-        let unix = cap_opt(self.rt, "clock")
+        let unix = cap(self.rt, "clock")
+            .ok()
             .and_then(|c| WallClockClient::new(self.rt, c).now().ok())
             .map_or(0, |n| n.unix_seconds);
         let info = SessionInfo {
@@ -194,7 +195,7 @@ impl Service<'_> {
         };
         self.sessions.insert(id, Session { info, active: true, revokers: Vec::new() });
         self.forget_ended();
-        Ok((id, cap))
+        Ok((id, session_cap))
     }
 
     fn forget_ended(&mut self) {
@@ -661,10 +662,6 @@ fn text(r: capnp::Result<capnp::text::Reader<'_>>) -> Result<String, Answer> {
         )));
     }
     Ok(s.to_string())
-}
-
-fn cap_opt(rt: &Runtime, name: &str) -> Option<u64> {
-    rt.cap(name).map(|c| c.cap)
 }
 
 /// The manifest's auth section (profiles, shell), through the `boot` cap.
