@@ -163,7 +163,36 @@ interface ProcessSpawner {
 
   spawn @0 (binary :Text, args :List(Text), grants :List(Grant)) -> (handle :ProcessHandle);
   # Starts `binary` with `args` and the caps in `grants`; the returned
-  # handle arrives through the ring as a result cap.
+  # handle arrives through the ring as a result cap. The child gets the
+  # default resource profile of a started program, bounded by what the
+  # caller has left.
+
+  spawnLimited @1 (binary :Text, args :List(Text), grants :List(Grant),
+                   profile :ResourceProfile) -> (handle :ProcessHandle);
+  # As `spawn`, with the child's limits: each field of `profile` that is not
+  # 0 replaces the default, and none may exceed what the caller has left
+  # (the call then fails with QuotaExceeded).
+}
+
+struct ResourceProfile {
+  # What a process may hold. Frames and kernel bytes a child uses count
+  # against its parent too (and its parent's parent, up to init), so a
+  # profile bounds a whole tree of processes; threads, caps and open calls
+  # count per process. Over a limit, the request fails with QuotaExceeded.
+  # As a request, 0 in a field means "the default".
+
+  frames @0 :UInt64;
+  # 4 KiB physical frames: its memory, page tables, rings, startup page,
+  # and the kernel stacks of its threads.
+  kernelBytes @1 :UInt64;
+  # Kernel heap its requests hold: queued call payloads, pending calls,
+  # process and thread records.
+  threads @2 :UInt32;
+  # Threads alive at once.
+  caps @3 :UInt32;
+  # Cap-table slots in use.
+  openCalls @4 :UInt32;
+  # Ring operations submitted and not yet completed, over all its threads.
 }
 
 interface ProcessHandle {
@@ -181,6 +210,10 @@ interface ProcessHandle {
   status @3 () -> (status :ProcessStatus);
   # Whether the process has ended, and how: the crash record of a process
   # a CPU exception ended names the exception and the faulting addresses.
+
+  usage @4 () -> (used :ResourceProfile, limits :ResourceProfile);
+  # What the process (frames and kernel bytes: with its children) holds
+  # now, and its limits; all 0 once it has ended.
 }
 
 struct ProcessStatus {
@@ -356,6 +389,8 @@ struct ServiceSpec {
   # Names of the caps the service hands to init (ServiceExporter.export)
   # for other services' grants.
   restart @5 :RestartPolicy;
+  resources @6 :ResourceProfile;
+  # The service's limits; absent or 0 fields take the service defaults.
 }
 
 struct GrantSpec {

@@ -59,11 +59,15 @@ pub enum TransportError {
     /// The object's state does not allow the operation (a thread joined
     /// twice).
     BadState = 18,
+    /// A limit of the caller's resource profile was reached (frames,
+    /// kernel memory, threads, cap slots or open calls), or the kernel
+    /// keeps what is left for itself.
+    QuotaExceeded = 19,
 }
 
 impl TransportError {
     /// Every error code, in value order.
-    pub const ALL: [TransportError; 18] = [
+    pub const ALL: [TransportError; 19] = [
         TransportError::InvalidCap,
         TransportError::StaleCap,
         TransportError::WrongInterface,
@@ -82,6 +86,7 @@ impl TransportError {
         TransportError::Misaligned,
         TransportError::LimitReached,
         TransportError::BadState,
+        TransportError::QuotaExceeded,
     ];
 
     /// The error with code `value`; `None` for [`STATUS_OK`] and unknown codes.
@@ -105,6 +110,7 @@ impl TransportError {
             16 => TransportError::Misaligned,
             17 => TransportError::LimitReached,
             18 => TransportError::BadState,
+            19 => TransportError::QuotaExceeded,
             _ => return None,
         })
     }
@@ -135,6 +141,7 @@ impl TransportError {
             TransportError::Misaligned => "Misaligned",
             TransportError::LimitReached => "LimitReached",
             TransportError::BadState => "BadState",
+            TransportError::QuotaExceeded => "QuotaExceeded",
         }
     }
 
@@ -159,6 +166,7 @@ impl TransportError {
             TransportError::Misaligned => "address not aligned as the operation requires",
             TransportError::LimitReached => "a per-process limit (threads) was reached",
             TransportError::BadState => "the object's state does not allow the operation",
+            TransportError::QuotaExceeded => "a resource profile limit was reached",
         }
     }
 
@@ -196,7 +204,7 @@ mod tests {
     #[test]
     fn codes_round_trip_and_are_fixed() {
         assert_eq!(TransportError::from_u32(STATUS_OK), None);
-        assert_eq!(TransportError::from_u32(19), None);
+        assert_eq!(TransportError::from_u32(20), None);
         assert_eq!(TransportError::from_u32(u32::MAX), None);
         for (i, e) in TransportError::ALL.iter().enumerate() {
             assert_eq!(e.code(), i as u32 + 1, "{e} must keep its ABI value");
@@ -232,7 +240,7 @@ mod tests {
         }
         assert_eq!(TransportError::from_syscall_return(0), None);
         assert_eq!(TransportError::from_syscall_return(5), None);
-        assert_eq!(TransportError::from_syscall_return((-19i64) as u64), None);
+        assert_eq!(TransportError::from_syscall_return((-20i64) as u64), None);
         assert_eq!(TransportError::from_syscall_return(i64::MIN as u64), None);
     }
 }

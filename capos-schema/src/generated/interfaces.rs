@@ -186,6 +186,55 @@ impl crate::rpc::SchemaStruct for Grant {
     }
 }
 
+/// What a process may hold. Frames and kernel bytes a child uses count
+/// against its parent too (and its parent's parent, up to init), so a
+/// profile bounds a whole tree of processes; threads, caps and open calls
+/// count per process. Over a limit, the request fails with QuotaExceeded.
+/// As a request, 0 in a field means "the default".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceProfile {
+    /// 4 KiB physical frames: its memory, page tables, rings, startup page,
+    /// and the kernel stacks of its threads.
+    pub frames: u64,
+    /// Kernel heap its requests hold: queued call payloads, pending calls,
+    /// process and thread records.
+    pub kernel_bytes: u64,
+    /// Threads alive at once.
+    pub threads: u32,
+    /// Cap-table slots in use.
+    pub caps: u32,
+    /// Ring operations submitted and not yet completed, over all its threads.
+    pub open_calls: u32,
+}
+
+impl crate::rpc::SchemaStruct for ResourceProfile {
+    type Owned = crate::capos_capnp::resource_profile::Owned;
+
+    fn read_from(
+        reader: crate::capos_capnp::resource_profile::Reader<'_>,
+    ) -> ::capnp::Result<Self> {
+        Ok(Self {
+            frames: reader.get_frames(),
+            kernel_bytes: reader.get_kernel_bytes(),
+            threads: reader.get_threads(),
+            caps: reader.get_caps(),
+            open_calls: reader.get_open_calls(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::resource_profile::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_frames(self.frames);
+        builder.set_kernel_bytes(self.kernel_bytes);
+        builder.set_threads(self.threads);
+        builder.set_caps(self.caps);
+        builder.set_open_calls(self.open_calls);
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessStatus {
     pub exited: bool,
@@ -1558,17 +1607,22 @@ pub mod process_spawner {
     pub mod method {
         /// `ProcessSpawner.spawn`
         pub const SPAWN: u16 = 0;
+        /// `ProcessSpawner.spawnLimited`
+        pub const SPAWN_LIMITED: u16 = 1;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 SPAWN => Some("spawn"),
+                SPAWN_LIMITED => Some("spawnLimited"),
                 _ => None,
             }
         }
     }
 
-    pub use crate::capos_capnp::process_spawner::{spawn_params, spawn_results};
+    pub use crate::capos_capnp::process_spawner::{
+        spawn_limited_params, spawn_limited_results, spawn_params, spawn_results,
+    };
 }
 
 /// A typed client for `ProcessSpawner` caps: each method encodes its params, makes one
@@ -1601,7 +1655,9 @@ impl<T: crate::rpc::Transport> ProcessSpawnerClient<T> {
     }
 
     /// Starts `binary` with `args` and the caps in `grants`; the returned
-    /// handle arrives through the ring as a result cap.
+    /// handle arrives through the ring as a result cap. The child gets the
+    /// default resource profile of a started program, bounded by what the
+    /// caller has left.
     ///
     /// Result caps (`handle`) arrive through the ring; their CapIds are returned.
     pub fn spawn(
@@ -1642,6 +1698,58 @@ impl<T: crate::rpc::Transport> ProcessSpawnerClient<T> {
             |_| Ok(handle),
         )
     }
+
+    /// As `spawn`, with the child's limits: each field of `profile` that is not
+    /// 0 replaces the default, and none may exceed what the caller has left
+    /// (the call then fails with QuotaExceeded).
+    ///
+    /// Result caps (`handle`) arrive through the ring; their CapIds are returned.
+    pub fn spawn_limited(
+        &self,
+        binary: &str,
+        args: &[&str],
+        grants: &[Grant],
+        profile: &ResourceProfile,
+    ) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<
+            crate::capos_capnp::process_spawner::spawn_limited_params::Owned,
+            T,
+        >(
+            &self.transport,
+            self.cap,
+            process_spawner::INTERFACE_ID,
+            process_spawner::method::SPAWN_LIMITED,
+            |mut params| {
+                params.set_binary(binary);
+                {
+                    let mut list = params.reborrow().init_args(crate::wire::list_len(args.len())?);
+                    for (index, item) in (0u32..).zip(args.iter()) {
+                        list.set(index, item);
+                    }
+                }
+                {
+                    let mut list =
+                        params.reborrow().init_grants(crate::wire::list_len(grants.len())?);
+                    for (index, item) in (0u32..).zip(grants.iter()) {
+                        <Grant as crate::rpc::SchemaStruct>::write_to(
+                            item,
+                            list.reborrow().get(index),
+                        )?;
+                    }
+                }
+                <ResourceProfile as crate::rpc::SchemaStruct>::write_to(
+                    profile,
+                    params.reborrow().init_profile(),
+                )?;
+                Ok(())
+            },
+        )?;
+        let handle = reply.cap(0)?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::process_spawner::spawn_limited_results::Owned,
+            _,
+        >(&reply, |_| Ok(handle))
+    }
 }
 
 /// The server side of `ProcessSpawner`: one method per schema method, each reading
@@ -1653,7 +1761,9 @@ pub trait ProcessSpawnerServer {
     type Cap;
 
     /// Starts `binary` with `args` and the caps in `grants`; the returned
-    /// handle arrives through the ring as a result cap.
+    /// handle arrives through the ring as a result cap. The child gets the
+    /// default resource profile of a started program, bounded by what the
+    /// caller has left.
     ///
     /// Returns the result caps (`handle`), in that order; their fields in
     /// `results` stay null.
@@ -1661,6 +1771,18 @@ pub trait ProcessSpawnerServer {
         &mut self,
         params: crate::capos_capnp::process_spawner::spawn_params::Reader<'_>,
         results: crate::capos_capnp::process_spawner::spawn_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// As `spawn`, with the child's limits: each field of `profile` that is not
+    /// 0 replaces the default, and none may exceed what the caller has left
+    /// (the call then fails with QuotaExceeded).
+    ///
+    /// Returns the result caps (`handle`), in that order; their fields in
+    /// `results` stay null.
+    fn spawn_limited(
+        &mut self,
+        params: crate::capos_capnp::process_spawner::spawn_limited_params::Reader<'_>,
+        results: crate::capos_capnp::process_spawner::spawn_limited_results::Builder<'_>,
     ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
@@ -1680,6 +1802,14 @@ pub fn dispatch_process_spawner<S: ProcessSpawnerServer + ?Sized>(
                 crate::capos_capnp::process_spawner::spawn_results::Owned,
                 _,
             >(params, |params, results| server.spawn(params, results))
+            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
+        }
+        process_spawner::method::SPAWN_LIMITED => {
+            crate::rpc::serve::<
+                crate::capos_capnp::process_spawner::spawn_limited_params::Owned,
+                crate::capos_capnp::process_spawner::spawn_limited_results::Owned,
+                _,
+            >(params, |params, results| server.spawn_limited(params, results))
             .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
@@ -1703,6 +1833,8 @@ pub mod process_handle {
         pub const ID: u16 = 2;
         /// `ProcessHandle.status`
         pub const STATUS: u16 = 3;
+        /// `ProcessHandle.usage`
+        pub const USAGE: u16 = 4;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
@@ -1711,6 +1843,7 @@ pub mod process_handle {
                 KILL => Some("kill"),
                 ID => Some("id"),
                 STATUS => Some("status"),
+                USAGE => Some("usage"),
                 _ => None,
             }
         }
@@ -1718,8 +1851,15 @@ pub mod process_handle {
 
     pub use crate::capos_capnp::process_handle::{
         id_params, id_results, kill_params, kill_results, status_params, status_results,
-        wait_params, wait_results,
+        usage_params, usage_results, wait_params, wait_results,
     };
+
+    /// Results of [`ProcessHandleClient::usage`](super::ProcessHandleClient::usage).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct UsageReply {
+        pub used: super::ResourceProfile,
+        pub limits: super::ResourceProfile,
+    }
 }
 
 /// A typed client for `ProcessHandle` caps: each method encodes its params, makes one
@@ -1811,6 +1951,31 @@ impl<T: crate::rpc::Transport> ProcessHandleClient<T> {
             |results| <ProcessStatus as crate::rpc::SchemaStruct>::read_from(results.get_status()?),
         )
     }
+
+    /// What the process (frames and kernel bytes: with its children) holds
+    /// now, and its limits; all 0 once it has ended.
+    pub fn usage(&self) -> Result<process_handle::UsageReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::process_handle::usage_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            process_handle::INTERFACE_ID,
+            process_handle::method::USAGE,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::process_handle::usage_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(process_handle::UsageReply {
+                    used: <ResourceProfile as crate::rpc::SchemaStruct>::read_from(
+                        results.get_used()?,
+                    )?,
+                    limits: <ResourceProfile as crate::rpc::SchemaStruct>::read_from(
+                        results.get_limits()?,
+                    )?,
+                })
+            },
+        )
+    }
 }
 
 /// The server side of `ProcessHandle`: one method per schema method, each reading
@@ -1843,6 +2008,14 @@ pub trait ProcessHandleServer {
         &mut self,
         params: crate::capos_capnp::process_handle::status_params::Reader<'_>,
         results: crate::capos_capnp::process_handle::status_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// What the process (frames and kernel bytes: with its children) holds
+    /// now, and its limits; all 0 once it has ended.
+    fn usage(
+        &mut self,
+        params: crate::capos_capnp::process_handle::usage_params::Reader<'_>,
+        results: crate::capos_capnp::process_handle::usage_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
@@ -1886,6 +2059,14 @@ pub fn dispatch_process_handle<S: ProcessHandleServer + ?Sized>(
                 crate::capos_capnp::process_handle::status_results::Owned,
                 _,
             >(params, |params, results| server.status(params, results))
+            .map(|(results, ())| results)
+        }
+        process_handle::method::USAGE => {
+            crate::rpc::serve::<
+                crate::capos_capnp::process_handle::usage_params::Owned,
+                crate::capos_capnp::process_handle::usage_results::Owned,
+                _,
+            >(params, |params, results| server.usage(params, results))
             .map(|(results, ())| results)
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
