@@ -14,6 +14,7 @@
 //! | [`syscall`] | the two system calls and their register convention |
 //! | [`startup`] | the read-only startup page handed to every process |
 //! | [`layout`] | fixed addresses of the user address space |
+//! | [`resources`] | resource-profile bounds and defaults |
 //!
 //! Everything is re-exported at the crate root.
 #![no_std]
@@ -23,6 +24,7 @@
 pub mod cap;
 pub mod errors;
 pub mod layout;
+pub mod resources;
 pub mod ring;
 pub mod startup;
 pub mod syscall;
