@@ -30,21 +30,23 @@ pub enum CapError {
         /// The generation the id carried.
         got: u32,
     },
-    /// Every slot is occupied.
+    /// Every slot the table may use is occupied (its capacity, or the
+    /// smaller limit it was made with).
     TableFull {
-        /// Number of slots in the table.
+        /// Number of slots the table may use.
         capacity: usize,
     },
 }
 
 impl CapError {
     /// The transport error a ring operation completes with for this failure
-    /// (`TableFull` becomes `Overflow`).
+    /// (`TableFull` becomes `QuotaExceeded`: cap slots are a resource of the
+    /// holder's profile).
     pub const fn transport_error(self) -> TransportError {
         match self {
             CapError::InvalidCap { .. } => TransportError::InvalidCap,
             CapError::StaleCap { .. } => TransportError::StaleCap,
-            CapError::TableFull { .. } => TransportError::Overflow,
+            CapError::TableFull { .. } => TransportError::QuotaExceeded,
         }
     }
 }
@@ -87,6 +89,8 @@ struct Slot<T> {
 pub struct CapTable<T, const N: usize> {
     slots: [Slot<T>; N],
     len: usize,
+    /// Slots in use at most (at most `N`).
+    limit: usize,
 }
 
 impl<T, const N: usize> Default for CapTable<T, N> {
@@ -99,11 +103,31 @@ impl<T, const N: usize> CapTable<T, N> {
     /// An empty table; every slot starts at generation 0.
     pub fn new() -> Self {
         const { assert!(N <= u32::MAX as usize, "a cap table has at most u32::MAX slots") };
-        CapTable { slots: core::array::from_fn(|_| Slot { generation: 0, entry: None }), len: 0 }
+        CapTable {
+            slots: core::array::from_fn(|_| Slot { generation: 0, entry: None }),
+            len: 0,
+            limit: N,
+        }
+    }
+
+    /// An empty table that holds at most `limit` entries (and never more
+    /// than `N`).
+    pub fn with_limit(limit: usize) -> Self {
+        let mut t = Self::new();
+        t.limit = limit.min(N);
+        t
+    }
+
+    /// Entries it may hold.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Stores `value` in the lowest free slot and returns its id.
     pub fn insert(&mut self, value: T) -> Result<CapId, CapError> {
+        if self.len >= self.limit {
+            return Err(CapError::TableFull { capacity: self.limit });
+        }
         let (index, slot) = self
             .slots
             .iter_mut()
@@ -278,13 +302,25 @@ mod tests {
         assert_eq!(t.insert(9), Err(CapError::TableFull { capacity: 2 }));
         assert_eq!(
             TransportError::from(CapError::TableFull { capacity: 2 }),
-            TransportError::Overflow
+            TransportError::QuotaExceeded
         );
         assert_eq!(CapError::InvalidCap { index: 0 }.transport_error(), TransportError::InvalidCap);
         assert_eq!(
             CapError::StaleCap { index: 0, expected: 1, got: 0 }.transport_error(),
             TransportError::StaleCap
         );
+    }
+
+    #[test]
+    fn a_limit_below_the_capacity_bounds_inserts() {
+        let mut t: CapTable<u32, 8> = CapTable::with_limit(3);
+        assert_eq!(t.limit(), 3);
+        let ids: std::vec::Vec<CapId> = (0..3).map(|v| t.insert(v).unwrap()).collect();
+        assert_eq!(t.insert(9), Err(CapError::TableFull { capacity: 3 }));
+        t.remove(ids[1]).unwrap();
+        assert!(t.insert(9).is_ok());
+        let big: CapTable<u32, 4> = CapTable::with_limit(100);
+        assert_eq!(big.limit(), 4);
     }
 
     #[test]

@@ -239,13 +239,38 @@ fn start_init(args: &str) {
         return;
     }
     let grants = cap::bootstrap_grants();
-    match proc::spawn::spawn("init", INIT_ELF, grants, &[args], 0) {
+    match proc::spawn::spawn("init", INIT_ELF, grants, &[args], 0, root_account()) {
         Ok(p) => kinfo!("init", "started as pid {}", p.pid),
         Err(e) => {
             kerror!("init", "cannot start init: {e}");
             qemu::exit_if_harness(qemu::ExitCode::Failure);
         }
     }
+}
+
+/// Init's account: everything the machine has, less the kernel's reserve of
+/// frames and the frames kept for the kernel heap that processes' requests
+/// may use (an eighth of memory, at most half the heap window).
+fn root_account() -> alloc::sync::Arc<mem::account::Account> {
+    let free = mem::frames::free_count() as u64;
+    let heap_bytes = (free * mem::PAGE_SIZE / 8).min(mem::HEAP_MAX / 2);
+    let frames = free.saturating_sub(mem::frames::reserve() + heap_bytes / mem::PAGE_SIZE);
+    let limits = mem::account::Limits {
+        frames,
+        kernel_bytes: heap_bytes,
+        threads: capos_abi::MAX_THREADS,
+        caps: capos_abi::resources::MAX_CAP_SLOTS,
+        open_calls: capos_abi::resources::MAX_OPEN_CALLS,
+    };
+    kinfo!(
+        "mem",
+        "user processes may hold {} frames ({} MiB) and {} KiB of kernel heap; {} frames kept for the kernel",
+        frames,
+        frames * mem::PAGE_SIZE >> 20,
+        heap_bytes >> 10,
+        mem::frames::reserve()
+    );
+    mem::account::Account::root(limits)
 }
 
 /// Called when init ends: report it, and under the harness end the run

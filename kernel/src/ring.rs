@@ -111,9 +111,12 @@ impl RingState {
         }
     }
 
-    /// Marks the ring gone (its frames were freed with the address space).
-    pub fn close(&mut self) {
+    /// Marks the ring gone (its frames are freed with the address space);
+    /// returns how many calls were still open on it (their completions
+    /// will find it closed).
+    pub fn close(&mut self) -> u32 {
         self.open = false;
+        core::mem::take(&mut self.inflight)
     }
 
     /// Whether the ring still takes completions.
@@ -287,7 +290,7 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
         }
         let mut done: [Option<Cqe>; INTAKE_BATCH] = [None; INTAKE_BATCH];
         for (sqe, out) in batch.iter().zip(done.iter_mut()).take(n) {
-            *out = execute(process, thread, sqe).map(|status| cqe(sqe.user_data, status));
+            *out = execute_counted(process, thread, sqe);
         }
         let mut ring = shared.lock();
         for c in done.iter().take(n).flatten() {
@@ -295,6 +298,20 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
             ring.post(c);
         }
     }
+}
+
+/// Performs one SQE as an open call of the process's account: refused with
+/// `QuotaExceeded` past its `openCalls` limit; one that completes later
+/// stays counted until [`post_and_wake`] posts it (or its ring closes).
+fn execute_counted(process: &Arc<Process>, thread: &Arc<Thread>, sqe: &Sqe) -> Option<Cqe> {
+    if process.account.open_call().is_err() {
+        return Some(cqe(sqe.user_data, err(TransportError::QuotaExceeded)));
+    }
+    let done = execute(process, thread, sqe).map(|status| cqe(sqe.user_data, status));
+    if done.is_some() {
+        process.account.close_calls(1);
+    }
+    done
 }
 
 /// Performs one SQE. `None`: the call completes later (its CQ slot stays
@@ -568,39 +585,56 @@ fn deliver(
             .map_err(|_| TransportError::BadPointer)?;
         return Ok((results.len() as u32, 0));
     }
-    let mut ids = Vec::with_capacity(caps.len());
+    // Result caps come from kernel objects (one or two) or a server's
+    // RETURN (at most MAX_XFER): a fixed array holds their ids.
+    let n = caps.len();
+    if n > MAX_XFER as usize {
+        return Err(TransportError::TooLarge);
+    }
+    let mut ids = [CapId(0); MAX_XFER as usize];
     {
         let mut table = process.caps.lock();
-        for c in caps {
-            match table.insert(c) {
-                Ok(id) => ids.push(id),
-                Err(_) => {
-                    for id in ids {
-                        let _ = table.remove(id);
-                    }
-                    return Err(TransportError::NoMemory);
-                }
-            }
+        if table.limit().saturating_sub(table.len()) < n {
+            // `caps` is dropped after the lock is released.
+            drop(table);
+            return Err(TransportError::QuotaExceeded);
+        }
+        for (id, c) in ids.iter_mut().zip(caps) {
+            *id = table.insert(c).expect("room for every result cap was checked under this lock");
         }
     }
-    let mut out = Vec::with_capacity(needed);
-    out.extend_from_slice(results);
-    out.resize(caps_at, 0);
-    for id in &ids {
-        out.extend_from_slice(&id.0.to_le_bytes());
+    let ids = &ids[..n];
+    // The message, then padding to 8 bytes and the CapIds: two writes, no
+    // copy of the message.
+    let mut tail = [0u8; 8 + 8 * MAX_XFER as usize];
+    let pad = caps_at - results.len();
+    for (i, id) in ids.iter().enumerate() {
+        tail[pad + i * 8..pad + i * 8 + 8].copy_from_slice(&id.0.to_le_bytes());
     }
+    let tail = &tail[..pad + n * 8];
     let space = process.space.lock();
-    let written = space
-        .as_ref()
-        .map(|s| UserRange::new(to.results_addr, out.len() as u64).and_then(|r| r.write(s, &out)));
+    let written = space.as_ref().map(|s| {
+        UserRange::new(to.results_addr, results.len() as u64)
+            .and_then(|r| r.write(s, results))
+            .and_then(|()| {
+                UserRange::new(to.results_addr + results.len() as u64, tail.len() as u64)
+            })
+            .and_then(|r| r.write(s, tail))
+    });
+    drop(space);
     match written {
-        Some(Ok(())) => Ok((results.len() as u32, ids.len() as u32)),
+        Some(Ok(())) => Ok((results.len() as u32, n as u32)),
         _ => {
-            drop(space);
-            let mut table = process.caps.lock();
-            for id in ids {
-                let _ = table.remove(id);
+            // Take the caps back out; they are dropped once the table's
+            // lock is released (a destructor may complete other calls).
+            let mut removed: [Option<CapEntry>; MAX_XFER as usize] = Default::default();
+            {
+                let mut table = process.caps.lock();
+                for (slot, id) in removed.iter_mut().zip(ids) {
+                    *slot = table.remove(*id).ok();
+                }
             }
+            drop(removed);
             Err(TransportError::BadPointer)
         }
     }
@@ -671,10 +705,18 @@ pub fn complete_recv(
 fn post_and_wake(to: &PendingCall, c: &Cqe) {
     let Some(thread) = to.thread.upgrade() else { return };
     let Some(user) = thread.user.as_ref() else { return };
-    {
+    let counted = {
         let mut ring = user.ring.lock();
+        // A closed ring gave its open calls back when it closed.
+        let counted = ring.open && ring.inflight > 0;
         ring.inflight = ring.inflight.saturating_sub(1);
         ring.post(c);
+        counted
+    };
+    if counted {
+        if let Some(p) = thread.process.as_ref() {
+            p.account.close_calls(1);
+        }
     }
     if user.waiting.load(Ordering::SeqCst) {
         sched::wake_first(&thread);

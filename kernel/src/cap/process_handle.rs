@@ -5,10 +5,12 @@ use core::cell::Cell;
 
 use capos_schema::capos_capnp::process_handle;
 use capos_schema::{
-    dispatch_process_handle, ProcessHandleServer, ProcessStatus, SchemaStruct, ServerError,
+    dispatch_process_handle, ProcessHandleServer, ProcessStatus, ResourceProfile, SchemaStruct,
+    ServerError,
 };
 
 use super::{failure, CallContext, CallOutcome, CapObject};
+use crate::mem::account::Limits;
 use crate::proc::{ExitCause, Process};
 use crate::ring::PendingCall;
 
@@ -85,6 +87,29 @@ impl ProcessHandleServer for Server<'_> {
         mut results: process_handle::id_results::Builder<'_>,
     ) -> Result<(), ServerError> {
         results.set_pid(self.process.pid);
+        Ok(())
+    }
+
+    fn usage(
+        &mut self,
+        _params: process_handle::usage_params::Reader<'_>,
+        mut results: process_handle::usage_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        if self.process.exit_started() {
+            return Ok(());
+        }
+        let profile = |l: Limits| ResourceProfile {
+            frames: l.frames,
+            kernel_bytes: l.kernel_bytes,
+            threads: l.threads,
+            caps: l.caps,
+            open_calls: l.open_calls,
+        };
+        let account = &self.process.account;
+        let mut used = account.used();
+        used.caps = self.process.caps.lock().len() as u32;
+        profile(used).write_to(results.reborrow().init_used())?;
+        profile(account.limits()).write_to(results.init_limits())?;
         Ok(())
     }
 }

@@ -2,11 +2,22 @@
 //! address space, inside the window reserved for it. An unmap shoots down
 //! the TLBs of the other CPUs running the caller's threads before the
 //! frames are freed.
+//!
+//! The mappings made here are kept as a sorted list of regions, so finding
+//! a free range (`addr` 0) or an overlap costs a search of that list, not a
+//! walk of the page tables. Every frame is charged to the caller's account:
+//! a request the account cannot hold fails with `QuotaExceeded` before any
+//! frame moves; one the machine cannot hold (the kernel's reserve reached)
+//! fails with `NoMemory`, and what it mapped is given back first.
 
 use capos_schema::capos_capnp::virtual_memory;
 use capos_schema::{dispatch_virtual_memory, ServerError, VirtualMemoryServer};
 
+use capos_abi::TransportError;
+
 use super::{exception, outcome, CallContext, CallOutcome, CapObject};
+use crate::mem::address_space::table_frames_bound;
+use crate::mem::paging::PagingError;
 use crate::mem::PAGE_SIZE;
 
 /// Start of the anonymous-memory window.
@@ -21,6 +32,9 @@ pub struct KernelVirtualMemory;
 
 struct Server<'a> {
     ctx: &'a CallContext<'a>,
+    /// A transport error the call ends with (a quota refusal) instead of
+    /// the exception the dispatcher carries.
+    failed: Option<TransportError>,
 }
 
 fn invalid(msg: alloc::string::String) -> ServerError {
@@ -44,6 +58,39 @@ fn check(addr: u64, bytes: u64) -> Result<u64, ServerError> {
     Ok(bytes / PAGE_SIZE)
 }
 
+/// Frames freed per TLB shootdown when unmapping (a stack buffer: unmap
+/// and rollback allocate nothing).
+const UNMAP_CHUNK: usize = 256;
+
+/// Unmaps `pages` pages at `addr` from the caller's space, a chunk at a
+/// time: each chunk's frames are freed once the other CPUs running the
+/// caller's threads have flushed their TLBs.
+fn unmap_shared(ctx: &CallContext<'_>, addr: u64, pages: u64) {
+    let mut frames = [0u64; UNMAP_CHUNK];
+    let mut done = 0;
+    while done < pages {
+        let (walked, n) = {
+            let mut space = ctx.caller.space.lock();
+            let Some(space) = space.as_mut() else { return };
+            space.unmap_into(addr + done * PAGE_SIZE, pages - done, &mut frames)
+        };
+        if n > 0 {
+            crate::arch::x86_64::tlb::shootdown(crate::sched::cpus_running(ctx.caller));
+        }
+        for &f in &frames[..n] {
+            let _ = crate::mem::frames::free(f);
+        }
+        done += walked;
+    }
+}
+
+impl Server<'_> {
+    fn refuse(&mut self, e: TransportError) -> ServerError {
+        self.failed = Some(e);
+        ServerError::exception(exception::EXHAUSTED, "refused")
+    }
+}
+
 impl VirtualMemoryServer for Server<'_> {
     fn map(
         &mut self,
@@ -52,38 +99,58 @@ impl VirtualMemoryServer for Server<'_> {
     ) -> Result<(), ServerError> {
         let bytes = params.get_bytes();
         let writable = params.get_writable();
-        let mut space = self.ctx.caller.space.lock();
-        let space = space
+        let requested = params.get_addr();
+        let ctx = self.ctx;
+        let mut guard = ctx.caller.space.lock();
+        let space = guard
             .as_mut()
             .ok_or_else(|| ServerError::exception(exception::BAD_STATE, "process is exiting"))?;
-        let addr = match params.get_addr() {
+        let addr = match requested {
             0 => {
-                // First free run in the window, scanning in steps of the size.
-                let pages = check(WINDOW_START, bytes)?;
-                let mut at = WINDOW_START;
-                loop {
-                    if at + bytes > WINDOW_END {
-                        return Err(ServerError::exception(exception::EXHAUSTED, "window full"));
-                    }
-                    if !space.any_mapped(at, pages) {
-                        break at;
-                    }
-                    at += bytes;
-                }
+                check(WINDOW_START, bytes)?;
+                space
+                    .vm_find_free(bytes, WINDOW_START, WINDOW_END)
+                    .ok_or_else(|| ServerError::exception(exception::EXHAUSTED, "window full"))?
             }
             a => a,
         };
         let pages = check(addr, bytes)?;
-        if space.any_mapped(addr, pages) {
+        if space.vm_overlaps(addr, bytes) {
             return Err(invalid(alloc::format!(
                 "range {addr:#x}+{bytes:#x} overlaps an existing mapping"
             )));
         }
-        space
-            .map_new(addr, pages, writable, false)
-            .map_err(|e| ServerError::exception(exception::EXHAUSTED, alloc::format!("{e}")))?;
-        results.set_addr(addr);
-        Ok(())
+        // Refuse at once what the account could never hold, before any
+        // frame moves.
+        let worst = pages + table_frames_bound(addr, pages);
+        if space.account().left().frames < worst {
+            drop(guard);
+            return Err(self.refuse(TransportError::QuotaExceeded));
+        }
+        if let Err(e) = space.vm_insert(addr, bytes) {
+            drop(guard);
+            return Err(self.refuse(match e {
+                PagingError::Quota(_) => TransportError::QuotaExceeded,
+                _ => TransportError::NoMemory,
+            }));
+        }
+        match space.map_new_partial(addr, pages, writable, false) {
+            Ok(()) => {
+                results.set_addr(addr);
+                Ok(())
+            }
+            Err((e, mapped)) => {
+                // The region goes first (a split cannot be needed: it is
+                // removed whole), then the pages mapped so far.
+                let _ = space.vm_remove(addr, bytes);
+                drop(guard);
+                unmap_shared(ctx, addr, mapped);
+                Err(self.refuse(match e {
+                    PagingError::Quota(_) => TransportError::QuotaExceeded,
+                    _ => TransportError::NoMemory,
+                }))
+            }
+        }
     }
 
     fn unmap(
@@ -93,21 +160,19 @@ impl VirtualMemoryServer for Server<'_> {
     ) -> Result<(), ServerError> {
         let (addr, bytes) = (params.get_addr(), params.get_bytes());
         let pages = check(addr, bytes)?;
-        let freed = {
-            let mut space = self.ctx.caller.space.lock();
-            let space = space.as_mut().ok_or_else(|| {
+        let removed = {
+            let mut guard = self.ctx.caller.space.lock();
+            let space = guard.as_mut().ok_or_else(|| {
                 ServerError::exception(exception::BAD_STATE, "process is exiting")
             })?;
-            space.unmap_keep_frames(addr, pages)
+            space.vm_remove(addr, bytes)
         };
+        if removed.is_err() {
+            return Err(self.refuse(TransportError::QuotaExceeded));
+        }
         // Other threads of the caller may run on other CPUs with the old
         // translations cached: they flush before the frames are reused.
-        if !freed.is_empty() {
-            crate::arch::x86_64::tlb::shootdown(&crate::sched::cpus_running(self.ctx.caller));
-        }
-        for frame in freed {
-            let _ = crate::mem::frames::free(frame);
-        }
+        unmap_shared(self.ctx, addr, pages);
         Ok(())
     }
 }
@@ -126,6 +191,11 @@ impl CapObject for KernelVirtualMemory {
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_virtual_memory(&mut Server { ctx }, method, params))
+        let mut server = Server { ctx, failed: None };
+        let r = dispatch_virtual_memory(&mut server, method, params);
+        match server.failed {
+            Some(e) => CallOutcome::Failed(e),
+            None => outcome(r),
+        }
     }
 }

@@ -3,8 +3,16 @@
 //! they never change).
 //!
 //! Every page mapped in the lower half belongs to the address space: dropping
-//! it returns every user frame and every page-table frame.
+//! it returns every user frame and every page-table frame. Every one of
+//! those frames is charged to the owning process's [`Account`] while it is
+//! held, and comes from [`frames::alloc_user_zeroed`], which leaves the
+//! kernel's reserve alone.
+//!
+//! Nothing here allocates kernel heap except [`AddressSpace::vm_insert`]
+//! and [`AddressSpace::vm_remove`] (fallibly, bounded by
+//! [`MAX_VM_REGIONS`]): failure and rollback paths allocate nothing.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::mapper::TranslateResult;
@@ -14,6 +22,7 @@ use x86_64::structures::paging::{
 };
 use x86_64::{PhysAddr, VirtAddr};
 
+use super::account::{Account, QuotaExceeded, Resource};
 use super::paging::{kernel_root, PagingError};
 use super::{frames, phys_to_virt, HHDM_BASE, PAGE_SIZE};
 
@@ -31,13 +40,33 @@ pub enum Access {
     Write,
 }
 
-struct UserFrames;
+/// Most regions the `VirtualMemory` window of one process holds.
+pub const MAX_VM_REGIONS: usize = 1024;
+
+/// Page-table frames, charged to the account as the mapper takes them.
+struct UserFrames<'a> {
+    account: &'a Account,
+    /// Frames handed out (and charged).
+    taken: u64,
+    /// Why the last request was refused.
+    refused: Option<PagingError>,
+}
 
 // SAFETY: hands out fresh zeroed frames from the allocator (reachable through
 // the direct map, which is live whenever address spaces exist).
-unsafe impl FrameAllocator<Size4KiB> for UserFrames {
+unsafe impl FrameAllocator<Size4KiB> for UserFrames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        frames::alloc_zeroed().map(|p| PhysFrame::containing_address(PhysAddr::new(p)))
+        if let Err(q) = self.account.charge_frames(1) {
+            self.refused = Some(PagingError::Quota(q));
+            return None;
+        }
+        let Some(p) = frames::alloc_user_zeroed() else {
+            self.account.uncharge_frames(1);
+            self.refused = Some(PagingError::OutOfFrames);
+            return None;
+        };
+        self.taken += 1;
+        Some(PhysFrame::containing_address(PhysAddr::new(p)))
     }
 }
 
@@ -47,6 +76,22 @@ pub struct AddressSpace {
     mapper: OffsetPageTable<'static>,
     /// User pages currently mapped.
     pages: u64,
+    /// Frames charged to `account`: pages, page tables and the root.
+    charged: u64,
+    account: Arc<Account>,
+    /// `VirtualMemory` mappings: sorted, disjoint `(start, end)` ranges.
+    vm: Vec<(u64, u64)>,
+}
+
+/// Kernel bytes charged per `VirtualMemory` region record.
+const VM_REGION_BYTES: u64 = 16;
+
+/// Frames the page tables for `count` pages at `vaddr` may need at most
+/// (one PT per 2 MiB touched, one PD per 1 GiB, one PDPT per 512 GiB).
+pub fn table_frames_bound(vaddr: u64, count: u64) -> u64 {
+    let end = vaddr.saturating_add(count.saturating_mul(PAGE_SIZE)).max(vaddr + 1);
+    let spans = |shift: u32| ((end - 1) >> shift) - (vaddr >> shift) + 1;
+    spans(21) + spans(30) + spans(39)
 }
 
 // SAFETY: the tables are only reached through `&mut self` (callers hold the
@@ -55,9 +100,14 @@ pub struct AddressSpace {
 unsafe impl Send for AddressSpace {}
 
 impl AddressSpace {
-    /// A new address space with an empty lower half.
-    pub fn new() -> Result<Self, PagingError> {
-        let root = frames::alloc_zeroed().ok_or(PagingError::OutOfFrames)?;
+    /// A new address space with an empty lower half, charging its frames
+    /// to `account`.
+    pub fn new(account: Arc<Account>) -> Result<Self, PagingError> {
+        account.charge_frames(1).map_err(PagingError::Quota)?;
+        let Some(root) = frames::alloc_user_zeroed() else {
+            account.uncharge_frames(1);
+            return Err(PagingError::OutOfFrames);
+        };
         // SAFETY: `root` is a fresh zeroed frame owned by this address space;
         // the kernel root is live for the kernel's lifetime.
         let (table, kernel) = unsafe {
@@ -71,12 +121,17 @@ impl AddressSpace {
         }
         // SAFETY: the direct map covers every page-table frame.
         let mapper = unsafe { OffsetPageTable::new(table, VirtAddr::new(HHDM_BASE)) };
-        Ok(Self { root, mapper, pages: 0 })
+        Ok(Self { root, mapper, pages: 0, charged: 1, account, vm: Vec::new() })
     }
 
     /// User pages mapped.
     pub fn pages(&self) -> u64 {
         self.pages
+    }
+
+    /// The account this space charges.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
     }
 
     /// Makes this the active address space on the calling CPU.
@@ -95,7 +150,8 @@ impl AddressSpace {
     }
 
     /// Maps `count` fresh zeroed pages at `vaddr`. On failure nothing stays
-    /// mapped from this call.
+    /// mapped from this call. Only for an address space no other CPU runs
+    /// in (a process being built): the rollback frees frames at once.
     pub fn map_new(
         &mut self,
         vaddr: u64,
@@ -103,7 +159,23 @@ impl AddressSpace {
         writable: bool,
         executable: bool,
     ) -> Result<(), PagingError> {
-        let end = check_range(vaddr, count)?;
+        self.map_new_partial(vaddr, count, writable, executable).map_err(|(e, mapped)| {
+            self.unmap(vaddr, mapped);
+            e
+        })
+    }
+
+    /// Maps `count` fresh zeroed pages at `vaddr`; on failure returns the
+    /// error and how many pages (from `vaddr` on) it did map, which the
+    /// caller unmaps (with a TLB shootdown where other CPUs may run).
+    pub fn map_new_partial(
+        &mut self,
+        vaddr: u64,
+        count: u64,
+        writable: bool,
+        executable: bool,
+    ) -> Result<(), (PagingError, u64)> {
+        let end = check_range(vaddr, count).map_err(|e| (e, 0))?;
         let mut flags = F::PRESENT | F::USER_ACCESSIBLE;
         if writable {
             flags |= F::WRITABLE;
@@ -114,8 +186,7 @@ impl AddressSpace {
         let mut v = vaddr;
         while v < end {
             if let Err(e) = self.map_one(v, flags) {
-                self.unmap(vaddr, (v - vaddr) / PAGE_SIZE);
-                return Err(e);
+                return Err((e, (v - vaddr) / PAGE_SIZE));
             }
             v += PAGE_SIZE;
         }
@@ -123,20 +194,29 @@ impl AddressSpace {
     }
 
     fn map_one(&mut self, v: u64, flags: F) -> Result<(), PagingError> {
-        let phys = frames::alloc_zeroed().ok_or(PagingError::OutOfFrames)?;
+        self.account.charge_frames(1).map_err(PagingError::Quota)?;
+        let Some(phys) = frames::alloc_user_zeroed() else {
+            self.account.uncharge_frames(1);
+            return Err(PagingError::OutOfFrames);
+        };
         let page = Page::<Size4KiB>::containing_address(VirtAddr::new(v));
         let frame = PhysFrame::containing_address(PhysAddr::new(phys));
+        let mut tables = UserFrames { account: &self.account, taken: 0, refused: None };
         // SAFETY: a fresh frame at a user address of this (possibly inactive)
         // address space; intermediate tables get the USER flag from `flags`.
-        match unsafe { self.mapper.map_to(page, frame, flags, &mut UserFrames) } {
+        let mapped = unsafe { self.mapper.map_to(page, frame, flags, &mut tables) };
+        self.charged += tables.taken;
+        match mapped {
             Ok(flush) => {
                 flush.flush();
                 self.pages += 1;
+                self.charged += 1;
                 Ok(())
             }
             Err(e) => {
                 let _ = frames::free(phys);
-                Err(e.into())
+                self.account.uncharge_frames(1);
+                Err(tables.refused.unwrap_or_else(|| e.into()))
             }
         }
     }
@@ -161,27 +241,122 @@ impl AddressSpace {
 
     /// Unmaps `count` pages at `vaddr` and frees their frames; pages that are
     /// not mapped are skipped. Only for an address space no other CPU runs
-    /// in (others use [`AddressSpace::unmap_keep_frames`] and a shootdown).
+    /// in (others use [`AddressSpace::unmap_into`] and a shootdown).
+    /// Allocates nothing.
     pub fn unmap(&mut self, vaddr: u64, count: u64) {
-        for frame in self.unmap_keep_frames(vaddr, count) {
-            let _ = frames::free(frame);
+        for i in 0..count {
+            if let Some(frame) = self.unmap_page(vaddr + i * PAGE_SIZE) {
+                let _ = frames::free(frame);
+            }
         }
     }
 
-    /// Unmaps `count` pages at `vaddr` (flushing this CPU's TLB) and returns
-    /// their frames, which the caller frees once no CPU can still reach
-    /// them through a stale TLB entry.
-    pub fn unmap_keep_frames(&mut self, vaddr: u64, count: u64) -> Vec<u64> {
-        let mut freed = Vec::new();
-        for i in 0..count {
-            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(vaddr + i * PAGE_SIZE));
-            if let Ok((frame, flush)) = self.mapper.unmap(page) {
-                flush.flush();
-                freed.push(frame.start_address().as_u64());
-                self.pages -= 1;
+    fn unmap_page(&mut self, v: u64) -> Option<u64> {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(v));
+        let (frame, flush) = self.mapper.unmap(page).ok()?;
+        flush.flush();
+        self.pages -= 1;
+        self.charged -= 1;
+        self.account.uncharge_frames(1);
+        Some(frame.start_address().as_u64())
+    }
+
+    /// Unmaps pages from `vaddr` on (at most `count`), flushing this CPU's
+    /// TLB, until `out` is full of their frames. Returns the pages walked
+    /// and the frames stored; the caller frees them once no CPU can still
+    /// reach them through a stale TLB entry, then goes on from
+    /// `vaddr + walked` pages. Allocates nothing.
+    pub fn unmap_into(&mut self, vaddr: u64, count: u64, out: &mut [u64]) -> (u64, usize) {
+        let mut n = 0;
+        let mut i = 0;
+        while i < count && n < out.len() {
+            if let Some(frame) = self.unmap_page(vaddr + i * PAGE_SIZE) {
+                out[n] = frame;
+                n += 1;
+            }
+            i += 1;
+        }
+        (i, n)
+    }
+
+    /// Whether `[addr, addr + len)` overlaps a `VirtualMemory` region.
+    pub fn vm_overlaps(&self, addr: u64, len: u64) -> bool {
+        let end = addr + len;
+        // The first region ending after `addr` is the only candidate.
+        let i = self.vm.partition_point(|&(_, e)| e <= addr);
+        self.vm.get(i).is_some_and(|&(s, _)| s < end)
+    }
+
+    /// The lowest `len`-byte gap in `[lo, hi)` outside every region.
+    pub fn vm_find_free(&self, len: u64, lo: u64, hi: u64) -> Option<u64> {
+        let mut at = lo;
+        for &(s, e) in &self.vm {
+            if s >= at && s - at >= len {
+                break;
+            }
+            at = at.max(e);
+        }
+        (at.checked_add(len)? <= hi).then_some(at)
+    }
+
+    /// Records a region (which overlaps none); fails with a named error
+    /// past [`MAX_VM_REGIONS`], over the account's kernel bytes, or when the
+    /// heap cannot grow the list.
+    pub fn vm_insert(&mut self, addr: u64, len: u64) -> Result<(), PagingError> {
+        self.vm_room()?;
+        let i = self.vm.partition_point(|&(s, _)| s < addr);
+        self.vm.insert(i, (addr, addr + len));
+        Ok(())
+    }
+
+    fn vm_room(&mut self) -> Result<(), PagingError> {
+        if self.vm.len() >= MAX_VM_REGIONS {
+            return Err(PagingError::Quota(QuotaExceeded {
+                resource: Resource::KernelBytes,
+                limit: MAX_VM_REGIONS as u64 * VM_REGION_BYTES,
+                used: self.vm.len() as u64 * VM_REGION_BYTES,
+                asked: VM_REGION_BYTES,
+            }));
+        }
+        if self.vm.len() == self.vm.capacity() {
+            let grow = self.vm.capacity().clamp(4, MAX_VM_REGIONS - self.vm.len());
+            self.account.charge_bytes(grow as u64 * VM_REGION_BYTES).map_err(PagingError::Quota)?;
+            if self.vm.try_reserve_exact(grow).is_err() {
+                self.account.uncharge_bytes(grow as u64 * VM_REGION_BYTES);
+                return Err(PagingError::OutOfFrames);
             }
         }
-        freed
+        Ok(())
+    }
+
+    /// Removes `[addr, addr + len)` from the regions (splitting one if the
+    /// range lies inside it); fails only if a split needs room it cannot
+    /// get, and then changes nothing.
+    pub fn vm_remove(&mut self, addr: u64, len: u64) -> Result<(), PagingError> {
+        let end = addr + len;
+        let i = self.vm.partition_point(|&(_, e)| e <= addr);
+        if let Some(&(s, e)) = self.vm.get(i) {
+            if s < addr && e > end {
+                self.vm_room()?;
+                self.vm[i] = (s, addr);
+                self.vm.insert(i + 1, (end, e));
+                return Ok(());
+            }
+        }
+        let mut j = i;
+        while j < self.vm.len() && self.vm[j].0 < end {
+            let (s, e) = self.vm[j];
+            if s < addr {
+                self.vm[j] = (s, addr);
+                j += 1;
+            } else if e > end {
+                self.vm[j] = (end, e);
+                j += 1;
+            } else {
+                self.vm.remove(j);
+            }
+        }
+        Ok(())
     }
 
     /// Whether any page in `count` pages at `vaddr` is mapped.
@@ -251,6 +426,9 @@ impl Drop for AddressSpace {
             pml4[slot].set_unused();
         }
         let _ = frames::free(self.root);
+        self.account.uncharge_frames(self.charged);
+        let cap = self.vm.capacity() as u64;
+        self.account.uncharge_bytes(cap * VM_REGION_BYTES);
     }
 }
 

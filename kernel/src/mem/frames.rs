@@ -11,6 +11,13 @@ use crate::sync::IrqLock;
 
 static FRAMES: IrqLock<Option<FrameBitmap<'static>>> = IrqLock::new(None);
 static LOW_PAGE: AtomicU64 = AtomicU64::new(0);
+/// Frames user-driven allocations leave to the kernel (see [`alloc_user`]).
+static RESERVE: AtomicU64 = AtomicU64::new(RESERVE_FRAMES);
+
+/// Least number of frames kept back from user-driven allocations, so
+/// teardown, rollback, error completion and the kernel heap can always get
+/// a frame: 2 MiB, or 1/64 of the frames free at boot if that is more.
+pub const RESERVE_FRAMES: u64 = 512;
 
 /// The free page below 1 MiB set aside for the AP start-up trampoline.
 pub fn trampoline_page() -> Option<u64> {
@@ -87,6 +94,7 @@ pub fn init(map: &MemoryMap) -> Result<(), FramesInitError> {
         storage_phys,
         bytes / 1024
     );
+    RESERVE.store(RESERVE_FRAMES.max(bitmap.free_count() as u64 / 64), Ordering::Release);
     *FRAMES.lock() = Some(bitmap);
     Ok(())
 }
@@ -100,6 +108,22 @@ fn with<T>(f: impl FnOnce(&mut FrameBitmap<'static>) -> T) -> T {
 /// A free frame's physical address.
 pub fn alloc() -> Option<u64> {
     with(|b| b.alloc()).map(|f| f as u64 * FRAME_SIZE)
+}
+
+/// A zero-filled free frame for a user-driven allocation (a process's
+/// pages and page tables): refused while no more than the kernel's reserve
+/// is free. The caller has charged it to the process's account.
+pub fn alloc_user_zeroed() -> Option<u64> {
+    let reserve = RESERVE.load(Ordering::Acquire) as usize;
+    let phys = with(|b| if b.free_count() > reserve { b.alloc() } else { None })
+        .map(|f| f as u64 * FRAME_SIZE)?;
+    zero(phys);
+    Some(phys)
+}
+
+/// Frames kept back from user-driven allocations.
+pub fn reserve() -> u64 {
+    RESERVE.load(Ordering::Acquire)
 }
 
 /// A free frame whose frame number is below `limit_frame`.

@@ -10,6 +10,7 @@
 //! | `0xffff_e000_0000_0000` | 448       | kernel stacks, each over a guard page  |
 //! | `0xffff_ffff_8000_0000` | 511       | kernel image                           |
 
+pub mod account;
 pub mod address_space;
 pub mod frames;
 pub mod heap;

@@ -40,6 +40,8 @@ pub enum PagingError {
     AlreadyMapped(u64),
     /// The virtual window for this kind of mapping is exhausted.
     WindowFull,
+    /// The owning process's account refused the frame.
+    Quota(super::account::QuotaExceeded),
 }
 
 impl core::fmt::Display for PagingError {
@@ -48,6 +50,7 @@ impl core::fmt::Display for PagingError {
             Self::OutOfFrames => f.write_str("out of physical frames"),
             Self::AlreadyMapped(v) => write!(f, "virtual address {v:#x} is already mapped"),
             Self::WindowFull => f.write_str("virtual window exhausted"),
+            Self::Quota(q) => write!(f, "{q}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 use capos_lib::elf::{self, ElfLimits};
 
 use crate::mem::address_space::{AddressSpace, USER_MIN};
+use crate::mem::paging::PagingError;
 use crate::mem::{phys_to_virt, PAGE_SIZE};
 
 /// Why a program could not be loaded.
@@ -10,15 +11,15 @@ use crate::mem::{phys_to_virt, PAGE_SIZE};
 pub enum LoadError {
     /// The ELF image failed validation.
     Invalid(elf::ElfError),
-    /// Out of memory while mapping a segment.
-    NoMemory,
+    /// Mapping a segment failed (out of frames, or over the quota).
+    Paging(PagingError),
 }
 
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Invalid(e) => write!(f, "invalid ELF: {e}"),
-            Self::NoMemory => f.write_str("out of memory loading segments"),
+            Self::Paging(e) => write!(f, "loading segments: {e}"),
         }
     }
 }
@@ -38,7 +39,7 @@ pub fn load(space: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
         let end = (seg.vaddr + seg.memsz).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let pages = (end - start) / PAGE_SIZE;
         // Map writable for the copy, then set the segment's permissions.
-        space.map_new(start, pages, true, false).map_err(|_| LoadError::NoMemory)?;
+        space.map_new(start, pages, true, false).map_err(LoadError::Paging)?;
         let bytes = seg.file_bytes;
         let mut copied = 0usize;
         while copied < bytes.len() {

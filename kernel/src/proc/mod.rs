@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::cap::{CapEntry, CapTable};
+use crate::mem::account::{Account, Charge};
 use crate::mem::address_space::AddressSpace;
 use crate::ring::PendingCall;
 use crate::sched::{self, Thread};
@@ -95,6 +96,10 @@ pub struct Process {
     pub threads: IrqLock<thread::ThreadSet>,
     /// TSC ticks its threads ran on a CPU (charged with each thread's).
     pub cpu_ticks: AtomicU64,
+    /// What it holds, against its resource profile.
+    pub account: Arc<Account>,
+    /// This record's own kernel bytes.
+    _record: Charge,
 }
 
 static PROCESSES: IrqLock<BTreeMap<u64, Weak<Process>>> = IrqLock::new(BTreeMap::new());

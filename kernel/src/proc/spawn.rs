@@ -13,10 +13,14 @@ use capos_abi::{
     USER_STACK_PAGES, USER_STACK_TOP,
 };
 
-use super::thread::{make_ring, write_phys, ThreadSet, UserThread, CQ_ENTRIES, SQ_ENTRIES};
+use super::thread::{
+    make_ring, write_phys, ThreadCharge, ThreadSet, UserThread, CQ_ENTRIES, SQ_ENTRIES,
+};
 use super::{elf_load, next_pid, register, ExitState, Process};
 use crate::cap::{CapEntry, CapTable};
+use crate::mem::account::{Account, Charge, QuotaExceeded, Resource};
 use crate::mem::address_space::AddressSpace;
+use crate::mem::paging::PagingError;
 use crate::mem::PAGE_SIZE;
 use crate::sched::{self, UserStart};
 use crate::sync::IrqLock;
@@ -44,6 +48,8 @@ pub enum SpawnError {
     BadGrantName(String),
     /// Arguments too long.
     ArgsTooLong(usize),
+    /// The new process's (or its parent's) resource profile cannot hold it.
+    Quota(QuotaExceeded),
 }
 
 impl core::fmt::Display for SpawnError {
@@ -54,17 +60,27 @@ impl core::fmt::Display for SpawnError {
             Self::TooManyGrants(n) => write!(f, "{n} grants (at most {MAX_CAPSET})"),
             Self::BadGrantName(n) => write!(f, "grant name `{n}` is empty, too long or repeated"),
             Self::ArgsTooLong(n) => write!(f, "{n} bytes of arguments (at most {MAX_ARGS_BYTES})"),
+            Self::Quota(q) => write!(f, "{q}"),
         }
     }
 }
 
-/// Starts `image` as a new process named `name` holding exactly `grants`.
+fn paging_error(e: PagingError) -> SpawnError {
+    match e {
+        PagingError::Quota(q) => SpawnError::Quota(q),
+        _ => SpawnError::NoMemory,
+    }
+}
+
+/// Starts `image` as a new process named `name` holding exactly `grants`,
+/// charging everything it holds to `account`.
 pub fn spawn(
     name: &str,
     image: &[u8],
     grants: Vec<Grant>,
     args: &[&str],
     parent: u64,
+    account: Arc<Account>,
 ) -> Result<Arc<Process>, SpawnError> {
     if grants.len() > MAX_CAPSET as usize {
         return Err(SpawnError::TooManyGrants(grants.len()));
@@ -85,19 +101,32 @@ pub fn spawn(
         return Err(SpawnError::ArgsTooLong(args_len));
     }
 
-    let mut space = AddressSpace::new().map_err(|_| SpawnError::NoMemory)?;
-    let entry = elf_load::load(&mut space, image).map_err(SpawnError::Load)?;
+    if grants.len() > account.limits().caps as usize {
+        return Err(SpawnError::Quota(QuotaExceeded {
+            resource: Resource::Caps,
+            limit: account.limits().caps as u64,
+            used: 0,
+            asked: grants.len() as u64,
+        }));
+    }
+    let record = Charge::new(&account, 0, core::mem::size_of::<Process>() as u64)
+        .map_err(SpawnError::Quota)?;
+    let mut space = AddressSpace::new(account.clone()).map_err(paging_error)?;
+    let entry = elf_load::load(&mut space, image).map_err(|e| match e {
+        elf_load::LoadError::Paging(p) => paging_error(p),
+        e => SpawnError::Load(e),
+    })?;
 
     // Stack, with the page below it left unmapped as a guard.
     let stack_bottom = USER_STACK_TOP - USER_STACK_PAGES * PAGE_SIZE;
-    space.map_new(stack_bottom, USER_STACK_PAGES, true, false).map_err(|_| SpawnError::NoMemory)?;
+    space.map_new(stack_bottom, USER_STACK_PAGES, true, false).map_err(paging_error)?;
 
     // The first thread's ring.
     let layout = ring_layout(SQ_ENTRIES, CQ_ENTRIES).expect("ring geometry constants are valid");
-    let ring = make_ring(&mut space, RING_ADDR).map_err(|_| SpawnError::NoMemory)?;
+    let ring = make_ring(&mut space, RING_ADDR).map_err(paging_error)?;
 
     // Caps, then the startup page naming them.
-    let mut caps = CapTable::new();
+    let mut caps = CapTable::with_limit(account.limits().caps as usize);
     let mut capset = Vec::with_capacity(capset_bytes);
     for g in grants {
         crate::kdebug!("proc", "{}: cap `{}` -> {}", name, g.name, g.cap.object.describe());
@@ -128,7 +157,7 @@ pub fn spawn(
         page.extend_from_slice(a.as_bytes());
         page.push(0);
     }
-    space.map_new(STARTUP_PAGE_ADDR, 1, true, false).map_err(|_| SpawnError::NoMemory)?;
+    space.map_new(STARTUP_PAGE_ADDR, 1, true, false).map_err(paging_error)?;
     let phys = space.translate_any(STARTUP_PAGE_ADDR).expect("startup page mapped above");
     write_phys(phys, 0, &page);
     space.protect(STARTUP_PAGE_ADDR, 1, false, false);
@@ -144,9 +173,12 @@ pub fn spawn(
         ended: AtomicBool::new(false),
         threads: IrqLock::new(ThreadSet::new()),
         cpu_ticks: AtomicU64::new(0),
+        account: account.clone(),
+        _record: record,
     });
     let start = UserStart { entry, rsp: USER_STACK_TOP, rdi: 0, rsi: RING_ADDR, fs_base: 0 };
-    let thread = sched::spawn_user(process.clone(), start, UserThread::new(0, ring))
+    let charge = ThreadCharge::new(&account).map_err(SpawnError::Quota)?;
+    let thread = sched::spawn_user(process.clone(), start, UserThread::new(0, ring, charge))
         .ok_or(SpawnError::NoMemory)?;
     register(&process);
     process.threads.lock().live.push(thread.clone());

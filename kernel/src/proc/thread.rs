@@ -24,7 +24,10 @@ use capos_abi::{
 };
 
 use super::{teardown, ExitCause, Process};
+use crate::mem::account::{Account, Charge, QuotaExceeded, Resource};
 use crate::mem::address_space::AddressSpace;
+use crate::mem::paging::PagingError;
+use crate::mem::stacks::KERNEL_STACK_PAGES;
 use crate::mem::{phys_to_virt, PAGE_SIZE};
 use crate::ring::{PendingCall, RingState, MAX_RING_PAGES};
 use crate::sched::{self, Thread, UserStart};
@@ -63,6 +66,34 @@ pub struct EndState {
     pub joined: bool,
 }
 
+/// What a thread costs its process's account while it exists: one thread,
+/// its kernel stack's frames and its record's bytes.
+pub struct ThreadCharge {
+    account: Arc<Account>,
+    _memory: Charge,
+}
+
+impl ThreadCharge {
+    /// Charges one more thread to `account`.
+    pub fn new(account: &Arc<Account>) -> Result<Self, QuotaExceeded> {
+        account.charge_count(Resource::Threads, 1)?;
+        let bytes = (core::mem::size_of::<Thread>() + core::mem::size_of::<RingState>()) as u64;
+        match Charge::new(account, KERNEL_STACK_PAGES, bytes) {
+            Ok(memory) => Ok(Self { account: account.clone(), _memory: memory }),
+            Err(e) => {
+                account.uncharge_count(Resource::Threads, 1);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for ThreadCharge {
+    fn drop(&mut self) {
+        self.account.uncharge_count(Resource::Threads, 1);
+    }
+}
+
 /// The user-thread part of a [`Thread`].
 pub struct UserThread {
     /// Ring slot.
@@ -73,16 +104,19 @@ pub struct UserThread {
     pub waiting: AtomicBool,
     /// How the thread ended.
     pub end: IrqLock<EndState>,
+    /// Its cost, charged to the process's account until it is dropped.
+    _charge: ThreadCharge,
 }
 
 impl UserThread {
     /// A thread part using `ring` of `slot`.
-    pub fn new(slot: u32, ring: RingState) -> Self {
+    pub fn new(slot: u32, ring: RingState, charge: ThreadCharge) -> Self {
         Self {
             slot,
             ring: IrqLock::new(ring),
             waiting: AtomicBool::new(false),
             end: IrqLock::new(EndState::default()),
+            _charge: charge,
         }
     }
 }
@@ -97,17 +131,19 @@ pub fn ring_addr(slot: u32) -> u64 {
 
 /// Maps a ring at `addr` in `space` (or reuses the one already there) and
 /// gives it a fresh header.
-pub fn make_ring(space: &mut AddressSpace, addr: u64) -> Result<RingState, ()> {
+pub fn make_ring(space: &mut AddressSpace, addr: u64) -> Result<RingState, PagingError> {
     let layout = ring_layout(SQ_ENTRIES, CQ_ENTRIES).expect("ring geometry constants are valid");
     let pages = layout.total_bytes as u64 / PAGE_SIZE;
     assert!(pages as usize <= MAX_RING_PAGES, "ring fits MAX_RING_PAGES");
     assert!(layout.total_bytes as u64 + PAGE_SIZE <= THREAD_RING_STRIDE, "ring fits its slot");
     if !space.any_mapped(addr, pages) {
-        space.map_new(addr, pages, true, false).map_err(|_| ())?;
+        space.map_new(addr, pages, true, false)?;
     }
-    let frames: Vec<u64> = (0..pages)
-        .map(|i| space.translate_any(addr + i * PAGE_SIZE).expect("ring page mapped above"))
-        .collect();
+    let mut frames = [0u64; MAX_RING_PAGES];
+    for (i, f) in frames.iter_mut().take(pages as usize).enumerate() {
+        *f = space.translate_any(addr + i as u64 * PAGE_SIZE).expect("ring page mapped above");
+    }
+    let frames = &frames[..pages as usize];
     let header = RingHeader {
         sq_head: 0,
         sq_tail: 0,
@@ -124,7 +160,7 @@ pub fn make_ring(space: &mut AddressSpace, addr: u64) -> Result<RingState, ()> {
         reserved: [0; 4],
     };
     write_phys(frames[0], 0, &header_bytes(&header));
-    Ok(RingState::new(&frames, SQ_ENTRIES, CQ_ENTRIES, layout.sqe_offset, layout.cqe_offset))
+    Ok(RingState::new(frames, SQ_ENTRIES, CQ_ENTRIES, layout.sqe_offset, layout.cqe_offset))
 }
 
 fn header_bytes(h: &RingHeader) -> [u8; 64] {
@@ -172,7 +208,8 @@ pub struct ThreadStart {
 }
 
 /// Starts a thread in `process`. Fails with `BadPointer` when an address is
-/// not in user space, `LimitReached` past `MAX_THREADS`, `NoMemory`.
+/// not in user space, `LimitReached` past `MAX_THREADS`, `QuotaExceeded`
+/// past the process's thread or memory limits, `NoMemory`.
 pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, TransportError> {
     if [start.entry, start.stack_top, start.tls].iter().any(|&a| a >= USER_TOP) {
         return Err(TransportError::BadPointer);
@@ -184,10 +221,14 @@ pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, 
     let slot =
         (1..MAX_THREADS).find(|n| set.slots & (1 << n) == 0).ok_or(TransportError::LimitReached)?;
     let addr = ring_addr(slot);
+    let charge = ThreadCharge::new(&process.account)?;
     let ring = {
         let mut space = process.space.lock();
         let space = space.as_mut().ok_or(TransportError::Disconnected)?;
-        make_ring(space, addr).map_err(|_| TransportError::NoMemory)?
+        make_ring(space, addr).map_err(|e| match e {
+            PagingError::Quota(_) => TransportError::QuotaExceeded,
+            _ => TransportError::NoMemory,
+        })?
     };
     let thread = sched::spawn_user(
         process.clone(),
@@ -198,7 +239,7 @@ pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, 
             rsi: addr,
             fs_base: start.tls,
         },
-        UserThread::new(slot, ring),
+        UserThread::new(slot, ring, charge),
     )
     .ok_or(TransportError::NoMemory)?;
     set.slots |= 1 << slot;
@@ -222,7 +263,9 @@ pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, 
 pub fn exit_current(process: Arc<Process>, cause: ExitCause) -> ! {
     let me = sched::current().expect("a user thread is running");
     if let Some(user) = &me.user {
-        user.ring.lock().close();
+        // Calls still open on the ring stop counting against the process.
+        let open = user.ring.lock().close();
+        process.account.close_calls(open);
         // The slot (and its ring's pages) may serve a new thread at once:
         // this one never touches its ring again.
         process.threads.lock().slots &= !(1 << user.slot);

@@ -698,9 +698,9 @@ extern "C" fn thread_first_run() {
     crate::time::rearm();
 }
 
-/// The CPUs whose running thread belongs to `process` (their TLBs may
+/// The CPUs (bit `n` for CPU `n`) whose running thread belongs to `process` (their TLBs may
 /// hold its translations).
-pub fn cpus_running(process: &Arc<Process>) -> Vec<usize> {
+pub fn cpus_running(process: &Arc<Process>) -> u64 {
     percpu::all()
         .filter(|c| c.online.load(Ordering::Acquire))
         .map(|c| c.index as usize)
@@ -711,7 +711,7 @@ pub fn cpus_running(process: &Arc<Process>) -> Vec<usize> {
                 .and_then(|t| t.process.as_ref())
                 .is_some_and(|p| Arc::ptr_eq(p, process))
         })
-        .collect()
+        .fold(0, |set, c| set | (1 << c))
 }
 
 /// Makes a thread running on another CPU enter the kernel soon (to notice a

@@ -15,8 +15,6 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use alloc::vec::Vec;
-
 use super::apic;
 use super::percpu::{self, MAX_CPUS};
 use super::trap::VEC_TLB;
@@ -43,22 +41,31 @@ pub fn answer() {
     }
 }
 
-/// Makes every CPU in `cpus` (other than this one) flush its TLB, and
-/// waits until all have. Interrupts must be off and no lock held.
-pub fn shootdown(cpus: &[usize]) {
+/// Makes every CPU whose bit is set in `cpus` (other than this one) flush
+/// its TLB, and waits until all have. Interrupts must be off and no lock
+/// held. Allocates nothing.
+pub fn shootdown(cpus: u64) {
     let me = percpu::cpu_index() as usize;
-    let targets: Vec<usize> = cpus.iter().copied().filter(|&c| c != me && c < MAX_CPUS).collect();
-    if targets.is_empty() {
+    let targets = cpus & !(1u64 << me);
+    if targets == 0 {
         return;
     }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
-    for &t in &targets {
+    let each = |f: &mut dyn FnMut(usize)| {
+        (0..MAX_CPUS).filter(|&t| targets & (1 << t) != 0).for_each(f);
+    };
+    each(&mut |t| {
         PENDING[t].store(true, Ordering::Release);
         if let Some(c) = percpu::get(t) {
             apic::send_ipi(c.apic_id.load(Ordering::Relaxed), VEC_TLB as u32);
         }
-    }
-    while targets.iter().any(|&t| PENDING[t].load(Ordering::Acquire)) {
+    });
+    loop {
+        let mut waiting = false;
+        each(&mut |t| waiting |= PENDING[t].load(Ordering::Acquire));
+        if !waiting {
+            break;
+        }
         answer();
         core::hint::spin_loop();
     }
