@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale
+USER_PROGRAMS := hello template isolation leak nop preempt exhaust bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-exhaust run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -418,6 +418,35 @@ run-leak: kernel harness
 		--expect 'init: leak exited with code 0' \
 		--exit success
 
+# A process that takes everything its resource profile allows, on every
+# path, gets a named error each time and leaves nothing behind; its
+# neighbour keeps answering (demos/proofs/src/bin/exhaust.rs).
+run-exhaust: kernel harness
+	@$(call proof-iso,exhaust,harness init=exhaust:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)ipc$(comma)vm$(comma)threads)
+	@$(HARNESS) --name exhaust --image $(PROOF_ISOS)/exhaust.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
+		--fail-on 'exhaust: mismatch' --fail-on 'exhaust: lost' \
+		--expect 'init: starting exhaust with 7 cap(s)' \
+		--expect 'exhaust: a hog asking for 2^40 frames: QuotaExceeded' \
+		--expect 'exhaust: a hog asking for 33 threads: AppError 2' \
+		--expect 'exhaust: map of 256 MiB at once: QuotaExceeded' \
+		--expect 'exhaust: 1 MiB maps until refused: QuotaExceeded' \
+		--expect 're:exhaust: [0-9]+ MiB mapped before the refusal' \
+		--expect 'exhaust: 64 KiB call with every frame taken: queued, then Disconnected' \
+		--expect 'exhaust: calls on an endpoint nobody serves: 64 queued, then Overflow' \
+		--expect 'exhaust: 64 KiB calls until refused: QuotaExceeded' \
+		--expect 're:exhaust: [0-9]+ calls of 64 KiB were queued before the refusal' \
+		--expect 'exhaust: notification waits until refused: 100 waiting, then QuotaExceeded' \
+		--expect 'exhaust: minted caps until refused: QuotaExceeded' \
+		--expect 'exhaust: threads until refused: QuotaExceeded' \
+		--expect 'exhaust: children until refused: QuotaExceeded' \
+		--expect 're:exhaust: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:exhaust: after 100 rounds: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'exhaust: no frame and no heap byte lost' \
+		--expect 're:exhaust: echo-server answered [0-9]+ calls while the hogs ran' \
+		--expect 'exhaust: every refusal was named' \
+		--expect 'init: exhaust exited with code 0' \
+		--exit success
+
 # Benchmarks print figures measured inside the guest; they are not timed
 # tests. -icount makes the TSC count guest instructions, so runs repeat.
 BENCH_QEMU := -icount shift=0,sleep=off
@@ -741,7 +770,7 @@ run-tickless: kernel harness
 		--exit success
 	@grep -h '^sched:' target/proofs/tickless-smp2/com1.log
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-exhaust run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless
 
 # --- checks -----------------------------------------------------------------
 

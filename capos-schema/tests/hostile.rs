@@ -58,6 +58,22 @@ impl ProcessSpawnerServer for Everything {
         }
         Ok(())
     }
+
+    fn spawn_limited(
+        &mut self,
+        params: process_spawner::spawn_limited_params::Reader<'_>,
+        _: process_spawner::spawn_limited_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        params.get_binary()?.to_str()?;
+        for arg in params.get_args()? {
+            arg?.to_str()?;
+        }
+        for grant in params.get_grants()? {
+            Grant::read_from(grant)?;
+        }
+        capos_schema::ResourceProfile::read_from(params.get_profile()?)?;
+        Ok(())
+    }
 }
 
 impl VirtualMemoryServer for Everything {

@@ -192,6 +192,7 @@ struct Child {
     args: Vec<String>,
     grants: Vec<Grant>,
     killed: bool,
+    limits: Option<capos_schema::ResourceProfile>,
 }
 
 #[derive(Default)]
@@ -228,6 +229,27 @@ impl ProcessSpawnerServer for Spawner {
             args,
             grants,
             killed: false,
+            limits: None,
+        });
+        Ok(self.children.len() - 1)
+    }
+
+    fn spawn_limited(
+        &mut self,
+        params: process_spawner::spawn_limited_params::Reader<'_>,
+        _results: process_spawner::spawn_limited_results::Builder<'_>,
+    ) -> Result<usize, ServerError> {
+        let limits = capos_schema::ResourceProfile::read_from(params.get_profile()?)?;
+        if limits.threads > 32 {
+            return Err(ServerError::exception(2, "threads over 32"));
+        }
+        self.children.push(Child {
+            pid: 100 + self.children.len() as u64,
+            binary: params.get_binary()?.to_string()?,
+            args: Vec::new(),
+            grants: Vec::new(),
+            killed: false,
+            limits: Some(limits),
         });
         Ok(self.children.len() - 1)
     }
@@ -238,6 +260,24 @@ struct Handle<'a> {
 }
 
 impl ProcessHandleServer for Handle<'_> {
+    fn usage(
+        &mut self,
+        _params: process_handle::usage_params::Reader<'_>,
+        mut results: process_handle::usage_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        let limits = self.child.limits.clone().unwrap_or(capos_schema::ResourceProfile {
+            frames: 0,
+            kernel_bytes: 0,
+            threads: 0,
+            caps: 0,
+            open_calls: 0,
+        });
+        let used = capos_schema::ResourceProfile { frames: limits.frames / 2, ..limits.clone() };
+        used.write_to(results.reborrow().init_used())?;
+        limits.write_to(results.init_limits())?;
+        Ok(())
+    }
+
     fn wait(
         &mut self,
         _params: process_handle::wait_params::Reader<'_>,
@@ -532,6 +572,29 @@ fn spawn_returns_a_handle_cap_through_the_ring() {
 }
 
 #[test]
+fn spawn_limited_carries_the_profile_and_usage_reads_it_back() {
+    let ring = Loopback::default();
+    let spawner = ProcessSpawnerClient::new(&ring, ring.grant(Object::Spawner));
+    let profile = capos_schema::ResourceProfile {
+        frames: 4096,
+        kernel_bytes: 1 << 20,
+        threads: 6,
+        caps: 32,
+        open_calls: 100,
+    };
+    let h = spawner.spawn_limited("hog", &[], &[], &profile).unwrap();
+    assert_eq!(ring.world.borrow().spawner.children[0].limits, Some(profile.clone()));
+    let usage = ProcessHandleClient::new(&ring, h).usage().unwrap();
+    assert_eq!(usage.limits, profile);
+    assert_eq!(usage.used.frames, 2048);
+    let over = capos_schema::ResourceProfile { threads: 33, ..profile };
+    match spawner.spawn_limited("hog", &[], &[], &over) {
+        Err(CallError::Exception(e)) => assert_eq!(e.code, 2),
+        other => panic!("expected an exception, got {other:?}"),
+    }
+}
+
+#[test]
 fn virtual_memory_map_and_unmap() {
     let ring = Loopback::default();
     let vm = VirtualMemoryClient::new(&ring, ring.grant(Object::Memory));
@@ -593,8 +656,8 @@ fn unknown_ordinals_are_bad_method() {
         }
     }
     assert!(matches!(
-        dispatch_process_spawner(&mut Spawner::default(), 1, &params),
-        Err(DispatchError::BadMethod(1))
+        dispatch_process_spawner(&mut Spawner::default(), 2, &params),
+        Err(DispatchError::BadMethod(2))
     ));
 }
 

@@ -266,7 +266,7 @@ fn root_account() -> alloc::sync::Arc<mem::account::Account> {
         "mem",
         "user processes may hold {} frames ({} MiB) and {} KiB of kernel heap; {} frames kept for the kernel",
         frames,
-        frames * mem::PAGE_SIZE >> 20,
+        (frames * mem::PAGE_SIZE) >> 20,
         heap_bytes >> 10,
         mem::frames::reserve()
     );

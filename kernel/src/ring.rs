@@ -303,7 +303,12 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
 /// Performs one SQE as an open call of the process's account: refused with
 /// `QuotaExceeded` past its `openCalls` limit; one that completes later
 /// stays counted until [`post_and_wake`] posts it (or its ring closes).
+/// RELEASE, NOP and RETURN always complete at once and are not counted: a
+/// process at its limit can still let go of what it holds.
 fn execute_counted(process: &Arc<Process>, thread: &Arc<Thread>, sqe: &Sqe) -> Option<Cqe> {
+    if sqe.opcode != capos_abi::OP_CALL && sqe.opcode != capos_abi::OP_RECV {
+        return execute(process, thread, sqe).map(|status| cqe(sqe.user_data, status));
+    }
     if process.account.open_call().is_err() {
         return Some(cqe(sqe.user_data, err(TransportError::QuotaExceeded)));
     }

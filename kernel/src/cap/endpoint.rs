@@ -21,6 +21,7 @@ use capos_schema::capos_capnp::endpoint;
 use capos_schema::{dispatch_endpoint, EndpointServer as EndpointServerTrait, ServerError};
 
 use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
+use crate::mem::account::Charge;
 use crate::ring::PendingCall;
 use crate::sync::IrqLock;
 
@@ -37,9 +38,17 @@ struct IpcCall {
     interface_id: u64,
     method: u16,
     cookie: u64,
-    params: Vec<u8>,
+    /// Room for the `RecvHeader`, then the params: the RECV buffer's bytes
+    /// once the header is filled in (no second copy at delivery).
+    message: Vec<u8>,
     caps: Vec<CapEntry>,
+    /// The params' bytes (and this record's), charged to the caller's
+    /// account until the call is delivered or fails.
+    _charge: Charge,
 }
+
+/// Kernel bytes a queued call's record is charged besides its params.
+const CALL_RECORD_BYTES: u64 = core::mem::size_of::<IpcCall>() as u64;
 
 struct State {
     open: bool,
@@ -89,10 +98,11 @@ impl Endpoint {
     /// Bytes a RECV buffer needs for `call`: header, params, then (8-aligned)
     /// one CapId per transferred cap.
     fn needed(call: &IpcCall) -> usize {
-        capos_abi::caps_offset(RECV_HEADER_SIZE + call.params.len()) + 8 * call.caps.len()
+        capos_abi::caps_offset(call.message.len()) + 8 * call.caps.len()
     }
 
-    fn message(call: &IpcCall, call_id: u64, caller: u64) -> Vec<u8> {
+    /// Fills in the header and takes the RECV buffer's bytes out of `call`.
+    fn message(call: &mut IpcCall, call_id: u64, caller: u64) -> Vec<u8> {
         let header = RecvHeader {
             call_id,
             interface_id: call.interface_id,
@@ -101,10 +111,8 @@ impl Endpoint {
             method: call.method,
             reserved: [0; 3],
         };
-        let mut bytes = Vec::with_capacity(RECV_HEADER_SIZE + call.params.len());
-        bytes.extend_from_slice(&header.to_bytes());
-        bytes.extend_from_slice(&call.params);
-        bytes
+        call.message[..RECV_HEADER_SIZE].copy_from_slice(&header.to_bytes());
+        core::mem::take(&mut call.message)
     }
 
     /// Takes a queued call for a RECV with a `buffer_len`-byte buffer, or
@@ -126,7 +134,7 @@ impl Endpoint {
             let (call_id, caller) = s.admit(&call);
             s.in_flight.insert(call_id, call.caller.clone());
             let caps = core::mem::take(&mut call.caps);
-            return Ok(Received::Now(Self::message(&call, call_id, caller), call_id, caps));
+            return Ok(Received::Now(Self::message(&mut call, call_id, caller), call_id, caps));
         }
         // Receivers whose process ended no longer count.
         s.receivers.retain(PendingCall::is_live);
@@ -176,7 +184,7 @@ impl Endpoint {
             let (call_id, caller) = s.admit(&call);
             s.in_flight.insert(call_id, call.caller.clone());
             drop(s);
-            let bytes = Self::message(&call, call_id, caller);
+            let bytes = Self::message(&mut call, call_id, caller);
             let caps = core::mem::take(&mut call.caps);
             if let Err(e) = crate::ring::complete_recv(receiver, &bytes, call_id, caps) {
                 self.fail(call_id, e);
@@ -217,7 +225,7 @@ impl Endpoint {
             let (call_id, caller) = s.admit(&call);
             s.in_flight.insert(call_id, call.caller.clone());
             drop(s);
-            let bytes = Self::message(&call, call_id, caller);
+            let bytes = Self::message(&mut call, call_id, caller);
             let caps = core::mem::take(&mut call.caps);
             if let Err(e) = crate::ring::complete_recv(receiver, &bytes, call_id, caps) {
                 self.state.lock().in_flight.remove(&call_id);
@@ -418,14 +426,28 @@ impl CapObject for EndpointClient {
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+        // The copy of the params waits in the kernel: charged to the caller,
+        // and allocated fallibly.
+        let bytes = (RECV_HEADER_SIZE + params.len()) as u64 + CALL_RECORD_BYTES;
+        let charge = match Charge::new(&ctx.caller.account, 0, bytes) {
+            Ok(c) => c,
+            Err(_) => return CallOutcome::Failed(TransportError::QuotaExceeded),
+        };
+        let mut message = Vec::new();
+        if message.try_reserve_exact(RECV_HEADER_SIZE + params.len()).is_err() {
+            return CallOutcome::Failed(TransportError::NoMemory);
+        }
+        message.resize(RECV_HEADER_SIZE, 0);
+        message.extend_from_slice(params);
         self.endpoint.call(IpcCall {
             caller: ctx.pending(),
             caller_pid: ctx.caller.pid,
             interface_id: self.interface_id,
             method,
             cookie: self.cookie,
-            params: params.to_vec(),
+            message,
             caps: ctx.take_caps(),
+            _charge: charge,
         })
     }
 
