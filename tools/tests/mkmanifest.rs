@@ -253,6 +253,52 @@ fn the_default_system_builds() {
     }
 }
 
+#[test]
+fn the_quota_proof_manifest_builds() {
+    if !have_cue() {
+        return;
+    }
+    let dir = scratch("quota");
+    let out = dir.join("manifest.bin");
+    let output = run(Command::new(root().join("tools/manifest.sh"))
+        .arg("--no-overlay")
+        .arg(root().join("tools/proofs/manifests/quota.cue"))
+        .arg(&out)
+        .arg("provider,consumer")
+        .env("MKMANIFEST", MKMANIFEST));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&run(Command::new(MKMANIFEST).arg("--print").arg(&out)));
+    for line in [
+        "service `provider`: binary `provider`, restart never\n\
+         \x20 resources: frames 8192, kernelBytes 4194304, threads 4, caps 16, openCalls 256\n",
+        "service `hog`: binary `consumer`, restart onFailure (at most 1 times, first after 10 ms)\n\
+         \x20 resources: frames 268435456\n",
+        "service `consumer`: binary `consumer`, restart never\n\
+         \x20 resources: frames 4096, threads 4, caps 8\n",
+        "start order: provider, hog, consumer\n",
+    ] {
+        assert!(printed.contains(line), "{line:?} not in:\n{printed}");
+    }
+    if have_capnp() {
+        let decoded = run(Command::new("capnp")
+            .env_remove("PWD")
+            .args(["decode", "--short"])
+            .arg(root().join("schema/capos.capnp"))
+            .arg("SystemManifest")
+            .stdin(fs::File::open(&out).unwrap()));
+        assert!(decoded.status.success(), "{}", stderr(&decoded));
+        assert!(
+            stdout(&decoded).contains(
+                "resources = (frames = 268435456, kernelBytes = 0, threads = 0, caps = 0, \
+                 openCalls = 0)"
+            ),
+            "{}",
+            stdout(&decoded)
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// Runs tools/cue/export.js on `system` (written as `dir/system.cue`), with
 /// `overlay` as its `system.local.cue` when given.
 fn export(dir: &Path, system: &str, overlay: Option<&str>) -> Output {
