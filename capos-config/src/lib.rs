@@ -38,8 +38,8 @@ pub use error::ConfigError;
 #[cfg(feature = "json")]
 pub use json::from_json;
 pub use model::{
-    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile, Resources,
-    RestartMode, RestartPolicy, Service,
+    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, LimitsText, Manifest,
+    Profile, Resources, RestartMode, RestartPolicy, Service,
 };
 pub use order::start_order;
 pub use validate::{

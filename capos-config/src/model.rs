@@ -148,6 +148,13 @@ impl Resources {
         capos_abi::resources::Limits::from(*self).or(capos_abi::resources::SERVICE_DEFAULTS)
     }
 
+    /// What init starts the service with: `None` for the defaults (a plain
+    /// `ProcessSpawner.spawn`), else the [`Resources::effective`] limits
+    /// for `ProcessSpawner.spawnLimited`.
+    pub fn spawn_limits(&self) -> Option<capos_abi::resources::Limits> {
+        (!self.is_default()).then(|| self.effective())
+    }
+
     /// The fields by their schema name, in schema order, 0 included.
     pub fn fields(&self) -> [(&'static str, u64); 5] {
         [
@@ -181,6 +188,21 @@ impl From<capos_abi::resources::Limits> for Resources {
             caps: l.caps,
             open_calls: l.open_calls,
         }
+    }
+}
+
+/// Every field of a set of limits, as init logs them:
+/// `frames 8192, kernelBytes 4194304, threads 4, caps 16, openCalls 256`.
+pub struct LimitsText(pub capos_abi::resources::Limits);
+
+impl fmt::Display for LimitsText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.0;
+        write!(
+            f,
+            "frames {}, kernelBytes {}, threads {}, caps {}, openCalls {}",
+            l.frames, l.kernel_bytes, l.threads, l.caps, l.open_calls
+        )
     }
 }
 
@@ -444,6 +466,17 @@ mod tests {
         assert_eq!((e.frames, e.threads), (SERVICE_DEFAULTS.frames, SERVICE_DEFAULTS.threads));
         assert_eq!(e.open_calls, SERVICE_DEFAULTS.open_calls);
         assert_eq!(Resources::from(capos_abi::resources::Limits::from(r)), r);
+    }
+
+    #[test]
+    fn init_spawns_with_limits_only_when_some_are_set() {
+        assert_eq!(Resources::default().spawn_limits(), None);
+        let r = Resources { frames: 8192, threads: 4, ..Resources::default() };
+        let limits = r.spawn_limits().unwrap();
+        assert_eq!(
+            LimitsText(limits).to_string(),
+            "frames 8192, kernelBytes 16777216, threads 4, caps 64, openCalls 4096"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use capos_rt::schema::{
 };
 use capos_rt::{println, Runtime};
 
-use capos_config::{GrantSource, Manifest, RestartMode};
+use capos_config::{GrantSource, LimitsText, Manifest, RestartMode};
 
 // User data of init's own SQEs, far above the runtime's counter (which
 // numbers the blocking calls from 1 up).
@@ -141,8 +141,7 @@ impl<'a> Supervisor<'a> {
         };
         // With resources set, the service's limits are those fields and the
         // service defaults for the rest; without, the spawner's defaults.
-        let limits = (!s.resources.is_default()).then(|| s.resources.effective());
-        let spawned = match limits {
+        let spawned = match s.resources.spawn_limits() {
             None => {
                 println!(self.rt, "init: starting {} (binary {}) with {caps}", s.name, s.binary);
                 self.spawner.spawn(&s.binary, &args, &grants)
@@ -150,15 +149,10 @@ impl<'a> Supervisor<'a> {
             Some(l) => {
                 println!(
                     self.rt,
-                    "init: starting {} (binary {}) with {caps}; limits frames {}, kernelBytes {}, \
-                     threads {}, caps {}, openCalls {}",
+                    "init: starting {} (binary {}) with {caps}; limits {}",
                     s.name,
                     s.binary,
-                    l.frames,
-                    l.kernel_bytes,
-                    l.threads,
-                    l.caps,
-                    l.open_calls
+                    LimitsText(l)
                 );
                 let profile = ResourceProfile {
                     frames: l.frames,
