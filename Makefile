@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-exhaust run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-exhaust run-quota run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -528,6 +528,29 @@ run-manifest: kernel harness mkmanifest
 			--exit failure || exit 1; \
 	done
 
+# Resource limits from the manifest: services started with spawnLimited work;
+# one asking for more than init has left fails with QuotaExceeded, is retried
+# per its policy and given up on, and the next service still starts.
+run-quota: kernel harness mkmanifest
+	@$(call manifest-of,tools/proofs/manifests/quota.cue,quota)
+	@tools/mkiso.sh $(KERNEL) $(PROOF_ISOS)/manifest-quota.iso "harness" $(MODULES) target/manifests/quota/manifest.bin
+	@$(HARNESS) --name manifest-quota --image $(PROOF_ISOS)/manifest-quota.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--expect 'init: manifest: 3 service(s), start order provider, hog, consumer' \
+		--expect 'init: starting provider (binary provider) with caps console, ipc, exporter; limits frames 8192, kernelBytes 4194304, threads 4, caps 16, openCalls 256' \
+		--expect 'init: provider exported greeter' \
+		--expect 'init: starting hog (binary consumer) with caps console, greeter; limits frames 268435456, kernelBytes 16777216, threads 32, caps 64, openCalls 4096' \
+		--expect 'init: cannot start hog: QuotaExceeded (a resource profile limit was reached)' \
+		--expect 'init: restarting hog in 10 ms (restart 1 of 1)' \
+		--expect 'init: starting hog (binary consumer) with caps console, greeter; limits frames 268435456, kernelBytes 16777216, threads 32, caps 64, openCalls 4096' \
+		--expect 'init: cannot start hog: QuotaExceeded (a resource profile limit was reached)' \
+		--expect 'init: hog failed 2 time(s), restart limit 1 reached; giving up' \
+		--expect 'init: starting consumer (binary consumer) with caps console, greeter; limits frames 4096, kernelBytes 16777216, threads 4, caps 8, openCalls 4096' \
+		--expect 'consumer: greeter answered: hello from consumer' \
+		--expect 'init: consumer exited with code 0' \
+		--fail-on 'init: hog exited' --fail-on 're:init: hog failed: .*' \
+		--fail-on 'consumer: greeter call failed' \
+		--exit none
+
 # The terminal line discipline on COM1, driven as a person types: editing
 # keys, cursor movement, history, Ctrl-C, UTF-8, invalid UTF-8, a password
 # read without echo (it must never appear on either port) and a line over
@@ -770,7 +793,7 @@ run-tickless: kernel harness
 		--exit success
 	@grep -h '^sched:' target/proofs/tickless-smp2/com1.log
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-exhaust run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-exhaust run-quota run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless
 
 # --- checks -----------------------------------------------------------------
 

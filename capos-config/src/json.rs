@@ -12,7 +12,8 @@
 //!       "args": ["--quiet"],
 //!       "grants": { "console": { "kernel": "console" } },
 //!       "exports": ["greeter"],
-//!       "restart": { "mode": "onFailure", "maxRestarts": 5, "backoffMs": 100 }
+//!       "restart": { "mode": "onFailure", "maxRestarts": 5, "backoffMs": 100 },
+//!       "resources": { "frames": 4096, "kernelBytes": 16777216, "threads": 4 }
 //!     },
 //!     "hello": {
 //!       "binary": "hello",
@@ -36,11 +37,15 @@
 //! - `restart` defaults to `{"mode": "never", "maxRestarts": 0,
 //!   "backoffMs": 0}`; each of its fields may be left out (`mode` is `never`
 //!   or `onFailure`, the numbers default to 0).
+//! - `resources` defaults to all 0 (the service defaults); each of its
+//!   fields (`frames`, `kernelBytes`, `threads`, `caps`, `openCalls`) may be
+//!   left out and is then 0.
 //! - `auth` (optional): `broker` (a service name) and `shell` (a binary)
 //!   are required; `accounts` is keyed by account name, each with
 //!   `profile` and `verifier`; `profiles` is keyed by profile name, each
 //!   with `caps` (grant names of the broker service).
-//! - Numbers are unsigned 32-bit integers. An unknown field anywhere is an
+//! - Numbers are unsigned 32-bit integers, but for `resources.frames` and
+//!   `resources.kernelBytes` (64-bit). An unknown field anywhere is an
 //!   error.
 //!
 //! [`from_json`] only reads the shape; [`crate::validate()`] checks the rules
@@ -57,7 +62,7 @@ use serde::Deserialize;
 
 use crate::model::{
     Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile, Quoted,
-    RestartMode, RestartPolicy, Service,
+    Resources, RestartMode, RestartPolicy, Service,
 };
 use crate::ConfigError;
 
@@ -220,6 +225,8 @@ struct ServiceJson {
     exports: Vec<String>,
     #[serde(default)]
     restart: RestartJson,
+    #[serde(default)]
+    resources: ResourcesJson,
 }
 
 impl ServiceJson {
@@ -248,6 +255,13 @@ impl ServiceJson {
                 },
                 max_restarts: self.restart.max_restarts,
                 backoff_ms: self.restart.backoff_ms,
+            },
+            resources: Resources {
+                frames: self.resources.frames,
+                kernel_bytes: self.resources.kernel_bytes,
+                threads: self.resources.threads,
+                caps: self.resources.caps,
+                open_calls: self.resources.open_calls,
             },
         })
     }
@@ -306,6 +320,21 @@ struct RestartJson {
 }
 
 #[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ResourcesJson {
+    #[serde(default)]
+    frames: u64,
+    #[serde(default)]
+    kernel_bytes: u64,
+    #[serde(default)]
+    threads: u32,
+    #[serde(default)]
+    caps: u32,
+    #[serde(default)]
+    open_calls: u32,
+}
+
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 enum ModeJson {
     #[default]
@@ -333,7 +362,9 @@ mod tests {
                     "name": "provider", "binary": "greeter", "args": ["--quiet"],
                     "grants": {"console": {"kernel": "console"}},
                     "exports": ["greeter"],
-                    "restart": {"mode": "onFailure", "maxRestarts": 5, "backoffMs": 100}
+                    "restart": {"mode": "onFailure", "maxRestarts": 5, "backoffMs": 100},
+                    "resources": {"frames": 4096, "kernelBytes": 16777216, "threads": 4,
+                                  "caps": 16, "openCalls": 256}
                 },
                 "hello": {
                     "binary": "hello",
@@ -347,6 +378,13 @@ mod tests {
         provider.exports = vec!["greeter".into()];
         provider.restart =
             RestartPolicy { mode: RestartMode::OnFailure, max_restarts: 5, backoff_ms: 100 };
+        provider.resources = Resources {
+            frames: 4096,
+            kernel_bytes: 16 << 20,
+            threads: 4,
+            caps: 16,
+            open_calls: 256,
+        };
         let mut hello = Service::new("hello", "hello");
         hello.grants = vec![Grant::export("greeter", "provider", "greeter")];
         assert_eq!(
@@ -392,6 +430,14 @@ mod tests {
             RestartPolicy { mode: RestartMode::OnFailure, max_restarts: 0, backoff_ms: 0 }
         );
         assert!(a.args.is_empty() && a.grants.is_empty() && a.exports.is_empty());
+        assert!(a.resources.is_default());
+        let json = r#"{"version": 1, "kernel": {"hostname": "h", "logLevel": "info"},
+            "services": {"a": {"binary": "a", "resources": {"threads": 2}}}}"#;
+        let a = &from_json(json).unwrap().services[0];
+        assert_eq!(a.resources, Resources { threads: 2, ..Resources::default() });
+        let json = r#"{"version": 1, "kernel": {"hostname": "h", "logLevel": "info"},
+            "services": {"a": {"binary": "a", "resources": {"frames": 1099511627776}}}}"#;
+        assert_eq!(from_json(json).unwrap().services[0].resources.frames, 1 << 40);
     }
 
     #[test]
@@ -480,5 +526,18 @@ mod tests {
             r#"{HEAD}{{"a": {{"binary": "a", "grants": {{"g": {{"kernal": "x"}}}}}}}}}}"#
         ))
         .contains("unknown field `kernal`"));
+        let resources =
+            |r: &str| error(&format!(r#"{HEAD}{{"a": {{"binary": "a", "resources": {r}}}}}}}"#));
+        assert!(resources(r#"{"thread": 2}"#).contains(
+            "unknown field `thread`, expected one of `frames`, `kernelBytes`, `threads`, `caps`, \
+             `openCalls`"
+        ));
+        assert!(
+            resources(r#"{"threads": -1}"#).contains("invalid value: integer `-1`, expected u32")
+        );
+        assert!(resources(r#"{"caps": 4294967296}"#)
+            .contains("invalid value: integer `4294967296`, expected u32"));
+        assert!(resources(r#"{"frames": "64MiB"}"#)
+            .contains("invalid type: string \"64MiB\", expected u64"));
     }
 }

@@ -38,8 +38,8 @@ pub use error::ConfigError;
 #[cfg(feature = "json")]
 pub use json::from_json;
 pub use model::{
-    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile,
-    RestartMode, RestartPolicy, Service,
+    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, LimitsText, Manifest,
+    Profile, Resources, RestartMode, RestartPolicy, Service,
 };
 pub use order::start_order;
 pub use validate::{
@@ -105,3 +105,28 @@ pub const MAX_ARGS: usize = 32;
 /// Most bytes of arguments a process may receive, one terminating NUL per
 /// argument included (kernel `proc/spawn.rs`, `MAX_ARGS_BYTES`).
 pub const MAX_ARGS_BYTES: usize = 1024;
+
+/// Fewest frames a service's `resources.frames` may name (0 aside, which
+/// means the default): fewer cannot hold a program's ring, startup page,
+/// stack and page tables.
+pub const MIN_RESOURCE_FRAMES: u64 = 16;
+
+/// Most frames `resources.frames` may name: 1 TiB of 4 KiB frames.
+pub const MAX_RESOURCE_FRAMES: u64 = (1 << 40) / 4096;
+
+/// Fewest bytes `resources.kernelBytes` may name (0 aside): 64 KiB.
+pub const MIN_RESOURCE_KERNEL_BYTES: u64 = 64 << 10;
+
+/// Most bytes `resources.kernelBytes` may name: 1 TiB.
+pub const MAX_RESOURCE_KERNEL_BYTES: u64 = 1 << 40;
+
+/// Most threads `resources.threads` may name (`capos_abi::MAX_THREADS`).
+pub const MAX_RESOURCE_THREADS: u32 = capos_abi::MAX_THREADS;
+
+/// Most cap-table slots `resources.caps` may name
+/// (`capos_abi::resources::MAX_CAP_SLOTS`).
+pub const MAX_RESOURCE_CAPS: u32 = capos_abi::resources::MAX_CAP_SLOTS;
+
+/// Most open ring operations `resources.openCalls` may name
+/// (`capos_abi::resources::MAX_OPEN_CALLS`).
+pub const MAX_RESOURCE_OPEN_CALLS: u32 = capos_abi::resources::MAX_OPEN_CALLS;

@@ -96,6 +96,9 @@ pub struct Service {
     pub exports: Vec<String>,
     /// What init does when it exits.
     pub restart: RestartPolicy,
+    /// Its resource limits; 0 fields (all, by default) take
+    /// `capos_abi::resources::SERVICE_DEFAULTS`.
+    pub resources: Resources,
 }
 
 impl Service {
@@ -109,7 +112,116 @@ impl Service {
             grants: Vec::new(),
             exports: Vec::new(),
             restart: RestartPolicy::default(),
+            resources: Resources::default(),
         }
+    }
+}
+
+/// A service's resource profile (`ResourceProfile` in the schema): what the
+/// process may hold. A 0 field means "the default" (of
+/// `capos_abi::resources::SERVICE_DEFAULTS`). Frames and kernel bytes count
+/// its children's too; threads, caps and open calls are per process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// 4 KiB physical frames.
+    pub frames: u64,
+    /// Bytes of kernel heap.
+    pub kernel_bytes: u64,
+    /// Threads alive at once.
+    pub threads: u32,
+    /// Cap-table slots.
+    pub caps: u32,
+    /// Ring operations submitted and not yet completed.
+    pub open_calls: u32,
+}
+
+impl Resources {
+    /// Whether every field is 0: the service runs with the defaults and
+    /// init starts it with a plain `ProcessSpawner.spawn`.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The limits the service runs with: each 0 field replaced by
+    /// `capos_abi::resources::SERVICE_DEFAULTS`.
+    pub fn effective(&self) -> capos_abi::resources::Limits {
+        capos_abi::resources::Limits::from(*self).or(capos_abi::resources::SERVICE_DEFAULTS)
+    }
+
+    /// What init starts the service with: `None` for the defaults (a plain
+    /// `ProcessSpawner.spawn`), else the [`Resources::effective`] limits
+    /// for `ProcessSpawner.spawnLimited`.
+    pub fn spawn_limits(&self) -> Option<capos_abi::resources::Limits> {
+        (!self.is_default()).then(|| self.effective())
+    }
+
+    /// The fields by their schema name, in schema order, 0 included.
+    pub fn fields(&self) -> [(&'static str, u64); 5] {
+        [
+            ("frames", self.frames),
+            ("kernelBytes", self.kernel_bytes),
+            ("threads", u64::from(self.threads)),
+            ("caps", u64::from(self.caps)),
+            ("openCalls", u64::from(self.open_calls)),
+        ]
+    }
+}
+
+impl From<Resources> for capos_abi::resources::Limits {
+    fn from(r: Resources) -> Self {
+        Self {
+            frames: r.frames,
+            kernel_bytes: r.kernel_bytes,
+            threads: r.threads,
+            caps: r.caps,
+            open_calls: r.open_calls,
+        }
+    }
+}
+
+impl From<capos_abi::resources::Limits> for Resources {
+    fn from(l: capos_abi::resources::Limits) -> Self {
+        Self {
+            frames: l.frames,
+            kernel_bytes: l.kernel_bytes,
+            threads: l.threads,
+            caps: l.caps,
+            open_calls: l.open_calls,
+        }
+    }
+}
+
+/// Every field of a set of limits, as init logs them:
+/// `frames 8192, kernelBytes 4194304, threads 4, caps 16, openCalls 256`.
+pub struct LimitsText(pub capos_abi::resources::Limits);
+
+impl fmt::Display for LimitsText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let l = &self.0;
+        write!(
+            f,
+            "frames {}, kernelBytes {}, threads {}, caps {}, openCalls {}",
+            l.frames, l.kernel_bytes, l.threads, l.caps, l.open_calls
+        )
+    }
+}
+
+impl fmt::Display for Resources {
+    /// The fields that are set, `frames 4096, threads 4`; `defaults` when
+    /// none is.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, value) in self.fields().into_iter().filter(|(_, v)| *v != 0) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{name} {value}")?;
+        }
+        if first {
+            f.write_str("defaults")?;
+        }
+        Ok(())
     }
 }
 
@@ -213,7 +325,8 @@ impl fmt::Display for Quoted<'_> {
 
 impl fmt::Display for Manifest {
     /// One line for the version, one for the kernel parameters, then per
-    /// service a line and one indented line per argument list, grant, export.
+    /// service a line and one indented line for its resources (the fields
+    /// set, when any is), its argument list, and each grant and export.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "manifest version {}", self.version)?;
         writeln!(
@@ -241,6 +354,9 @@ impl fmt::Display for Manifest {
                     "onFailure (at most {} times, first after {} ms)",
                     restart.max_restarts, restart.backoff_ms
                 )?,
+            }
+            if !service.resources.is_default() {
+                writeln!(f, "  resources: {}", service.resources)?;
             }
             if !service.args.is_empty() {
                 write!(f, "  args:")?;
@@ -305,6 +421,7 @@ mod tests {
         provider.exports = vec!["greeter".into()];
         provider.restart =
             RestartPolicy { mode: RestartMode::OnFailure, max_restarts: 3, backoff_ms: 250 };
+        provider.resources = Resources { frames: 4096, threads: 4, ..Resources::default() };
         let mut user = Service::new("user", "user");
         user.args = vec!["--loud".into(), "tab\there".into()];
         user.grants =
@@ -324,6 +441,7 @@ mod tests {
             "manifest version 1\n\
              kernel: hostname `capos`, logLevel `info`, motd \"Welcome \\\"home\\\"\"\n\
              service `provider`: binary `greeter-bin`, restart onFailure (at most 3 times, first after 250 ms)\n\
+             \x20 resources: frames 4096, threads 4\n\
              \x20 export `greeter`\n\
              service `user`: binary `user`, restart never\n\
              \x20 args: \"--loud\" \"tab\\there\"\n\
@@ -332,6 +450,33 @@ mod tests {
         );
         assert_eq!(manifest.service("user").map(|s| s.binary.as_str()), Some("user"));
         assert!(manifest.service("nobody").is_none());
+    }
+
+    #[test]
+    fn resources_fill_in_the_service_defaults() {
+        use capos_abi::resources::SERVICE_DEFAULTS;
+        assert!(Resources::default().is_default());
+        assert_eq!(Resources::default().to_string(), "defaults");
+        assert_eq!(Resources::default().effective(), SERVICE_DEFAULTS);
+        let r = Resources { kernel_bytes: 1 << 20, caps: 8, ..Resources::default() };
+        assert!(!r.is_default());
+        assert_eq!(r.to_string(), "kernelBytes 1048576, caps 8");
+        let e = r.effective();
+        assert_eq!((e.kernel_bytes, e.caps), (1 << 20, 8));
+        assert_eq!((e.frames, e.threads), (SERVICE_DEFAULTS.frames, SERVICE_DEFAULTS.threads));
+        assert_eq!(e.open_calls, SERVICE_DEFAULTS.open_calls);
+        assert_eq!(Resources::from(capos_abi::resources::Limits::from(r)), r);
+    }
+
+    #[test]
+    fn init_spawns_with_limits_only_when_some_are_set() {
+        assert_eq!(Resources::default().spawn_limits(), None);
+        let r = Resources { frames: 8192, threads: 4, ..Resources::default() };
+        let limits = r.spawn_limits().unwrap();
+        assert_eq!(
+            LimitsText(limits).to_string(),
+            "frames 8192, kernelBytes 16777216, threads 4, caps 64, openCalls 4096"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`validate`] checks them all and returns every broken rule, in a stable
 //! order: the version, the kernel parameters, then each service in
 //! declaration order (name, binary, arguments, grants, exports, restart
-//! policy), then dependency cycles. Each [`ValidationError`]'s message starts
+//! policy, resources), then dependency cycles. Each [`ValidationError`]'s message starts
 //! with `manifest: ` and names the service and the field.
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -15,7 +15,8 @@ use crate::model::{GrantSource, Manifest, Quoted};
 use crate::{
     EXPORTER_GRANT, KERNEL_CAP_SOURCES, LOG_LEVELS, MANIFEST_VERSION, MAX_ARGS, MAX_ARGS_BYTES,
     MAX_BACKOFF_MS, MAX_GRANTS, MAX_GRANT_NAME_BYTES, MAX_HOSTNAME_LABEL_LEN, MAX_HOSTNAME_LEN,
-    MAX_RESTARTS,
+    MAX_RESOURCE_CAPS, MAX_RESOURCE_FRAMES, MAX_RESOURCE_KERNEL_BYTES, MAX_RESOURCE_OPEN_CALLS,
+    MAX_RESOURCE_THREADS, MAX_RESTARTS, MIN_RESOURCE_FRAMES, MIN_RESOURCE_KERNEL_BYTES,
 };
 
 /// What a manifest is checked against: the binaries in the boot package and
@@ -366,6 +367,42 @@ pub enum ValidationError {
         /// The value given.
         value: u32,
     },
+    /// A `resources` field is more than its bound ([`MAX_RESOURCE_FRAMES`],
+    /// [`MAX_RESOURCE_KERNEL_BYTES`], [`MAX_RESOURCE_THREADS`],
+    /// [`MAX_RESOURCE_CAPS`], [`MAX_RESOURCE_OPEN_CALLS`]).
+    ResourceAboveLimit {
+        /// The service.
+        service: String,
+        /// The field's schema name: `frames`, `kernelBytes`, `threads`,
+        /// `caps` or `openCalls`.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The bound.
+        limit: u64,
+    },
+    /// `resources.frames` or `resources.kernelBytes` is set (not 0) but
+    /// less than [`MIN_RESOURCE_FRAMES`] or [`MIN_RESOURCE_KERNEL_BYTES`].
+    ResourceBelowMinimum {
+        /// The service.
+        service: String,
+        /// The field's schema name: `frames` or `kernelBytes`.
+        field: &'static str,
+        /// The value given.
+        value: u64,
+        /// The minimum.
+        minimum: u64,
+    },
+    /// `resources.caps` is set (not 0) but less than the caps the service is
+    /// started with (its grants, and `exporter` if it exports).
+    TooFewCapSlots {
+        /// The service.
+        service: String,
+        /// The value given.
+        caps: u32,
+        /// The caps it is started with.
+        needed: usize,
+    },
     /// Services are granted each other's exports in a cycle, so none of them
     /// can start first.
     Cycle {
@@ -589,6 +626,20 @@ impl fmt::Display for ValidationError {
                 "service {} restart backoffMs is {value}, more than the limit of {MAX_BACKOFF_MS}",
                 Quoted(service)
             ),
+            Self::ResourceAboveLimit { service, field, value, limit } => {
+                write!(f, "service {} resources: {field} {value} exceeds {limit}", Quoted(service))
+            }
+            Self::ResourceBelowMinimum { service, field, value, minimum } => write!(
+                f,
+                "service {} resources: {field} {value} is below the minimum of {minimum} \
+                 (0 means the default)",
+                Quoted(service)
+            ),
+            Self::TooFewCapSlots { service, caps, needed } => write!(
+                f,
+                "service {} resources: caps {caps} is fewer than the {needed} caps it is started with",
+                Quoted(service)
+            ),
             Self::UnknownBroker { broker } => {
                 write!(f, "auth.broker {} is not a service of this manifest", Quoted(broker))
             }
@@ -724,6 +775,8 @@ pub fn validate(manifest: &Manifest, context: &Context) -> Result<(), Vec<Valida
                 value: service.restart.backoff_ms,
             });
         }
+
+        check_resources(service, &mut errors);
     }
 
     if let Err(cycle) = crate::start_order(manifest) {
@@ -803,6 +856,47 @@ fn check_auth(
         if !account.verifier.starts_with("$argon2id$") {
             errors.push(ValidationError::BadVerifier { account: account.name.clone() });
         }
+    }
+}
+
+fn check_resources(service: &crate::Service, errors: &mut Vec<ValidationError>) {
+    let r = &service.resources;
+    let name = &service.name;
+    let limits = [
+        ("frames", r.frames, MIN_RESOURCE_FRAMES, MAX_RESOURCE_FRAMES),
+        ("kernelBytes", r.kernel_bytes, MIN_RESOURCE_KERNEL_BYTES, MAX_RESOURCE_KERNEL_BYTES),
+        ("threads", r.threads.into(), 1, MAX_RESOURCE_THREADS.into()),
+        ("caps", r.caps.into(), 1, MAX_RESOURCE_CAPS.into()),
+        ("openCalls", r.open_calls.into(), 1, MAX_RESOURCE_OPEN_CALLS.into()),
+    ];
+    for (field, value, minimum, limit) in limits {
+        // 0 is "the default", not a limit.
+        if value == 0 {
+            continue;
+        }
+        if value > limit {
+            errors.push(ValidationError::ResourceAboveLimit {
+                service: name.clone(),
+                field,
+                value,
+                limit,
+            });
+        } else if value < minimum {
+            errors.push(ValidationError::ResourceBelowMinimum {
+                service: name.clone(),
+                field,
+                value,
+                minimum,
+            });
+        }
+    }
+    let needed = service.grants.len() + usize::from(!service.exports.is_empty());
+    if r.caps != 0 && (r.caps as usize) < needed {
+        errors.push(ValidationError::TooFewCapSlots {
+            service: name.clone(),
+            caps: r.caps,
+            needed,
+        });
     }
 }
 

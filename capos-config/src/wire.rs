@@ -7,12 +7,12 @@ use alloc::vec::Vec;
 
 use capos_schema::capos_capnp::RestartMode as WireRestartMode;
 use capos_schema::capos_capnp::{
-    auth_config, grant_spec, restart_policy, service_spec, system_manifest,
+    auth_config, grant_spec, resource_profile, restart_policy, service_spec, system_manifest,
 };
 use capos_schema::wire;
 
 use crate::model::{
-    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile,
+    Account, AuthConfig, ExportRef, Grant, GrantSource, KernelParams, Manifest, Profile, Resources,
     RestartMode, RestartPolicy, Service,
 };
 use crate::ConfigError;
@@ -58,8 +58,31 @@ fn write_service(service: &Service, mut builder: service_spec::Builder<'_>) -> c
     for (index, export) in (0..).zip(&service.exports) {
         exports.set(index, export.as_str());
     }
-    write_restart(service.restart, builder.init_restart());
+    write_restart(service.restart, builder.reborrow().init_restart());
+    // Left out (a null pointer) when all 0, which reads back as all 0: a
+    // manifest without resources encodes as it did before the field existed.
+    if !service.resources.is_default() {
+        write_resources(service.resources, builder.init_resources());
+    }
     Ok(())
+}
+
+fn write_resources(resources: Resources, mut builder: resource_profile::Builder<'_>) {
+    builder.set_frames(resources.frames);
+    builder.set_kernel_bytes(resources.kernel_bytes);
+    builder.set_threads(resources.threads);
+    builder.set_caps(resources.caps);
+    builder.set_open_calls(resources.open_calls);
+}
+
+fn read_resources(reader: resource_profile::Reader<'_>) -> Resources {
+    Resources {
+        frames: reader.get_frames(),
+        kernel_bytes: reader.get_kernel_bytes(),
+        threads: reader.get_threads(),
+        caps: reader.get_caps(),
+        open_calls: reader.get_open_calls(),
+    }
 }
 
 fn write_auth(auth: &AuthConfig, mut builder: auth_config::Builder<'_>) -> capnp::Result<()> {
@@ -188,5 +211,7 @@ fn read_service(reader: service_spec::Reader<'_>) -> Result<Service, ConfigError
             max_restarts: restart.get_max_restarts(),
             backoff_ms: restart.get_backoff_ms(),
         },
+        // A null `resources` reads as all 0 fields.
+        resources: read_resources(reader.get_resources()?),
     })
 }

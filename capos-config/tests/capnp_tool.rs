@@ -1,5 +1,7 @@
 //! The real `capnp` tool reads what `encode` writes: `capnp decode
-//! schema/capos.capnp SystemManifest` prints the structure field by field.
+//! schema/capos.capnp SystemManifest` prints the structure field by field
+//! (a service's `resources` only when it sets any: otherwise the pointer is
+//! null and the tool leaves the field out).
 //! `tools/setup.sh` installs `capnp` (Debian's `capnproto`); without it the
 //! test says so and passes.
 
@@ -7,7 +9,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use capos_config::{encode, Grant, KernelParams, Manifest, RestartMode, RestartPolicy, Service};
+use capos_config::{
+    encode, Grant, KernelParams, Manifest, Resources, RestartMode, RestartPolicy, Service,
+};
 
 fn capnp_decode(bytes: &[u8], flags: &[&str]) -> Option<String> {
     let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schema/capos.capnp");
@@ -48,6 +52,8 @@ fn manifest() -> Manifest {
     provider.exports = vec!["greeter".into()];
     provider.restart =
         RestartPolicy { mode: RestartMode::OnFailure, max_restarts: 5, backoff_ms: 100 };
+    provider.resources =
+        Resources { frames: 4096, kernel_bytes: 16 << 20, threads: 4, ..Resources::default() };
     let mut hello = Service::new("hello", "hello");
     hello.grants = vec![Grant::export("greeter", "provider", "greeter")];
     Manifest {
@@ -73,7 +79,8 @@ fn capnp_decode_reads_the_manifest() {
          (name = \"provider\", binary = \"greeter\", args = [\"--quiet\"], \
          grants = [(name = \"console\", source = (kernel = \"console\"))], \
          exports = [\"greeter\"], \
-         restart = (mode = onFailure, maxRestarts = 5, backoffMs = 100)), \
+         restart = (mode = onFailure, maxRestarts = 5, backoffMs = 100), \
+         resources = (frames = 4096, kernelBytes = 16777216, threads = 4, caps = 0, openCalls = 0)), \
          (name = \"hello\", binary = \"hello\", args = [], \
          grants = [(name = \"greeter\", source = (service = (service = \"provider\", export = \"greeter\")))], \
          exports = [], \
@@ -97,7 +104,13 @@ fn capnp_decode_pretty_prints_it() {
         ( name = "console",
           source = (kernel = "console") ) ],
       exports = ["greeter"],
-      restart = (mode = onFailure, maxRestarts = 5, backoffMs = 100) ),
+      restart = (mode = onFailure, maxRestarts = 5, backoffMs = 100),
+      resources = (
+        frames = 4096,
+        kernelBytes = 16777216,
+        threads = 4,
+        caps = 0,
+        openCalls = 0 ) ),
     ( name = "hello",
       binary = "hello",
       args = [],

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use capos_config::{
     KERNEL_CAP_SOURCES, LOG_LEVELS, MAX_BACKOFF_MS, MAX_GRANT_NAME_BYTES, MAX_HOSTNAME_LEN,
-    MAX_RESTARTS,
+    MAX_RESOURCE_CAPS, MAX_RESOURCE_FRAMES, MAX_RESOURCE_KERNEL_BYTES, MAX_RESOURCE_OPEN_CALLS,
+    MAX_RESOURCE_THREADS, MAX_RESTARTS, MIN_RESOURCE_FRAMES, MIN_RESOURCE_KERNEL_BYTES,
 };
 
 fn schema() -> String {
@@ -46,6 +47,14 @@ fn limits_agree() {
         format!("#CapName: #Name & strings.MaxRunes({MAX_GRANT_NAME_BYTES})\n"),
         format!("strings.MaxRunes({MAX_HOSTNAME_LEN})\n"),
         "version: 1\n".to_string(),
+        format!("frames?: int & (0 | >={MIN_RESOURCE_FRAMES} & <={MAX_RESOURCE_FRAMES})\n"),
+        format!(
+            "kernelBytes?: int & (0 | >={MIN_RESOURCE_KERNEL_BYTES} & \
+             <={MAX_RESOURCE_KERNEL_BYTES})\n"
+        ),
+        format!("threads?: int & >=0 & <={MAX_RESOURCE_THREADS}\n"),
+        format!("caps?: int & >=0 & <={MAX_RESOURCE_CAPS}\n"),
+        format!("openCalls?: int & >=0 & <={MAX_RESOURCE_OPEN_CALLS}\n"),
     ] {
         assert!(schema.contains(&needle), "schema/system.cue does not say {needle:?}");
     }

@@ -2,7 +2,7 @@
 
 use capos_config::{
     start_order, validate, Account, AuthConfig, Context, Grant, KernelParams, Manifest, Profile,
-    RestartMode, RestartPolicy, Service, ValidationError, KERNEL_CAP_SOURCES,
+    Resources, RestartMode, RestartPolicy, Service, ValidationError, KERNEL_CAP_SOURCES,
 };
 
 /// `provider` exports `greeter`; `hello` is granted it and the console.
@@ -409,6 +409,124 @@ fn restart_limits() {
     assert_eq!(
         error_after(|m| service(m, "provider").restart.max_restarts = u32::MAX),
         "manifest: service `provider` restart maxRestarts is 4294967295, more than the limit of 100"
+    );
+}
+
+#[test]
+fn resources_at_their_bounds_are_valid() {
+    let mut manifest = base();
+    // The largest values each field may name.
+    service(&mut manifest, "hello").resources = Resources {
+        frames: 1 << 28,
+        kernel_bytes: 1 << 40,
+        threads: 32,
+        caps: 64,
+        open_calls: 4096,
+    };
+    // The smallest (`provider` is started with console and exporter).
+    service(&mut manifest, "provider").resources =
+        Resources { frames: 16, kernel_bytes: 64 << 10, threads: 1, caps: 2, open_calls: 1 };
+    assert_eq!(errors(&manifest), Vec::<String>::new());
+    // 0 is the default, never out of range.
+    service(&mut manifest, "provider").resources = Resources::default();
+    assert_eq!(errors(&manifest), Vec::<String>::new());
+}
+
+#[test]
+fn resources_over_their_bounds() {
+    let set = |r: Resources| error_after(move |m| service(m, "hello").resources = r);
+    let none = Resources::default();
+    assert_eq!(
+        set(Resources { threads: 33, ..none }),
+        "manifest: service `hello` resources: threads 33 exceeds 32"
+    );
+    assert_eq!(
+        set(Resources { threads: u32::MAX, ..none }),
+        "manifest: service `hello` resources: threads 4294967295 exceeds 32"
+    );
+    assert_eq!(
+        set(Resources { caps: 65, ..none }),
+        "manifest: service `hello` resources: caps 65 exceeds 64"
+    );
+    assert_eq!(
+        set(Resources { open_calls: 4097, ..none }),
+        "manifest: service `hello` resources: openCalls 4097 exceeds 4096"
+    );
+    assert_eq!(
+        set(Resources { frames: (1 << 28) + 1, ..none }),
+        "manifest: service `hello` resources: frames 268435457 exceeds 268435456"
+    );
+    assert_eq!(
+        set(Resources { frames: u64::MAX, ..none }),
+        "manifest: service `hello` resources: frames 18446744073709551615 exceeds 268435456"
+    );
+    assert_eq!(
+        set(Resources { kernel_bytes: (1 << 40) + 1, ..none }),
+        "manifest: service `hello` resources: kernelBytes 1099511627777 exceeds 1099511627776"
+    );
+}
+
+#[test]
+fn resources_under_their_minimum() {
+    let set = |r: Resources| error_after(move |m| service(m, "hello").resources = r);
+    let none = Resources::default();
+    assert_eq!(
+        set(Resources { frames: 15, ..none }),
+        "manifest: service `hello` resources: frames 15 is below the minimum of 16 (0 means the \
+         default)"
+    );
+    assert_eq!(
+        set(Resources { kernel_bytes: 65535, ..none }),
+        "manifest: service `hello` resources: kernelBytes 65535 is below the minimum of 65536 (0 \
+         means the default)"
+    );
+    // `hello` is started with console and greeter; `provider` with console
+    // and its exporter.
+    assert_eq!(
+        set(Resources { caps: 1, ..none }),
+        "manifest: service `hello` resources: caps 1 is fewer than the 2 caps it is started with"
+    );
+    assert_eq!(
+        error_after(|m| service(m, "provider").resources.caps = 1),
+        "manifest: service `provider` resources: caps 1 is fewer than the 2 caps it is started \
+         with"
+    );
+    assert_eq!(
+        errors(&{
+            let mut m = base();
+            service(&mut m, "hello").resources.caps = 2;
+            m
+        }),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn every_resource_error_is_reported() {
+    let mut manifest = base();
+    service(&mut manifest, "hello").resources =
+        Resources { frames: 1, kernel_bytes: 1, threads: 40, caps: 100, open_calls: 5000 };
+    assert_eq!(
+        errors(&manifest),
+        [
+            "manifest: service `hello` resources: frames 1 is below the minimum of 16 (0 means \
+             the default)",
+            "manifest: service `hello` resources: kernelBytes 1 is below the minimum of 65536 (0 \
+             means the default)",
+            "manifest: service `hello` resources: threads 40 exceeds 32",
+            "manifest: service `hello` resources: caps 100 exceeds 64",
+            "manifest: service `hello` resources: openCalls 5000 exceeds 4096",
+        ]
+    );
+    let Err(errors) = validate(&manifest, &context()) else { panic!("validated") };
+    assert_eq!(
+        errors[2],
+        ValidationError::ResourceAboveLimit {
+            service: "hello".into(),
+            field: "threads",
+            value: 40,
+            limit: 32
+        }
     );
 }
 

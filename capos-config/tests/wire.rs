@@ -2,7 +2,7 @@
 
 use capos_config::{
     decode, encode, Account, AuthConfig, ConfigError, Grant, KernelParams, Manifest, Profile,
-    RestartMode, RestartPolicy, Service,
+    Resources, RestartMode, RestartPolicy, Service,
 };
 use capos_schema::capos_capnp::system_manifest;
 use proptest::prelude::*;
@@ -14,9 +14,17 @@ fn sample() -> Manifest {
     provider.exports = vec!["greeter".into(), "admin".into()];
     provider.restart =
         RestartPolicy { mode: RestartMode::OnFailure, max_restarts: 100, backoff_ms: 60_000 };
+    provider.resources = Resources {
+        frames: u64::MAX,
+        kernel_bytes: 64 << 10,
+        threads: 32,
+        caps: 64,
+        open_calls: 4096,
+    };
     let mut hello = Service::new("hello", "hello");
     hello.grants =
         vec![Grant::export("greeter", "provider", "greeter"), Grant::kernel("timer", "timer")];
+    hello.resources = Resources { threads: 2, ..Resources::default() };
     Manifest {
         version: 1,
         kernel: KernelParams {
@@ -87,6 +95,44 @@ fn encodes_the_schema_fields() {
     assert_eq!(restart.get_mode().unwrap(), capos_schema::capos_capnp::RestartMode::OnFailure);
     assert_eq!(restart.get_max_restarts(), 100);
     assert_eq!(restart.get_backoff_ms(), 60_000);
+    let provider = services.get(0);
+    assert!(provider.has_resources());
+    let resources = provider.get_resources().unwrap();
+    assert_eq!(resources.get_frames(), u64::MAX);
+    assert_eq!(resources.get_kernel_bytes(), 64 << 10);
+    assert_eq!(resources.get_threads(), 32);
+    assert_eq!(resources.get_caps(), 64);
+    assert_eq!(resources.get_open_calls(), 4096);
+    let resources = hello.get_resources().unwrap();
+    assert_eq!((resources.get_threads(), resources.get_frames()), (2, 0));
+    // A service with no resources set carries no ResourceProfile at all.
+    assert!(!services.get(2).has_resources());
+}
+
+#[test]
+fn a_service_without_resources_encodes_as_before() {
+    // The bytes of a manifest without resources are those the schema wrote
+    // before ServiceSpec.resources existed: the pointer is null.
+    let mut manifest = sample();
+    for service in &mut manifest.services {
+        service.resources = Resources::default();
+    }
+    let bytes = encode(&manifest);
+    let message = capos_schema::wire::decode(&bytes).unwrap();
+    let root = message.get_root::<system_manifest::Reader<'_>>().unwrap();
+    assert!(root.get_services().unwrap().iter().all(|s| !s.has_resources()));
+    assert_eq!(decode(&bytes).unwrap(), manifest);
+}
+
+#[test]
+fn an_explicit_zero_profile_reads_as_defaults() {
+    let bytes = capos_schema::wire::encode::<system_manifest::Owned>(|root| {
+        let mut services = root.init_services(1);
+        services.reborrow().get(0).init_resources().set_threads(0);
+        Ok(())
+    })
+    .unwrap();
+    assert!(decode(&bytes).unwrap().services[0].resources.is_default());
 }
 
 #[test]
@@ -180,6 +226,7 @@ prop_compose! {
         on_failure in any::<bool>(),
         max_restarts in any::<u32>(),
         backoff_ms in any::<u32>(),
+        resources in resources(),
     ) -> Service {
         Service {
             name,
@@ -192,6 +239,24 @@ prop_compose! {
                 max_restarts,
                 backoff_ms,
             },
+            resources,
+        }
+    }
+}
+
+prop_compose! {
+    fn resources()(
+        set in any::<bool>(),
+        frames in any::<u64>(),
+        kernel_bytes in any::<u64>(),
+        threads in any::<u32>(),
+        caps in any::<u32>(),
+        open_calls in any::<u32>(),
+    ) -> Resources {
+        if set {
+            Resources { frames, kernel_bytes, threads, caps, open_calls }
+        } else {
+            Resources::default()
         }
     }
 }

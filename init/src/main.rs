@@ -22,7 +22,10 @@ extern crate alloc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use capos_rt::schema::{BootPackageClient, Grant, ProcessHandleClient, ProcessSpawnerClient};
+use capos_rt::abi::TransportError;
+use capos_rt::schema::{
+    BootPackageClient, CallError, Grant, ProcessHandleClient, ProcessSpawnerClient,
+};
 use capos_rt::{println, Runtime};
 
 mod supervisor;
@@ -34,6 +37,18 @@ fn main(rt: &'static Runtime) -> i64 {
         return run_manifest(rt);
     }
     run_programs(rt)
+}
+
+/// Why a call failed, a transport error by its name: `QuotaExceeded (a
+/// resource profile limit was reached)`.
+fn reason(error: &CallError) -> String {
+    match error {
+        CallError::Transport(code) => match TransportError::from_u32(*code) {
+            Some(e) => alloc::format!("{} ({})", e.name(), e.meaning()),
+            None => alloc::format!("transport status {code}"),
+        },
+        other => other.to_string(),
+    }
 }
 
 /// Runs the boot manifest.
@@ -117,7 +132,7 @@ fn run_programs(rt: &'static Runtime) -> i64 {
         let handle = match spawner.spawn(program, &[], &grants) {
             Ok(h) => h,
             Err(e) => {
-                println!(rt, "init: cannot start {program}: {e}");
+                println!(rt, "init: cannot start {program}: {}", reason(&e));
                 failures += 1;
                 continue;
             }

@@ -1,6 +1,7 @@
 //! Running the manifest's service graph: start services in dependency
-//! order, hand each exactly its grants, collect the caps services export,
-//! restart failed services per their policy, and log every decision.
+//! order, hand each exactly its grants (and its resource limits, when the
+//! manifest sets any), collect the caps services export, restart failed
+//! services per their policy, and log every decision.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -11,11 +12,12 @@ use capos_rt::abi::{Cqe, RecvHeader, Sqe, OP_CALL, RECV_HEADER_SIZE};
 use capos_rt::ipc;
 use capos_rt::schema::capos_capnp::{process_handle, service_exporter};
 use capos_rt::schema::{
-    wire, Grant as CapGrant, ProcessHandleClient, ProcessSpawnerClient, TimerClient,
+    wire, Grant as CapGrant, ProcessHandleClient, ProcessSpawnerClient, ResourceProfile,
+    TimerClient,
 };
 use capos_rt::{println, Runtime};
 
-use capos_config::{GrantSource, Manifest, RestartMode};
+use capos_config::{GrantSource, LimitsText, Manifest, RestartMode};
 
 // User data of init's own SQEs, far above the runtime's counter (which
 // numbers the blocking calls from 1 up).
@@ -137,19 +139,46 @@ impl<'a> Supervisor<'a> {
         } else {
             alloc::format!("caps {}", names.join(", "))
         };
-        println!(self.rt, "init: starting {} (binary {}) with {caps}", s.name, s.binary);
-        let handle = match self.spawner.spawn(&s.binary, &args, &grants) {
-            Ok(h) => h,
-            Err(e) => {
-                println!(self.rt, "init: cannot start {}: {e}", s.name);
-                self.failed[i] = true;
-                return;
+        // With resources set, the service's limits are those fields and the
+        // service defaults for the rest; without, the spawner's defaults.
+        let spawned = match s.resources.spawn_limits() {
+            None => {
+                println!(self.rt, "init: starting {} (binary {}) with {caps}", s.name, s.binary);
+                self.spawner.spawn(&s.binary, &args, &grants)
+            }
+            Some(l) => {
+                println!(
+                    self.rt,
+                    "init: starting {} (binary {}) with {caps}; limits {}",
+                    s.name,
+                    s.binary,
+                    LimitsText(l)
+                );
+                let profile = ResourceProfile {
+                    frames: l.frames,
+                    kernel_bytes: l.kernel_bytes,
+                    threads: l.threads,
+                    caps: l.caps,
+                    open_calls: l.open_calls,
+                };
+                self.spawner.spawn_limited(&s.binary, &args, &grants, &profile)
             }
         };
-        // The exporter cap was copied into the child; init's copy can go.
+        // The exporter cap was copied into the child (or not at all); init's
+        // copy can go either way.
         if let Some(g) = grants.iter().find(|g| g.name == "exporter") {
             let _ = self.rt.release(g.cap);
         }
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                // Refused (QuotaExceeded when the limits are more than init
+                // has left): a failure like an exit, under the restart policy.
+                println!(self.rt, "init: cannot start {}: {}", s.name, crate::reason(&e));
+                self.after_failure(i);
+                return;
+            }
+        };
         self.running.insert(i, Running { handle, wait_buf: Box::new([0; 128]), waiting: false });
         while self.running.contains_key(&i)
             && s.exports.iter().any(|e| !self.exports.contains_key(&(i, e.clone())))
@@ -279,12 +308,19 @@ impl<'a> Supervisor<'a> {
             .unwrap_or_else(|_| String::from("cause unknown"));
         let _ = self.rt.release(r.handle);
         let name = String::from(self.name(i));
-        let policy = self.manifest.services[i].restart;
         if code == 0 {
             println!(self.rt, "init: {name} exited with code 0");
             return;
         }
         println!(self.rt, "init: {name} failed: exit code {code} ({cause})");
+        self.after_failure(i);
+    }
+
+    /// Service `i` failed (ended with a non-zero code, or its spawn was
+    /// refused): restart it or leave it stopped, per its policy.
+    fn after_failure(&mut self, i: usize) {
+        let name = String::from(self.name(i));
+        let policy = self.manifest.services[i].restart;
         if policy.mode != RestartMode::OnFailure {
             println!(self.rt, "init: {name} has restart policy never; leaving it stopped");
             self.failed[i] = true;

@@ -40,7 +40,8 @@ const GOOD: &str = r#"{
     "hello": {"binary": "hello", "grants": {"console": {"kernel": "console"},
                                             "greeter": {"service": "provider", "export": "greeter"}}},
     "provider": {"binary": "template", "exports": ["greeter"],
-                 "restart": {"mode": "onFailure", "maxRestarts": 3, "backoffMs": 10}}
+                 "restart": {"mode": "onFailure", "maxRestarts": 3, "backoffMs": 10},
+                 "resources": {"frames": 4096, "kernelBytes": 16777216, "threads": 4}}
   }
 }"#;
 
@@ -71,6 +72,7 @@ fn builds_and_prints_a_manifest() {
          \x20 grant `console` from kernel `console`\n\
          \x20 grant `greeter` from service `provider` export `greeter`\n\
          service `provider`: binary `template`, restart onFailure (at most 3 times, first after 10 ms)\n\
+         \x20 resources: frames 4096, kernelBytes 16777216, threads 4\n\
          \x20 export `greeter`\n\
          start order: provider, hello\n"
     );
@@ -101,7 +103,9 @@ fn prints_every_broken_rule_and_writes_nothing() {
     let json = GOOD
         .replace("\"capos\"", "\"Cap_OS\"")
         .replace("\"export\": \"greeter\"", "\"export\": \"greeting\"")
-        .replace("\"maxRestarts\": 3", "\"maxRestarts\": 300");
+        .replace("\"maxRestarts\": 3", "\"maxRestarts\": 300")
+        .replace("\"frames\": 4096", "\"frames\": 8")
+        .replace("\"threads\": 4", "\"threads\": 40");
     let output = build(&dir, &json, "hello");
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
@@ -109,7 +113,9 @@ fn prints_every_broken_rule_and_writes_nothing() {
         "manifest: kernel hostname `Cap_OS` is not a valid RFC 1123 host name: label `Cap_OS` has 'C', which is not one of a-z, 0-9 and '-'\n\
          manifest: service `hello` grants `greeter` from `provider`, which exports no `greeting`\n\
          manifest: service `provider` runs binary `template`, which is not in the boot package (it holds: hello)\n\
-         manifest: service `provider` restart maxRestarts is 300, more than the limit of 100\n"
+         manifest: service `provider` restart maxRestarts is 300, more than the limit of 100\n\
+         manifest: service `provider` resources: frames 8 is below the minimum of 16 (0 means the default)\n\
+         manifest: service `provider` resources: threads 40 exceeds 32\n"
     );
     assert!(!dir.join("out/manifest.bin").exists());
     let _ = fs::remove_dir_all(&dir);
@@ -247,6 +253,52 @@ fn the_default_system_builds() {
     }
 }
 
+#[test]
+fn the_quota_proof_manifest_builds() {
+    if !have_cue() {
+        return;
+    }
+    let dir = scratch("quota");
+    let out = dir.join("manifest.bin");
+    let output = run(Command::new(root().join("tools/manifest.sh"))
+        .arg("--no-overlay")
+        .arg(root().join("tools/proofs/manifests/quota.cue"))
+        .arg(&out)
+        .arg("provider,consumer")
+        .env("MKMANIFEST", MKMANIFEST));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&run(Command::new(MKMANIFEST).arg("--print").arg(&out)));
+    for line in [
+        "service `provider`: binary `provider`, restart never\n\
+         \x20 resources: frames 8192, kernelBytes 4194304, threads 4, caps 16, openCalls 256\n",
+        "service `hog`: binary `consumer`, restart onFailure (at most 1 times, first after 10 ms)\n\
+         \x20 resources: frames 268435456\n",
+        "service `consumer`: binary `consumer`, restart never\n\
+         \x20 resources: frames 4096, threads 4, caps 8\n",
+        "start order: provider, hog, consumer\n",
+    ] {
+        assert!(printed.contains(line), "{line:?} not in:\n{printed}");
+    }
+    if have_capnp() {
+        let decoded = run(Command::new("capnp")
+            .env_remove("PWD")
+            .args(["decode", "--short"])
+            .arg(root().join("schema/capos.capnp"))
+            .arg("SystemManifest")
+            .stdin(fs::File::open(&out).unwrap()));
+        assert!(decoded.status.success(), "{}", stderr(&decoded));
+        assert!(
+            stdout(&decoded).contains(
+                "resources = (frames = 268435456, kernelBytes = 0, threads = 0, caps = 0, \
+                 openCalls = 0)"
+            ),
+            "{}",
+            stdout(&decoded)
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// Runs tools/cue/export.js on `system` (written as `dir/system.cue`), with
 /// `overlay` as its `system.local.cue` when given.
 fn export(dir: &Path, system: &str, overlay: Option<&str>) -> Output {
@@ -272,6 +324,7 @@ fn an_overlay_extends_the_system() {
     let overlay = r#"
 kernel: hostname: "lab1"
 services: provider: {binary: "template", exports: ["greeter"], restart: mode: "onFailure"}
+services: provider: resources: {frames: 4Ki, kernelBytes: 64Mi, threads: 32, caps: 64, openCalls: 0}
 services: hello: grants: greeter: {service: "provider", export: "greeter"}
 "#;
     let output = export(&dir, SYSTEM, Some(overlay));
@@ -284,6 +337,17 @@ services: hello: grants: greeter: {service: "provider", export: "greeter"}
     let provider = manifest.service("provider").unwrap();
     assert_eq!(provider.restart.max_restarts, 5, "onFailure's default");
     assert_eq!(provider.restart.backoff_ms, 100, "onFailure's default");
+    assert_eq!(
+        provider.resources,
+        capos_config::Resources {
+            frames: 4096,
+            kernel_bytes: 64 << 20,
+            threads: 32,
+            caps: 64,
+            open_calls: 0
+        }
+    );
+    assert!(hello.resources.is_default(), "no resources: the defaults");
     capos_config::validate(&manifest, &capos_config::Context::new(["hello", "template"])).unwrap();
     let _ = fs::remove_dir_all(&dir);
 }
@@ -321,6 +385,25 @@ fn cue_rejects_schema_violations() {
         ("services: \"\": {}\n", "services: field \"\" not allowed"),
         ("services: hello: exports: [\"\"]\n", "invalid value \"\" (out of bound !=\"\")"),
         ("version: 2\n", "version: conflicting values"),
+        ("services: hello: resources: threads: 33\n", "invalid value 33 (out of bound <=32)"),
+        ("services: hello: resources: caps: 65\n", "invalid value 65 (out of bound <=64)"),
+        ("services: hello: resources: openCalls: 4097\n", "invalid value 4097 (out of bound <=4096)"),
+        ("services: hello: resources: threads: -1\n", "invalid value -1 (out of bound >=0)"),
+        ("services: hello: resources: frames: 15\n", "invalid value 15 (out of bound >=16)"),
+        (
+            "services: hello: resources: frames: 257Mi\n",
+            "invalid value 269484032 (out of bound <=268435456)",
+        ),
+        (
+            "services: hello: resources: kernelBytes: 63Ki\n",
+            "invalid value 64512 (out of bound >=65536)",
+        ),
+        (
+            "services: hello: resources: kernelBytes: 2Ti\n",
+            "invalid value 2199023255552 (out of bound <=1099511627776)",
+        ),
+        ("services: hello: resources: kernelBytes: \"64MiB\"\n", "services.hello.resources.kernelBytes"),
+        ("services: hello: resources: thread: 2\n", "services.hello.resources: field thread not allowed"),
     ] {
         cases.push((overlay, expected));
     }
