@@ -24,7 +24,7 @@ use capos_abi::{
 };
 use capos_lib::ring::{check_sqe_header, check_sqe_limits};
 
-use crate::cap::endpoint::{Endpoint, Received};
+use crate::cap::endpoint::Endpoint;
 use crate::cap::{CallContext, CallOutcome, CapEntry};
 use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
@@ -239,7 +239,7 @@ pub fn cap_enter(
             user.waiting.store(false, Ordering::SeqCst);
             continue;
         }
-        let timer = deadline.map(|d| crate::time::wake_at(d, me));
+        let timer = deadline.map(|d| crate::time::wake_at(d, process.pid, me));
         sched::block_current();
         if let Some(id) = timer {
             crate::time::cancel(id);
@@ -308,14 +308,12 @@ fn execute(process: &Arc<Process>, thread: &Arc<Thread>, sqe: &Sqe) -> Option<St
     };
     match op {
         Opcode::Nop => Some(Ok((0, 0))),
-        Opcode::Release => Some(
-            process
-                .caps
-                .lock()
-                .remove(CapId(sqe.cap))
-                .map(|_| (0, 0))
-                .map_err(|e| (cap_error(e), 0)),
-        ),
+        Opcode::Release => {
+            let removed = process.caps.lock().remove(CapId(sqe.cap));
+            // Dropped after the table lock is released: the last copy of a
+            // cap may run a destructor (an endpoint closes, completing calls).
+            Some(removed.map(drop).map(|()| (0, 0)).map_err(|e| (cap_error(e), 0)))
+        }
         Opcode::Call => call(process, thread, op, sqe),
         Opcode::Recv => recv(process, thread, op, sqe),
         Opcode::Return => answer(process, op, sqe),
@@ -414,15 +412,10 @@ fn recv(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         results_addr: sqe.results_addr,
         results_len: sqe.results_len,
     };
-    match endpoint.recv(me.clone()) {
-        Ok(Received::Now(bytes, call_id, caps)) => {
-            // Posted through the deferred path so the CQE carries the call id.
-            if let Err(e) = complete_recv(me, &bytes, call_id, caps) {
-                endpoint.fail(call_id, e);
-            }
-            None
-        }
-        Ok(Received::Pending) => None,
+    // A call taken at once is posted through the deferred path, so the CQE
+    // carries the call id.
+    match endpoint.recv(me) {
+        Ok(()) => None,
         Err(e) => Some(err(e)),
     }
 }
@@ -524,6 +517,11 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
             return Some(err(TransportError::BadPointer));
         }
     }
+    // A call the object cannot take now (a full endpoint queue) fails
+    // before any moved cap leaves the table.
+    if let Err(e) = entry.object.admits() {
+        return Some(err(e));
+    }
     // Last: take the transferred caps (nothing before this changed any table).
     let caps_in = match take_caps(process, sqe) {
         Ok(c) => c,
@@ -539,7 +537,7 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
     };
     match entry.object.call(&ctx, sqe.method, params) {
         CallOutcome::Done { results, caps } => {
-            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|e| (e, 0)))
+            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|(e, _)| (e, 0)))
         }
         CallOutcome::Exception(bytes) => Some(deliver_exception(process, &ctx.pending(), &bytes)),
         CallOutcome::Pending => None,
@@ -548,40 +546,60 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
 }
 
 /// Writes a results message (and result caps, as 8-byte CapIds after the
-/// message, 8-aligned) into the caller's results buffer.
+/// message, 8-aligned) into the caller's results buffer. On failure the
+/// caps come back (none stays in the table); they are dropped by the caller,
+/// never under a lock of this process.
 fn deliver(
     process: &Arc<Process>,
     to: &PendingCall,
     results: &[u8],
     caps: Vec<crate::cap::CapEntry>,
-) -> Result<(u32, u32), TransportError> {
+) -> Result<(u32, u32), (TransportError, Vec<CapEntry>)> {
     let caps_at = capos_abi::caps_offset(results.len());
     let needed = caps_at + caps.len() * 8;
     if needed > to.results_len as usize {
-        return Err(TransportError::Overflow);
+        return Err((TransportError::Overflow, caps));
     }
     if caps.is_empty() {
         let space = process.space.lock();
-        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
-        UserRange::new(to.results_addr, results.len() as u64)
+        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
+        return match UserRange::new(to.results_addr, results.len() as u64)
             .and_then(|r| r.write(space, results))
-            .map_err(|_| TransportError::BadPointer)?;
-        return Ok((results.len() as u32, 0));
+        {
+            Ok(()) => Ok((results.len() as u32, 0)),
+            Err(_) => Err((TransportError::BadPointer, caps)),
+        };
     }
-    let mut ids = Vec::with_capacity(caps.len());
+    // The buffer must be writable before any cap enters the table.
+    {
+        let space = process.space.lock();
+        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
+        let ok = UserRange::new(to.results_addr, needed as u64)
+            .is_ok_and(|r| r.check(space, Access::Write).is_ok());
+        if !ok {
+            return Err((TransportError::BadPointer, caps));
+        }
+    }
+    let ncaps = caps.len();
+    let mut ids = Vec::with_capacity(ncaps);
+    let mut back = Vec::new();
     {
         let mut table = process.caps.lock();
-        for c in caps {
+        let mut caps = caps.into_iter();
+        for c in caps.by_ref() {
             match table.insert(c) {
                 Ok(id) => ids.push(id),
-                Err(_) => {
-                    for id in ids {
-                        let _ = table.remove(id);
-                    }
-                    return Err(TransportError::NoMemory);
-                }
+                Err(_) => break,
             }
         }
+        if ids.len() < ncaps {
+            // The table is full: take back what went in.
+            back.extend(ids.iter().filter_map(|id| table.remove(*id).ok()));
+            back.extend(caps);
+        }
+    }
+    if !back.is_empty() {
+        return Err((TransportError::NoMemory, back));
     }
     let mut out = Vec::with_capacity(needed);
     out.extend_from_slice(results);
@@ -597,11 +615,11 @@ fn deliver(
         Some(Ok(())) => Ok((results.len() as u32, ids.len() as u32)),
         _ => {
             drop(space);
-            let mut table = process.caps.lock();
-            for id in ids {
-                let _ = table.remove(id);
-            }
-            Err(TransportError::BadPointer)
+            let back: Vec<CapEntry> = {
+                let mut table = process.caps.lock();
+                ids.into_iter().filter_map(|id| table.remove(id).ok()).collect()
+            };
+            Err((TransportError::BadPointer, back))
         }
     }
 }
@@ -633,7 +651,8 @@ pub fn complete_reply(
 ) {
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
-        Ok(results) => deliver(&process, &to, &results, caps).map_err(|e| (e, 0)),
+        // Caps that could not be delivered are dropped here, no lock held.
+        Ok(results) => deliver(&process, &to, &results, caps).map_err(|(e, _)| (e, 0)),
         Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
         Err((e, _)) => err(e),
     };
@@ -648,16 +667,23 @@ pub fn complete_error(to: PendingCall, e: TransportError) {
 /// Completes a RECV: the header and params (`bytes`), then the CapIds of the
 /// transferred `caps` (installed in the receiver's table), with the call id
 /// in `aux`. On failure the RECV completes with the error, which is returned
-/// so the endpoint can fail the call too.
+/// with the caps (none of them stays in the receiver's table), so the
+/// endpoint can offer the call again.
 pub fn complete_recv(
     to: PendingCall,
     bytes: &[u8],
     call_id: u64,
     caps: Vec<CapEntry>,
-) -> Result<(), TransportError> {
-    let Some(process) = to.process.upgrade() else { return Err(TransportError::Disconnected) };
+) -> Result<(), (TransportError, Vec<CapEntry>)> {
+    let Some(process) = to.process.upgrade() else {
+        return Err((TransportError::Disconnected, caps));
+    };
     let delivered = deliver(&process, &to, bytes, caps);
-    let mut c = cqe(to.user_data, delivered.map_err(|e| (e, 0)));
+    let status = match &delivered {
+        Ok(s) => Ok(*s),
+        Err((e, _)) => err(*e),
+    };
+    let mut c = cqe(to.user_data, status);
     if delivered.is_ok() {
         c.aux = call_id;
     }
