@@ -580,26 +580,20 @@ fn deliver(
             return Err((TransportError::BadPointer, caps));
         }
     }
-    let ncaps = caps.len();
-    let mut ids = Vec::with_capacity(ncaps);
-    let mut back = Vec::new();
+    let mut ids = Vec::with_capacity(caps.len());
     {
         let mut table = process.caps.lock();
-        let mut caps = caps.into_iter();
-        for c in caps.by_ref() {
-            match table.insert(c) {
-                Ok(id) => ids.push(id),
-                Err(_) => break,
+        if table.len() + caps.len() > crate::cap::MAX_CAPS {
+            // No room for them all: none goes in.
+            drop(table);
+            return Err((TransportError::NoMemory, caps));
+        }
+        for c in caps {
+            // Cannot fail: the room was checked under this lock.
+            if let Ok(id) = table.insert(c) {
+                ids.push(id);
             }
         }
-        if ids.len() < ncaps {
-            // The table is full: take back what went in.
-            back.extend(ids.iter().filter_map(|id| table.remove(*id).ok()));
-            back.extend(caps);
-        }
-    }
-    if !back.is_empty() {
-        return Err((TransportError::NoMemory, back));
     }
     let mut out = Vec::with_capacity(needed);
     out.extend_from_slice(results);
