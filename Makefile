@@ -430,13 +430,22 @@ run-ipc: kernel harness
 		--exit success
 
 run-leak: kernel harness
-	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)threads)
+	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)threads$(comma)ipc)
 	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 spawn/exit cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 thread spawn/join cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 1000 spawn/exit with pending sleeps cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 1000 spawn/exit with a self-referencing endpoint cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 5000 IPC, transfer, notification and revocation cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \
 		--expect 'init: leak exited with code 0' \
 		--exit success
