@@ -139,10 +139,10 @@ run-hello: kernel harness
 # Every line `hostile` prints, in order (demos/hostile/src/main.rs explains
 # the format); a `mismatch` line names a case that gave the wrong error.
 run-hostile: kernel harness
-	@$(call proof-iso,hostile,harness init=hostile:console$(comma)sysinfo$(comma)timer$(comma)log$(comma)spawner$(comma)ipc$(comma)vm)
+	@$(call proof-iso,hostile,harness init=hostile:console$(comma)sysinfo$(comma)timer$(comma)log$(comma)spawner$(comma)ipc$(comma)vm$(comma)threads)
 	@$(HARNESS) --name hostile --image $(PROOF_ISOS)/hostile.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--fail-on 'hostile: mismatch' --fail-on 'must never appear' --fail-on 'survived' \
-		--expect 'init: starting hostile with 7 cap(s)' \
+		--expect 'init: starting hostile with 8 cap(s)' \
 		--expect 'hostile: params at null: BadPointer' \
 		--expect 'hostile: params unmapped: BadPointer' \
 		--expect 'hostile: params in the kernel half: BadPointer' \
@@ -240,6 +240,10 @@ run-hostile: kernel harness
 		--expect 'hostile: the CALL after the RECV into a full table: pending' \
 		--expect 'hostile: the next RECV takes the call and answers it: ok' \
 		--expect 'hostile: the caller after that answer: ok' \
+		--expect 'hostile: thread entry 0x800000000000 (non-canonical): BadPointer' \
+		--expect 'hostile: thread entry in the kernel half: BadPointer' \
+		--expect 're:proc: hostile \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x7ffffffffffe addr=0x7ffffffffffe' \
+		--expect 'hostile: thread entry 2 bytes below the end of user space: faulted' \
 		--expect 'hostile: RELEASE of timer with garbage in every unused field: ok' \
 		--expect 'hostile: Timer.now after RELEASE: StaleCap' \
 		--expect 'hostile: second RELEASE of timer: StaleCap' \
@@ -265,7 +269,7 @@ run-hostile: kernel harness
 		--expect 're:proc: hostile \(pid [0-9]+\) killed by divide error \(vector 0\) at rip=0x[0-9a-f]+ addr=0x0' \
 		--expect 'hostile: child divide ended with code -256' \
 		--expect 'hostile: child syscall-kernel-rsp ended with code 77' \
-		--expect 'hostile: all 109 cases gave their named error' \
+		--expect 'hostile: all 112 cases gave their named error' \
 		--expect 'init: hostile exited with code 0' \
 		--expect 'init: exited with code 0' \
 		--exit success

@@ -49,13 +49,13 @@ use core::fmt::Write;
 use capos_rt::abi::OP_RECV;
 use capos_rt::abi::{
     CapId, Cqe, Sqe, TransportError, MAX_PARAMS_LEN, OP_CALL, OP_NOP, OP_PIPELINE, OP_RELEASE,
-    STARTUP_PAGE_ADDR, STATUS_OK, SYS_CAP_ENTER, USER_STACK_TOP,
+    STARTUP_PAGE_ADDR, STATUS_OK, SYS_CAP_ENTER, USER_STACK_TOP, USER_TOP,
 };
 use capos_rt::schema::capos_capnp::{console, ipc_manager, process_handle, system_info, timer};
 use capos_rt::schema::{
     self, CallError, ConsoleClient, Grant, IpcManagerClient, NotificationClient,
-    ProcessHandleClient, ProcessSpawnerClient, RevokerClient, SystemInfoClient,
-    VirtualMemoryClient,
+    ProcessHandleClient, ProcessSpawnerClient, RevokerClient, SystemInfoClient, ThreadEnd,
+    ThreadHandleClient, ThreadSpawnerClient, VirtualMemoryClient,
 };
 use capos_rt::{println, CapRef, Runtime};
 
@@ -118,7 +118,11 @@ fn main(rt: &'static Runtime) -> i64 {
         rt.cap("ipc"),
         rt.cap("vm"),
     ) else {
-        println!(rt, "hostile: needs console, sysinfo, timer, spawner, ipc and vm caps");
+        println!(rt, "hostile: needs console, sysinfo, timer, spawner, ipc, vm and threads caps");
+        return 2;
+    };
+    let Some(threads) = rt.cap("threads") else {
+        println!(rt, "hostile: needs console, sysinfo, timer, spawner, ipc, vm and threads caps");
         return 2;
     };
     let never = match schema::wire::encode::<console::write_line_params::Owned>(|mut p| {
@@ -136,6 +140,7 @@ fn main(rt: &'static Runtime) -> i64 {
         spawner,
         ipc,
         vm,
+        threads,
         never,
         results: vec![0; 256],
         cases: 0,
@@ -156,6 +161,7 @@ fn main(rt: &'static Runtime) -> i64 {
     h.queue_full();
     h.bad_recv_buffer();
     h.full_server_table();
+    h.thread_entries();
     h.stale();
     h.children();
     if h.wrong == 0 {
@@ -263,6 +269,7 @@ struct Hostile {
     spawner: CapRef,
     ipc: CapRef,
     vm: CapRef,
+    threads: CapRef,
     /// A valid `Console.writeLine` params message with [`NEVER`].
     never: Vec<u8>,
     /// A writable results buffer.
@@ -1007,6 +1014,40 @@ impl Hostile {
         }
         let _ = self.rt.release(client);
         let _ = self.rt.release(ep);
+    }
+
+    /// Thread entry points at and near the end of user space: a
+    /// non-canonical or kernel one is refused; one two bytes below
+    /// `USER_TOP` (where a SYSCALL would return to a non-canonical address)
+    /// is unmapped, so the thread faults on its first fetch and ends alone.
+    fn thread_entries(&mut self) {
+        let spawner = ThreadSpawnerClient::new(self.rt, self.threads.cap);
+        let stack = USER_STACK_TOP - 0x1000;
+        for (what, entry) in [
+            ("0x800000000000 (non-canonical)", USER_TOP),
+            ("in the kernel half", 0xffff_8000_0000_0000),
+        ] {
+            let r = spawner.spawn(entry, 0, stack, 0);
+            let got = client_result(&r);
+            if let Ok(h) = r {
+                let _ = ThreadHandleClient::new(self.rt, h).join();
+                let _ = self.rt.release(h);
+            }
+            self.check(&format!("thread entry {what}"), &got, "BadPointer");
+        }
+        let got = match spawner.spawn(USER_TOP - 2, 0, stack, 0) {
+            Ok(h) => {
+                let end = ThreadHandleClient::new(self.rt, h).join();
+                let _ = self.rt.release(h);
+                match end {
+                    Ok(j) if j.end == ThreadEnd::Faulted => "faulted".to_string(),
+                    Ok(j) => format!("ended {:?}", j.end as u16),
+                    Err(e) => client_result::<()>(&Err(e)),
+                }
+            }
+            Err(e) => client_result::<()>(&Err(e)),
+        };
+        self.check("thread entry 2 bytes below the end of user space", &got, "faulted");
     }
 
     /// Releases `timer` and uses the dead CapId.
