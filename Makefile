@@ -435,7 +435,7 @@ run-ipc: kernel harness
 
 run-leak: kernel harness
 	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)threads$(comma)ipc)
-	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
+	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 180 \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 spawn/exit cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \

@@ -300,11 +300,12 @@ impl Endpoint {
         CallOutcome::Pending
     }
 
-    /// Forgets process `pid` (it is being torn down): its queued calls go
+    /// Forgets `process` (it is being torn down): its queued calls go
     /// (their caps are dropped, which may close this very endpoint when a
     /// call carried its serving cap), so do its waiting RECVs and its
     /// caller reference.
-    fn forget(&self, pid: u64) {
+    fn forget(&self, process: &Arc<crate::proc::Process>) {
+        let pid = process.pid;
         let (calls, receivers) = {
             let mut s = self.state.lock();
             s.callers.remove(&pid);
@@ -319,7 +320,9 @@ impl Endpoint {
             }
             let mut receivers = Vec::new();
             s.receivers.retain(|r| {
-                let gone = r.process.upgrade().is_none_or(|p| p.pid == pid);
+                // Compared without upgrading: no process is dropped here.
+                let gone = r.process.strong_count() == 0
+                    || core::ptr::eq(r.process.as_ptr(), Arc::as_ptr(process));
                 if gone {
                     receivers.push(r.clone());
                 }
@@ -369,13 +372,13 @@ impl Drop for Endpoint {
     }
 }
 
-/// Process `pid` is torn down: every endpoint drops its queued calls and
+/// `process` is torn down: every endpoint drops its queued calls and
 /// waiting RECVs and its caller reference. This breaks the cycle of an
 /// endpoint whose only serving cap was moved into a call queued on it.
-pub fn forget_process(pid: u64) {
+pub fn forget_process(process: &Arc<crate::proc::Process>) {
     let live: Vec<Arc<Endpoint>> = ENDPOINTS.lock().values().filter_map(Weak::upgrade).collect();
     for e in &live {
-        e.forget(pid);
+        e.forget(process);
     }
     // Dropped without the registry lock (`Endpoint::drop` takes it).
     drop(live);

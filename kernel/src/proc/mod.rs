@@ -206,7 +206,7 @@ fn teardown(process: &Arc<Process>, cause: ExitCause) {
     drop(caps);
     // Calls it queued on endpoints (and the caps they carry), its waiting
     // RECVs and its caller references go too.
-    crate::cap::endpoint::forget_process(process.pid);
+    crate::cap::endpoint::forget_process(process);
     // Frees every user frame, the rings and the page tables. No CPU runs in
     // this address space any more: every thread has been switched away from.
     let space = process.space.lock().take();

@@ -41,7 +41,7 @@ const CYCLES: u32 = 1000;
 /// IPC cycles in this process (cheaper than spawning).
 const IPC_CYCLES: u32 = 5000;
 /// A deadline (ns since boot) no proof run reaches, but that is queued.
-const FAR: u64 = 1 << 62;
+const FAR: u64 = 1 << 60;
 
 fn cycle(rt: &'static Runtime, spawner: &ProcessSpawnerClient<&'static Runtime>) -> bool {
     spawn_wait(rt, spawner, "nop", &[], &[])
