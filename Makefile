@@ -139,10 +139,10 @@ run-hello: kernel harness
 # Every line `hostile` prints, in order (demos/hostile/src/main.rs explains
 # the format); a `mismatch` line names a case that gave the wrong error.
 run-hostile: kernel harness
-	@$(call proof-iso,hostile,harness init=hostile:console$(comma)sysinfo$(comma)timer$(comma)log$(comma)spawner)
+	@$(call proof-iso,hostile,harness init=hostile:console$(comma)sysinfo$(comma)timer$(comma)log$(comma)spawner$(comma)ipc$(comma)vm$(comma)threads)
 	@$(HARNESS) --name hostile --image $(PROOF_ISOS)/hostile.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--fail-on 'hostile: mismatch' --fail-on 'must never appear' --fail-on 'survived' \
-		--expect 'init: starting hostile with 5 cap(s)' \
+		--expect 'init: starting hostile with 8 cap(s)' \
 		--expect 'hostile: params at null: BadPointer' \
 		--expect 'hostile: params unmapped: BadPointer' \
 		--expect 'hostile: params in the kernel half: BadPointer' \
@@ -217,6 +217,33 @@ run-hostile: kernel harness
 		--expect 'hostile: spawn granting two caps under one name: AppError' \
 		--expect 'hostile: spawn granting a cap under an empty name: AppError' \
 		--expect 'hostile: spawn granting a cap under a 32-byte name: ok' \
+		--expect 'hostile: makeRevocable 10000 levels deep, past 32: AppError' \
+		--expect 'hostile: written through 32 revocable levels' \
+		--expect 'hostile: writeLine through 32 revocable levels: ok' \
+		--expect 'hostile: revoke of level 16: ok' \
+		--expect 'hostile: writeLine through 32 levels after revoking level 16: Revoked' \
+		--expect 'hostile: written through 15 revocable levels' \
+		--expect 'hostile: writeLine through 15 levels after revoking level 16: ok' \
+		--expect 'hostile: revoke of level 1: ok' \
+		--expect 'hostile: writeLine through 15 levels after revoking level 1: Revoked' \
+		--expect 'hostile: RELEASE of the 32-level wrapper: ok' \
+		--expect 'hostile: RELEASE of the 15-level wrapper: ok' \
+		--expect 'hostile: console after the chains' \
+		--expect 'hostile: console after the revocable chains: ok' \
+		--expect 'hostile: CALL moving a cap into a full endpoint queue: Overflow, the moved cap then ok' \
+		--expect 'hostile: queued calls after the endpoint closed: 64 of 64 Disconnected' \
+		--expect 'hostile: RECV into a buffer unmapped after its submission: BadPointer' \
+		--expect 'hostile: the CALL after the failed RECV: pending' \
+		--expect 'hostile: the next RECV takes the call and answers it: ok' \
+		--expect 'hostile: the caller after that answer: ok' \
+		--expect 'hostile: RECV of a call with a cap into a full cap table: QuotaExceeded' \
+		--expect 'hostile: the CALL after the RECV into a full table: pending' \
+		--expect 'hostile: the next RECV takes the call and answers it: ok' \
+		--expect 'hostile: the caller after that answer: ok' \
+		--expect 'hostile: thread entry 0x800000000000 (non-canonical): BadPointer' \
+		--expect 'hostile: thread entry in the kernel half: BadPointer' \
+		--expect 're:proc: hostile \(pid [0-9]+\) thread [0-9]+ killed by page fault \(vector 14\) at rip=0x7ffffffffffe addr=0x7ffffffffffe' \
+		--expect 'hostile: thread entry 2 bytes below the end of user space: faulted' \
 		--expect 'hostile: RELEASE of timer with garbage in every unused field: ok' \
 		--expect 'hostile: Timer.now after RELEASE: StaleCap' \
 		--expect 'hostile: second RELEASE of timer: StaleCap' \
@@ -242,7 +269,7 @@ run-hostile: kernel harness
 		--expect 're:proc: hostile \(pid [0-9]+\) killed by divide error \(vector 0\) at rip=0x[0-9a-f]+ addr=0x0' \
 		--expect 'hostile: child divide ended with code -256' \
 		--expect 'hostile: child syscall-kernel-rsp ended with code 77' \
-		--expect 'hostile: all 89 cases gave their named error' \
+		--expect 'hostile: all 112 cases gave their named error' \
 		--expect 'init: hostile exited with code 0' \
 		--expect 'init: exited with code 0' \
 		--exit success
@@ -407,13 +434,22 @@ run-ipc: kernel harness
 		--exit success
 
 run-leak: kernel harness
-	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)threads)
-	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 120 \
+	@$(call proof-iso,leak,harness init=leak:console$(comma)spawner$(comma)sysinfo$(comma)timer$(comma)threads$(comma)ipc)
+	@$(HARNESS) --name leak --image $(PROOF_ISOS)/leak.iso $(USER_QEMU) --smp 2 --mem 256M --timeout 180 \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 spawn/exit cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \
 		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 're:leak: after 1000 thread spawn/join cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 1000 spawn/exit with pending sleeps cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 1000 spawn/exit with a self-referencing endpoint cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 'leak: no frame and no heap byte lost' \
+		--expect 're:leak: before: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
+		--expect 're:leak: after 5000 IPC, transfer, notification and revocation cycles: [0-9]+ free frames, kernel heap [0-9]+ bytes in use' \
 		--expect 'leak: no frame and no heap byte lost' \
 		--expect 'init: leak exited with code 0' \
 		--exit success

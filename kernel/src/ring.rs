@@ -24,7 +24,7 @@ use capos_abi::{
 };
 use capos_lib::ring::{check_sqe_header, check_sqe_limits};
 
-use crate::cap::endpoint::{Endpoint, Received};
+use crate::cap::endpoint::Endpoint;
 use crate::cap::{CallContext, CallOutcome, CapEntry};
 use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
@@ -242,7 +242,7 @@ pub fn cap_enter(
             user.waiting.store(false, Ordering::SeqCst);
             continue;
         }
-        let timer = deadline.map(|d| crate::time::wake_at(d, me));
+        let timer = deadline.map(|d| crate::time::wake_at(d, process.pid, me));
         sched::block_current();
         if let Some(id) = timer {
             crate::time::cancel(id);
@@ -330,14 +330,12 @@ fn execute(process: &Arc<Process>, thread: &Arc<Thread>, sqe: &Sqe) -> Option<St
     };
     match op {
         Opcode::Nop => Some(Ok((0, 0))),
-        Opcode::Release => Some(
-            process
-                .caps
-                .lock()
-                .remove(CapId(sqe.cap))
-                .map(|_| (0, 0))
-                .map_err(|e| (cap_error(e), 0)),
-        ),
+        Opcode::Release => {
+            let removed = process.caps.lock().remove(CapId(sqe.cap));
+            // Dropped after the table lock is released: the last copy of a
+            // cap may run a destructor (an endpoint closes, completing calls).
+            Some(removed.map(drop).map(|()| (0, 0)).map_err(|e| (cap_error(e), 0)))
+        }
         Opcode::Call => call(process, thread, op, sqe),
         Opcode::Recv => recv(process, thread, op, sqe),
         Opcode::Return => answer(process, op, sqe),
@@ -436,15 +434,10 @@ fn recv(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         results_addr: sqe.results_addr,
         results_len: sqe.results_len,
     };
-    match endpoint.recv(me.clone()) {
-        Ok(Received::Now(bytes, call_id, caps)) => {
-            // Posted through the deferred path so the CQE carries the call id.
-            if let Err(e) = complete_recv(me, &bytes, call_id, caps) {
-                endpoint.fail(call_id, e);
-            }
-            None
-        }
-        Ok(Received::Pending) => None,
+    // A call taken at once is posted through the deferred path, so the CQE
+    // carries the call id.
+    match endpoint.recv(me) {
+        Ok(()) => None,
         Err(e) => Some(err(e)),
     }
 }
@@ -546,6 +539,11 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
             return Some(err(TransportError::BadPointer));
         }
     }
+    // A call the object cannot take now (a full endpoint queue) fails
+    // before any moved cap leaves the table.
+    if let Err(e) = entry.object.admits() {
+        return Some(err(e));
+    }
     // Last: take the transferred caps (nothing before this changed any table).
     let caps_in = match take_caps(process, sqe) {
         Ok(c) => c,
@@ -561,7 +559,7 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
     };
     match entry.object.call(&ctx, sqe.method, params) {
         CallOutcome::Done { results, caps } => {
-            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|e| (e, 0)))
+            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|(e, _)| (e, 0)))
         }
         CallOutcome::Exception(bytes) => Some(deliver_exception(process, &ctx.pending(), &bytes)),
         CallOutcome::Pending => None,
@@ -570,41 +568,56 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
 }
 
 /// Writes a results message (and result caps, as 8-byte CapIds after the
-/// message, 8-aligned) into the caller's results buffer.
+/// message, 8-aligned) into the caller's results buffer. On failure the
+/// caps come back (none stays in the table); they are dropped by the caller,
+/// never under a lock of this process.
 fn deliver(
     process: &Arc<Process>,
     to: &PendingCall,
     results: &[u8],
-    caps: Vec<crate::cap::CapEntry>,
-) -> Result<(u32, u32), TransportError> {
+    mut caps: Vec<crate::cap::CapEntry>,
+) -> Result<(u32, u32), (TransportError, Vec<CapEntry>)> {
     let caps_at = capos_abi::caps_offset(results.len());
     let needed = caps_at + caps.len() * 8;
     if needed > to.results_len as usize {
-        return Err(TransportError::Overflow);
+        return Err((TransportError::Overflow, caps));
     }
     if caps.is_empty() {
         let space = process.space.lock();
-        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
-        UserRange::new(to.results_addr, results.len() as u64)
+        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
+        return match UserRange::new(to.results_addr, results.len() as u64)
             .and_then(|r| r.write(space, results))
-            .map_err(|_| TransportError::BadPointer)?;
-        return Ok((results.len() as u32, 0));
+        {
+            Ok(()) => Ok((results.len() as u32, 0)),
+            Err(_) => Err((TransportError::BadPointer, caps)),
+        };
+    }
+    // The buffer must be writable before any cap enters the table.
+    {
+        let space = process.space.lock();
+        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
+        let ok = UserRange::new(to.results_addr, needed as u64)
+            .is_ok_and(|r| r.check(space, Access::Write).is_ok());
+        if !ok {
+            return Err((TransportError::BadPointer, caps));
+        }
     }
     // Result caps come from kernel objects (one or two) or a server's
     // RETURN (at most MAX_XFER): a fixed array holds their ids.
     let n = caps.len();
     if n > MAX_XFER as usize {
-        return Err(TransportError::TooLarge);
+        return Err((TransportError::TooLarge, caps));
     }
     let mut ids = [CapId(0); MAX_XFER as usize];
     {
         let mut table = process.caps.lock();
         if table.limit().saturating_sub(table.len()) < n {
-            // `caps` is dropped after the lock is released.
+            // No room for them all: none goes in.
             drop(table);
-            return Err(TransportError::QuotaExceeded);
+            return Err((TransportError::QuotaExceeded, caps));
         }
-        for (id, c) in ids.iter_mut().zip(caps) {
+        // Draining keeps the vector's buffer for a failure's way back.
+        for (id, c) in ids.iter_mut().zip(caps.drain(..)) {
             *id = table.insert(c).expect("room for every result cap was checked under this lock");
         }
     }
@@ -630,17 +643,17 @@ fn deliver(
     match written {
         Some(Ok(())) => Ok((results.len() as u32, n as u32)),
         _ => {
-            // Take the caps back out; they are dropped once the table's
-            // lock is released (a destructor may complete other calls).
-            let mut removed: [Option<CapEntry>; MAX_XFER as usize] = Default::default();
+            // Take the caps back out (into the buffer they came in: no
+            // allocation); the caller drops them outside every lock.
             {
                 let mut table = process.caps.lock();
-                for (slot, id) in removed.iter_mut().zip(ids) {
-                    *slot = table.remove(*id).ok();
+                for id in ids {
+                    if let Ok(c) = table.remove(*id) {
+                        caps.push(c);
+                    }
                 }
             }
-            drop(removed);
-            Err(TransportError::BadPointer)
+            Err((TransportError::BadPointer, caps))
         }
     }
 }
@@ -672,7 +685,8 @@ pub fn complete_reply(
 ) {
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
-        Ok(results) => deliver(&process, &to, &results, caps).map_err(|e| (e, 0)),
+        // Caps that could not be delivered are dropped here, no lock held.
+        Ok(results) => deliver(&process, &to, &results, caps).map_err(|(e, _)| (e, 0)),
         Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
         Err((e, _)) => err(e),
     };
@@ -687,16 +701,23 @@ pub fn complete_error(to: PendingCall, e: TransportError) {
 /// Completes a RECV: the header and params (`bytes`), then the CapIds of the
 /// transferred `caps` (installed in the receiver's table), with the call id
 /// in `aux`. On failure the RECV completes with the error, which is returned
-/// so the endpoint can fail the call too.
+/// with the caps (none of them stays in the receiver's table), so the
+/// endpoint can offer the call again.
 pub fn complete_recv(
     to: PendingCall,
     bytes: &[u8],
     call_id: u64,
     caps: Vec<CapEntry>,
-) -> Result<(), TransportError> {
-    let Some(process) = to.process.upgrade() else { return Err(TransportError::Disconnected) };
+) -> Result<(), (TransportError, Vec<CapEntry>)> {
+    let Some(process) = to.process.upgrade() else {
+        return Err((TransportError::Disconnected, caps));
+    };
     let delivered = deliver(&process, &to, bytes, caps);
-    let mut c = cqe(to.user_data, delivered.map_err(|e| (e, 0)));
+    let status = match &delivered {
+        Ok(s) => Ok(*s),
+        Err((e, _)) => err(*e),
+    };
+    let mut c = cqe(to.user_data, status);
     if delivered.is_ok() {
         c.aux = call_id;
     }

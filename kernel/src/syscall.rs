@@ -1,7 +1,7 @@
 //! System calls: only `exit`, `thread_exit` and `cap_enter` (everything
 //! else is a capability call through the ring).
 
-use capos_abi::{TransportError, SYS_CAP_ENTER, SYS_EXIT, SYS_THREAD_EXIT};
+use capos_abi::{TransportError, SYS_CAP_ENTER, SYS_EXIT, SYS_THREAD_EXIT, USER_TOP};
 
 use crate::arch::x86_64::trap::TrapFrame;
 use crate::proc::{self, ExitCause};
@@ -29,5 +29,12 @@ extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     }
     drop(me);
     proc::check_kill(process);
+    // SYSRETQ loads RIP from the frame's RIP (via RCX); it must be a user
+    // (canonical) address. Only a SYSCALL in the last two bytes below
+    // USER_TOP leads past it, and no user mapping is executable there; the
+    // check keeps that true whatever maps there later.
+    if frame.rip >= USER_TOP {
+        crate::arch::x86_64::trap::non_canonical_return(frame);
+    }
     crate::time::rearm();
 }

@@ -28,6 +28,9 @@ enum Action {
 
 struct Entry {
     id: u64,
+    /// The process the entry acts for (0: none); its entries are cancelled
+    /// when it is torn down.
+    owner: u64,
     deadline: u64,
     action: Action,
 }
@@ -55,10 +58,18 @@ pub fn mark_dirty(cpu: usize) {
 const CPU_BITS: u32 = 8;
 const _: () = assert!(MAX_CPUS <= 1 << CPU_BITS);
 
-fn push(deadline: u64, action: Action) -> u64 {
+/// A deadline that never comes: such entries are not queued at all.
+pub const NEVER: u64 = u64::MAX;
+
+fn push(deadline: u64, owner: u64, action: Action) -> u64 {
     let cpu = percpu::cpu_index() as u64;
     let id = (NEXT_ID.fetch_add(1, Ordering::Relaxed) << CPU_BITS) | cpu;
-    TIMERS[cpu as usize].lock().push(Entry { id, deadline, action });
+    if deadline == NEVER {
+        // It would never fire; `cancel` of its id finds nothing.
+        drop(action);
+        return id;
+    }
+    TIMERS[cpu as usize].lock().push(Entry { id, owner, deadline, action });
     mark_dirty(cpu as usize);
     id
 }
@@ -66,8 +77,40 @@ fn push(deadline: u64, action: Action) -> u64 {
 /// Removes a pending entry (no-op if it already fired).
 pub fn cancel(id: u64) {
     let cpu = (id & ((1 << CPU_BITS) - 1)) as usize;
-    TIMERS[cpu].lock().retain(|e| e.id != id);
+    let removed: Vec<Entry> = {
+        let mut timers = TIMERS[cpu].lock();
+        let Some(i) = timers.iter().position(|e| e.id == id) else { return };
+        alloc::vec![timers.swap_remove(i)]
+    };
     mark_dirty(cpu);
+    // Dropped without the lock: an action may hold the last reference to
+    // an object whose destructor takes other locks.
+    drop(removed);
+}
+
+/// Cancels every entry of process `pid` (it is being torn down): sleeps
+/// and `cap_enter` wake-ups are dropped; timeout closures (notification and
+/// park waits) run now, so each takes its waiter off its object (the
+/// waiter's completion goes nowhere: the process's rings are closed).
+pub fn cancel_owned_by(pid: u64) {
+    for (cpu, list) in TIMERS.iter().enumerate() {
+        let removed: Vec<Entry> = {
+            let mut timers = list.lock();
+            if !timers.iter().any(|e| e.owner == pid) {
+                continue;
+            }
+            let (gone, keep): (Vec<Entry>, Vec<Entry>) =
+                timers.drain(..).partition(|e| e.owner == pid);
+            *timers = keep;
+            gone
+        };
+        mark_dirty(cpu);
+        for e in removed {
+            if let Action::Call(f) = e.action {
+                f();
+            }
+        }
+    }
 }
 
 /// The TSC now.
@@ -90,20 +133,23 @@ pub fn deadline_after_ns(ns: u64) -> Option<u64> {
     (ns != u64::MAX).then(|| now_tsc().saturating_add(ns_to_tsc(ns)))
 }
 
-/// Wakes `thread` at `deadline`; returns an id for [`cancel`].
-pub fn wake_at(deadline: u64, thread: &Arc<Thread>) -> u64 {
-    push(deadline, Action::Wake(Arc::downgrade(thread)))
+/// Wakes `thread` (of process `owner`) at `deadline`; returns an id for
+/// [`cancel`].
+pub fn wake_at(deadline: u64, owner: u64, thread: &Arc<Thread>) -> u64 {
+    push(deadline, owner, Action::Wake(Arc::downgrade(thread)))
 }
 
-/// Runs `f` (from a timer interrupt, interrupts off) at `deadline`;
-/// returns an id for [`cancel`].
-pub fn call_at(deadline: u64, f: Box<dyn FnOnce() + Send>) -> u64 {
-    push(deadline, Action::Call(f))
+/// Runs `f` (from a timer interrupt, interrupts off) at `deadline`, or
+/// when process `owner` is torn down, whichever comes first; returns an id
+/// for [`cancel`].
+pub fn call_at(deadline: u64, owner: u64, f: Box<dyn FnOnce() + Send>) -> u64 {
+    push(deadline, owner, Action::Call(f))
 }
 
-/// Completes `call` with an empty results message at `deadline`.
-pub fn complete_at(deadline: u64, call: PendingCall) {
-    push(deadline, Action::Complete(call));
+/// Completes `call` (of process `owner`) with an empty results message at
+/// `deadline`.
+pub fn complete_at(deadline: u64, owner: u64, call: PendingCall) {
+    push(deadline, owner, Action::Complete(call));
 }
 
 /// This CPU's timer interrupt: the armed deadline is used up; fire every

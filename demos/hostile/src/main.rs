@@ -4,7 +4,11 @@
 //! stale CapIds, unknown opcodes and methods, malformed and oversized
 //! messages, lengths near 2^32, validation order, an SQ and a CQ filled to
 //! the brim, a corrupted ring header, unknown system calls, spawner requests
-//! it must refuse, and CPU faults in child processes.
+//! it must refuse, CPU faults in child processes, revocable-wrapper chains
+//! 10,000 levels deep (refused past `MAX_REVOCABLE_DEPTH`), and IPC calls
+//! whose delivery to the server fails (a RECV buffer unmapped after the
+//! RECV was submitted, a server cap table that is full) or whose endpoint
+//! queue is full.
 //!
 //! Output on the console, one line per case, compared verbatim by
 //! `make run-hostile`:
@@ -42,14 +46,16 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
+use capos_rt::abi::OP_RECV;
 use capos_rt::abi::{
     CapId, Cqe, Sqe, TransportError, MAX_PARAMS_LEN, OP_CALL, OP_NOP, OP_PIPELINE, OP_RELEASE,
-    STARTUP_PAGE_ADDR, STATUS_OK, SYS_CAP_ENTER, USER_STACK_TOP,
+    STARTUP_PAGE_ADDR, STATUS_OK, SYS_CAP_ENTER, USER_STACK_TOP, USER_TOP,
 };
-use capos_rt::schema::capos_capnp::{console, process_handle, system_info, timer};
+use capos_rt::schema::capos_capnp::{console, ipc_manager, process_handle, system_info, timer};
 use capos_rt::schema::{
-    self, CallError, ConsoleClient, Grant, ProcessHandleClient, ProcessSpawnerClient,
-    SystemInfoClient,
+    self, CallError, ConsoleClient, Grant, IpcManagerClient, NotificationClient,
+    ProcessHandleClient, ProcessSpawnerClient, RevokerClient, SystemInfoClient, ThreadEnd,
+    ThreadHandleClient, ThreadSpawnerClient, VirtualMemoryClient,
 };
 use capos_rt::{println, CapRef, Runtime};
 
@@ -66,6 +72,15 @@ const _: () = assert!(LONG_NAME.len() == capos_rt::abi::CAPSET_NAME_LEN);
 
 /// 70 KiB of text: a `writeLine` whose params exceed `MAX_PARAMS_LEN`.
 static LONG_TEXT: [u8; 70 * 1024] = [b'x'; 70 * 1024];
+
+/// Most levels of a revocable-wrapper chain (`IpcManager.makeRevocable`).
+const MAX_REVOCABLE_DEPTH: u32 = 32;
+/// Wrapping asked for by the chain case.
+const CHAIN_ASKED: u32 = 10_000;
+/// `CapException.code` of a refused wrap (`EXHAUSTED`).
+const EXHAUSTED: u32 = 4;
+/// Calls an endpoint queues at most.
+const MAX_QUEUED: usize = 64;
 
 /// Exit codes of a process ended by a CPU exception (`-256 - vector`).
 const EXIT_DE: i64 = -256;
@@ -95,10 +110,19 @@ fn main(rt: &'static Runtime) -> i64 {
     if let Some(mode) = rt.args().next() {
         return child(rt, mode);
     }
-    let (Some(console), Some(sysinfo), Some(timer), Some(spawner)) =
-        (rt.cap("console"), rt.cap("sysinfo"), rt.cap("timer"), rt.cap("spawner"))
-    else {
-        println!(rt, "hostile: needs console, sysinfo, timer and spawner caps");
+    let (Some(console), Some(sysinfo), Some(timer), Some(spawner), Some(ipc), Some(vm)) = (
+        rt.cap("console"),
+        rt.cap("sysinfo"),
+        rt.cap("timer"),
+        rt.cap("spawner"),
+        rt.cap("ipc"),
+        rt.cap("vm"),
+    ) else {
+        println!(rt, "hostile: needs console, sysinfo, timer, spawner, ipc, vm and threads caps");
+        return 2;
+    };
+    let Some(threads) = rt.cap("threads") else {
+        println!(rt, "hostile: needs console, sysinfo, timer, spawner, ipc, vm and threads caps");
         return 2;
     };
     let never = match schema::wire::encode::<console::write_line_params::Owned>(|mut p| {
@@ -114,6 +138,9 @@ fn main(rt: &'static Runtime) -> i64 {
         sysinfo,
         timer,
         spawner,
+        ipc,
+        vm,
+        threads,
         never,
         results: vec![0; 256],
         cases: 0,
@@ -130,6 +157,11 @@ fn main(rt: &'static Runtime) -> i64 {
     h.enter_and_syscalls();
     h.server_side();
     h.spawner_refusals();
+    h.revocable_chains();
+    h.queue_full();
+    h.bad_recv_buffer();
+    h.full_server_table();
+    h.thread_entries();
     h.stale();
     h.children();
     if h.wrong == 0 {
@@ -235,6 +267,9 @@ struct Hostile {
     sysinfo: CapRef,
     timer: CapRef,
     spawner: CapRef,
+    ipc: CapRef,
+    vm: CapRef,
+    threads: CapRef,
     /// A valid `Console.writeLine` params message with [`NEVER`].
     never: Vec<u8>,
     /// A writable results buffer.
@@ -664,6 +699,357 @@ impl Hostile {
         self.check("spawn granting a cap under a 32-byte name", &got, "ok");
     }
 
+    /// `IpcManager.makeRevocable` of `cap` (sent as a copy): the revoker and
+    /// the wrapped cap.
+    fn make_revocable(&self, cap: u64) -> Result<(u64, u64), CallError> {
+        let params = schema::wire::encode::<ipc_manager::make_revocable_params::Owned>(|_| Ok(()))
+            .unwrap_or_default();
+        let reply = self.rt.call_sending(
+            self.ipc.cap,
+            self.ipc.interface_id,
+            schema::ipc_manager::method::MAKE_REVOCABLE,
+            &params,
+            &[(cap, false)],
+        )?;
+        Ok((reply.cap(0)?, reply.cap(1)?))
+    }
+
+    /// `writeLine(text)` through `cap`: `ok` or the error name.
+    fn write_through(&self, cap: u64, text: &str) -> String {
+        client_result(&ConsoleClient::new(self.rt, cap).write_line(text))
+    }
+
+    /// Releases `cap`: `ok` or the error name.
+    fn release(&self, cap: u64) -> String {
+        match self.rt.release(cap) {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.name().to_string(),
+        }
+    }
+
+    /// Wraps console, then each wrapper again, `CHAIN_ASKED` times: the
+    /// kernel must refuse past `MAX_REVOCABLE_DEPTH` levels with `EXHAUSTED`;
+    /// the deepest chain must call, revoke (an outer level leaves the inner
+    /// ones working, an inner level revokes the outer ones too) and release.
+    fn revocable_chains(&mut self) {
+        let console = self.console.cap;
+        let (mut cur, mut depth) = (console, 0u32);
+        let (mut r1, mut r16, mut w15) = (0, 0, 0);
+        let mut refusal = None;
+        for level in 1..=CHAIN_ASKED {
+            match self.make_revocable(cur) {
+                Ok((revoker, wrapped)) => {
+                    match level {
+                        1 => r1 = revoker,
+                        16 => r16 = revoker,
+                        _ => {
+                            let _ = self.rt.release(revoker);
+                        }
+                    }
+                    if depth == 15 {
+                        w15 = cur;
+                    } else if cur != console {
+                        let _ = self.rt.release(cur);
+                    }
+                    cur = wrapped;
+                    depth = level;
+                }
+                Err(e) => {
+                    refusal = Some(e);
+                    break;
+                }
+            }
+        }
+        let got = match refusal {
+            Some(CallError::Exception(ex))
+                if depth == MAX_REVOCABLE_DEPTH && ex.code == EXHAUSTED =>
+            {
+                "AppError".to_string()
+            }
+            Some(e) => format!("{} at level {}", client_result::<()>(&Err(e)), depth + 1),
+            None => format!("all {CHAIN_ASKED} levels made"),
+        };
+        self.check(
+            &format!("makeRevocable {CHAIN_ASKED} levels deep, past {MAX_REVOCABLE_DEPTH}"),
+            &got,
+            "AppError",
+        );
+        if depth < 16 || w15 == 0 {
+            return;
+        }
+        let got = self.write_through(cur, "hostile: written through 32 revocable levels");
+        self.check("writeLine through 32 revocable levels", &got, "ok");
+        let got = client_result(&RevokerClient::new(self.rt, r16).revoke());
+        self.check("revoke of level 16", &got, "ok");
+        let got = self.write_through(cur, NEVER);
+        self.check("writeLine through 32 levels after revoking level 16", &got, "Revoked");
+        let got = self.write_through(w15, "hostile: written through 15 revocable levels");
+        self.check("writeLine through 15 levels after revoking level 16", &got, "ok");
+        let got = client_result(&RevokerClient::new(self.rt, r1).revoke());
+        self.check("revoke of level 1", &got, "ok");
+        let got = self.write_through(w15, NEVER);
+        self.check("writeLine through 15 levels after revoking level 1", &got, "Revoked");
+        let got = self.release(cur);
+        self.check("RELEASE of the 32-level wrapper", &got, "ok");
+        let got = self.release(w15);
+        self.check("RELEASE of the 15-level wrapper", &got, "ok");
+        let _ = self.rt.release(r1);
+        let _ = self.rt.release(r16);
+        let got = self.write_through(console, "hostile: console after the chains");
+        self.check("console after the revocable chains", &got, "ok");
+    }
+
+    /// A new endpoint and a client cap minted from it (speaking Console).
+    fn endpoint(&mut self, case: &str) -> Option<(u64, u64)> {
+        let made = capos_rt::ipc::create_endpoint(self.rt, self.ipc.cap).and_then(|ep| {
+            capos_rt::ipc::mint(self.rt, ep, schema::console::INTERFACE_ID, 7).map(|c| (ep, c))
+        });
+        match made {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                self.check(case, &client_result::<()>(&Err(e)), "ok");
+                None
+            }
+        }
+    }
+
+    /// Submits `sqe` without waiting for it.
+    fn start(&self, sqe: &Sqe) -> bool {
+        let ring = self.rt.ring();
+        if ring.submit(sqe).is_err() {
+            return false;
+        }
+        ring.enter(0, 0).is_ok()
+    }
+
+    /// `ok`, `pending` (no completion within 20 ms) or the error of call
+    /// `user_data`.
+    fn outcome_of(&self, user_data: u64, timeout_ns: u64) -> String {
+        match self.rt.wait_for_timeout(user_data, timeout_ns) {
+            Ok(Some(c)) => cqe_result(&Cqe { aux: 0, ..c }),
+            Ok(None) => "pending".to_string(),
+            Err(e) => format!("cap_enter failed with {}", e.name()),
+        }
+    }
+
+    /// An endpoint with a full queue refuses a CALL with `Overflow` before
+    /// the cap it moves leaves the caller's table.
+    fn queue_full(&mut self) {
+        let case = "CALL moving a cap into a full endpoint queue";
+        let Some((ep, client)) = self.endpoint(case) else { return };
+        let params = self.never.clone();
+        let mut results = vec![0u8; 64];
+        let mut queued = Vec::new();
+        for _ in 0..MAX_QUEUED {
+            let ud = self.rt.next_user_data();
+            let sqe = Sqe {
+                cap: client,
+                interface_id: schema::console::INTERFACE_ID,
+                ..capos_rt::ipc::call_sqe(
+                    client,
+                    schema::console::INTERFACE_ID,
+                    schema::console::method::WRITE_LINE,
+                    &params,
+                    &mut results,
+                    ud,
+                )
+            };
+            if !self.start(&sqe) {
+                break;
+            }
+            queued.push(ud);
+        }
+        let moved = IpcManagerClient::new(self.rt, self.ipc.cap).create_notification();
+        let got = match moved {
+            Ok(n) => {
+                let descs = capos_rt::ipc::xfer_descs(&[(n, true)]);
+                let sqe = Sqe {
+                    xfer_addr: descs.as_ptr() as u64,
+                    xfer_count: 1,
+                    ..capos_rt::ipc::call_sqe(
+                        client,
+                        schema::console::INTERFACE_ID,
+                        schema::console::method::WRITE_LINE,
+                        &params,
+                        &mut results,
+                        0,
+                    )
+                };
+                let got = self.submit(sqe);
+                let kept = client_result(&NotificationClient::new(self.rt, n).signal(1));
+                let _ = self.rt.release(n);
+                format!("{got}, the moved cap then {kept}")
+            }
+            Err(e) => client_result::<()>(&Err(e)),
+        };
+        self.check(case, &got, "Overflow, the moved cap then ok");
+        // Closing the endpoint completes the queued calls.
+        let _ = self.rt.release(ep);
+        let disconnected =
+            queued.iter().filter(|ud| self.outcome_of(**ud, u64::MAX) == "Disconnected").count();
+        let got = format!("{disconnected} of {} Disconnected", queued.len());
+        self.check("queued calls after the endpoint closed", &got, "64 of 64 Disconnected");
+        let _ = self.rt.release(client);
+    }
+
+    /// A RECV whose buffer is unmapped after it was submitted: delivering
+    /// a call to it fails; the RECV completes with `BadPointer`, the call
+    /// stays queued (the caller learns nothing of the server's fault) and
+    /// the next RECV takes it.
+    fn bad_recv_buffer(&mut self) {
+        let case = "RECV into a buffer unmapped after its submission";
+        let Some((ep, client)) = self.endpoint(case) else { return };
+        let vm = VirtualMemoryClient::new(self.rt, self.vm.cap);
+        let page = match vm.map(0, 4096, true) {
+            Ok(a) => a,
+            Err(e) => {
+                self.check(case, &client_result::<()>(&Err(e)), "BadPointer");
+                return;
+            }
+        };
+        let recv_ud = self.rt.next_user_data();
+        let recv = Sqe {
+            opcode: OP_RECV,
+            cap: ep,
+            interface_id: schema::endpoint::INTERFACE_ID,
+            results_addr: page,
+            results_len: 4096,
+            user_data: recv_ud,
+            ..Sqe::default()
+        };
+        let started = self.start(&recv);
+        let unmapped = vm.unmap(page, 4096).is_ok();
+        let params = self.never.clone();
+        let mut results = vec![0u8; 64];
+        let call_ud = self.rt.next_user_data();
+        let call = capos_rt::ipc::call_sqe(
+            client,
+            schema::console::INTERFACE_ID,
+            schema::console::method::WRITE_LINE,
+            &params,
+            &mut results,
+            call_ud,
+        );
+        let called = self.start(&call);
+        let got = if started && unmapped && called {
+            self.outcome_of(recv_ud, u64::MAX)
+        } else {
+            format!("setup failed (recv {started}, unmap {unmapped}, call {called})")
+        };
+        self.check(case, &got, "BadPointer");
+        let got = self.outcome_of(call_ud, 20_000_000);
+        self.check("the CALL after the failed RECV", &got, "pending");
+        self.serve_one(ep, call_ud, 0);
+        let _ = self.rt.release(client);
+        let _ = self.rt.release(ep);
+    }
+
+    /// A second RECV (with a good buffer) takes the pending call `call_ud`
+    /// carrying `caps` caps and answers it; the caller then completes `ok`.
+    fn serve_one(&mut self, ep: u64, call_ud: u64, caps: u32) {
+        let mut buf = vec![0u8; 512];
+        let sqe = capos_rt::ipc::recv_sqe(ep, &mut buf, self.rt.next_user_data());
+        let got = match self.rt.call_raw(sqe) {
+            Ok(c) if c.status == STATUS_OK && c.cap_count == caps => {
+                let reply = schema::wire::encode::<console::write_line_results::Owned>(|_| Ok(()))
+                    .unwrap_or_default();
+                let id = c.aux;
+                for cap in capos_abi_caps(&buf, c.result_len, c.cap_count) {
+                    let _ = self.rt.release(cap);
+                }
+                let ret = capos_rt::ipc::return_sqe(ep, id, STATUS_OK, &reply, 0);
+                self.submit(ret)
+            }
+            Ok(c) => format!("{} with {} cap(s)", cqe_result(&Cqe { aux: 0, ..c }), c.cap_count),
+            Err(e) => e.name().to_string(),
+        };
+        self.check("the next RECV takes the call and answers it", &got, "ok");
+        let got = self.outcome_of(call_ud, u64::MAX);
+        self.check("the caller after that answer", &got, "ok");
+    }
+
+    /// A call carrying a cap, queued, then a RECV while the server's cap
+    /// table is full: the RECV completes with `QuotaExceeded`, the call (and its
+    /// cap) stays queued for the next RECV.
+    fn full_server_table(&mut self) {
+        let case = "RECV of a call with a cap into a full cap table";
+        let Some((ep, client)) = self.endpoint(case) else { return };
+        let params = self.never.clone();
+        let mut results = vec![0u8; 64];
+        let call_ud = self.rt.next_user_data();
+        let descs = capos_rt::ipc::xfer_descs(&[(self.console.cap, false)]);
+        let call = Sqe {
+            xfer_addr: descs.as_ptr() as u64,
+            xfer_count: 1,
+            ..capos_rt::ipc::call_sqe(
+                client,
+                schema::console::INTERFACE_ID,
+                schema::console::method::WRITE_LINE,
+                &params,
+                &mut results,
+                call_ud,
+            )
+        };
+        let called = self.start(&call);
+        // Fill the table with client caps until a mint finds no slot.
+        let mut fill = Vec::new();
+        while fill.len() < 128 {
+            match capos_rt::ipc::mint(self.rt, ep, schema::console::INTERFACE_ID, 9) {
+                Ok(c) => fill.push(c),
+                Err(_) => break,
+            }
+        }
+        let mut buf = vec![0u8; 512];
+        let sqe = capos_rt::ipc::recv_sqe(ep, &mut buf, 0);
+        let got = if called { self.submit(sqe) } else { "setup failed".to_string() };
+        self.check(case, &got, "QuotaExceeded");
+        let got = self.outcome_of(call_ud, 20_000_000);
+        self.check("the CALL after the RECV into a full table", &got, "pending");
+        if let Some(c) = fill.pop() {
+            let _ = self.rt.release(c);
+        }
+        self.serve_one(ep, call_ud, 1);
+        for c in fill {
+            let _ = self.rt.release(c);
+        }
+        let _ = self.rt.release(client);
+        let _ = self.rt.release(ep);
+    }
+
+    /// Thread entry points at and near the end of user space: a
+    /// non-canonical or kernel one is refused; one two bytes below
+    /// `USER_TOP` (where a SYSCALL would return to a non-canonical address)
+    /// is unmapped, so the thread faults on its first fetch and ends alone.
+    fn thread_entries(&mut self) {
+        let spawner = ThreadSpawnerClient::new(self.rt, self.threads.cap);
+        let stack = USER_STACK_TOP - 0x1000;
+        for (what, entry) in [
+            ("0x800000000000 (non-canonical)", USER_TOP),
+            ("in the kernel half", 0xffff_8000_0000_0000),
+        ] {
+            let r = spawner.spawn(entry, 0, stack, 0);
+            let got = client_result(&r);
+            if let Ok(h) = r {
+                let _ = ThreadHandleClient::new(self.rt, h).join();
+                let _ = self.rt.release(h);
+            }
+            self.check(&format!("thread entry {what}"), &got, "BadPointer");
+        }
+        let got = match spawner.spawn(USER_TOP - 2, 0, stack, 0) {
+            Ok(h) => {
+                let end = ThreadHandleClient::new(self.rt, h).join();
+                let _ = self.rt.release(h);
+                match end {
+                    Ok(j) if j.end == ThreadEnd::Faulted => "faulted".to_string(),
+                    Ok(j) => format!("ended {:?}", j.end as u16),
+                    Err(e) => client_result::<()>(&Err(e)),
+                }
+            }
+            Err(e) => client_result::<()>(&Err(e)),
+        };
+        self.check("thread entry 2 bytes below the end of user space", &got, "faulted");
+    }
+
     /// Releases `timer` and uses the dead CapId.
     fn stale(&mut self) {
         let Ok(now) = schema::wire::encode::<timer::now_params::Owned>(|_| Ok(())) else {
@@ -747,6 +1133,11 @@ impl Hostile {
             self.report_child(mode, code, want);
         }
     }
+}
+
+/// The CapIds a RECV delivered after its message.
+fn capos_abi_caps(buf: &[u8], len: u32, count: u32) -> Vec<u64> {
+    capos_rt::abi::delivered_caps(buf, len, count).map(|c| c.collect()).unwrap_or_default()
 }
 
 /// A system call with number `number` and zero arguments; returns `rax`.

@@ -12,7 +12,7 @@
 //! `Disconnected`, and so does every later call through a minted cap.
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -69,19 +69,24 @@ pub struct Endpoint {
 
 static NEXT_ENDPOINT: AtomicU64 = AtomicU64::new(1);
 
-/// What a RECV got.
-pub enum Received {
-    /// A call: the bytes for the RECV buffer, the call id and the caps it
-    /// transferred.
-    Now(Vec<u8>, u64, Vec<CapEntry>),
-    /// No call yet; the RECV completes when one arrives.
-    Pending,
+/// Every endpoint, by id, for [`forget_process`].
+static ENDPOINTS: IrqLock<BTreeMap<u64, Weak<Endpoint>>> = IrqLock::new(BTreeMap::new());
+
+/// How an attempt to hand a call to one RECV ended.
+enum Offer {
+    /// The RECV took it.
+    Taken,
+    /// The endpoint closed meanwhile and completed the caller.
+    Closed,
+    /// Delivery to that RECV failed (the RECV completed with its own
+    /// error): the call comes back, to be offered again.
+    Back(IpcCall),
 }
 
 impl Endpoint {
     /// A new, open endpoint.
     pub fn new() -> Arc<Endpoint> {
-        Arc::new(Endpoint {
+        let e = Arc::new(Endpoint {
             id: NEXT_ENDPOINT.fetch_add(1, Ordering::Relaxed),
             state: IrqLock::new(State {
                 open: true,
@@ -92,7 +97,9 @@ impl Endpoint {
                 callers: BTreeMap::new(),
                 next_caller: 1,
             }),
-        })
+        });
+        ENDPOINTS.lock().insert(e.id, Arc::downgrade(&e));
+        e
     }
 
     /// Bytes a RECV buffer needs for `call`: header, params, then (8-aligned)
@@ -101,8 +108,10 @@ impl Endpoint {
         capos_abi::caps_offset(call.message.len()) + 8 * call.caps.len()
     }
 
-    /// Fills in the header and takes the RECV buffer's bytes out of `call`.
-    fn message(call: &mut IpcCall, call_id: u64, caller: u64) -> Vec<u8> {
+    /// Fills in the header in front of the params: the RECV buffer's bytes
+    /// are then `call.message` (the call may be offered again if delivery
+    /// fails, with a new header).
+    fn fill_header(call: &mut IpcCall, call_id: u64, caller: u64) {
         let header = RecvHeader {
             call_id,
             interface_id: call.interface_id,
@@ -112,12 +121,46 @@ impl Endpoint {
             reserved: [0; 3],
         };
         call.message[..RECV_HEADER_SIZE].copy_from_slice(&header.to_bytes());
-        core::mem::take(&mut call.message)
     }
 
-    /// Takes a queued call for a RECV with a `buffer_len`-byte buffer, or
-    /// registers the RECV to be completed by the next call.
-    pub fn recv(&self, receiver: PendingCall) -> Result<Received, TransportError> {
+    /// Admits `call` as in flight and hands it to `receiver`, with the
+    /// endpoint's lock (`s`) released for the delivery.
+    fn offer(
+        &self,
+        mut s: crate::sync::IrqLockGuard<'_, State>,
+        receiver: PendingCall,
+        mut call: IpcCall,
+    ) -> Offer {
+        let (call_id, caller) = s.admit(&call);
+        s.in_flight.insert(call_id, call.caller.clone());
+        drop(s);
+        Self::fill_header(&mut call, call_id, caller);
+        let caps = core::mem::take(&mut call.caps);
+        match crate::ring::complete_recv(receiver, &call.message, call_id, caps) {
+            Ok(()) => Offer::Taken,
+            Err((e, caps)) => {
+                crate::kdebug!(
+                    "ipc",
+                    "endpoint {}: delivery to a RECV failed ({}); the call is offered again",
+                    self.id,
+                    e.name()
+                );
+                call.caps = caps;
+                if self.state.lock().in_flight.remove(&call_id).is_some() {
+                    Offer::Back(call)
+                } else {
+                    // `close` took it and completed the caller.
+                    Offer::Closed
+                }
+            }
+        }
+    }
+
+    /// A RECV: takes the next queued call for it (completing the RECV), or
+    /// registers the RECV to be completed by the next call. A delivery that
+    /// fails (the RECV's buffer went bad, its table is full) completes the
+    /// RECV with that error and leaves the call queued, first.
+    pub fn recv(&self, receiver: PendingCall) -> Result<(), TransportError> {
         let mut s = self.state.lock();
         if !s.open {
             return Err(TransportError::Disconnected);
@@ -130,11 +173,11 @@ impl Endpoint {
             if s.in_flight.len() >= MAX_IN_FLIGHT {
                 return Err(TransportError::Overflow);
             }
-            let mut call = s.queued.pop_front().expect("front exists");
-            let (call_id, caller) = s.admit(&call);
-            s.in_flight.insert(call_id, call.caller.clone());
-            let caps = core::mem::take(&mut call.caps);
-            return Ok(Received::Now(Self::message(&mut call, call_id, caller), call_id, caps));
+            let Some(call) = s.queued.pop_front() else { return Err(TransportError::Overflow) };
+            if let Offer::Back(call) = self.offer(s, receiver, call) {
+                self.requeue(call);
+            }
+            return Ok(());
         }
         // Receivers whose process ended no longer count.
         s.receivers.retain(PendingCall::is_live);
@@ -142,7 +185,26 @@ impl Endpoint {
             return Err(TransportError::Overflow);
         }
         s.receivers.push_back(receiver);
-        Ok(Received::Pending)
+        Ok(())
+    }
+
+    /// Puts a call whose delivery failed back at the head of the queue, and
+    /// offers it to the RECVs waiting (if any). If the endpoint closed
+    /// meanwhile, the caller completes with `Disconnected`.
+    fn requeue(&self, call: IpcCall) {
+        let refused = {
+            let mut s = self.state.lock();
+            if s.open {
+                s.queued.push_front(call);
+                None
+            } else {
+                Some(call)
+            }
+        };
+        match refused {
+            Some(call) => crate::ring::complete_error(call.caller, TransportError::Disconnected),
+            None => self.pump(),
+        }
     }
 
     /// Whether call `call_id` was received and awaits its answer.
@@ -165,7 +227,8 @@ impl Endpoint {
     }
 
     /// Hands queued calls to waiting RECVs while there is in-flight room
-    /// (room frees up when a call is answered).
+    /// (room frees up when a call is answered). A call whose delivery fails
+    /// goes back to the head of the queue for the next RECV.
     fn pump(&self) {
         loop {
             let mut s = self.state.lock();
@@ -179,35 +242,49 @@ impl Endpoint {
             else {
                 return;
             };
-            let receiver = s.receivers.remove(pos).expect("position is in range");
-            let mut call = s.queued.pop_front().expect("front exists");
-            let (call_id, caller) = s.admit(&call);
-            s.in_flight.insert(call_id, call.caller.clone());
-            drop(s);
-            let bytes = Self::message(&mut call, call_id, caller);
-            let caps = core::mem::take(&mut call.caps);
-            if let Err(e) = crate::ring::complete_recv(receiver, &bytes, call_id, caps) {
-                self.fail(call_id, e);
+            let (Some(receiver), Some(call)) = (s.receivers.remove(pos), s.queued.pop_front())
+            else {
+                return;
+            };
+            if let Offer::Back(call) = self.offer(s, receiver, call) {
+                let mut s = self.state.lock();
+                if s.open {
+                    // Each failure used up one RECV, so this ends.
+                    s.queued.push_front(call);
+                } else {
+                    drop(s);
+                    crate::ring::complete_error(call.caller, TransportError::Disconnected);
+                    return;
+                }
             }
         }
     }
 
-    /// Fails call `call_id` (its delivery to the server failed).
-    pub fn fail(&self, call_id: u64, e: TransportError) {
-        let caller = self.state.lock().in_flight.remove(&call_id);
-        if let Some(caller) = caller {
-            crate::ring::complete_error(caller, e);
+    /// Whether a CALL would be taken now (queued or handed to a RECV).
+    fn admits(&self) -> Result<(), TransportError> {
+        let s = self.state.lock();
+        if !s.open {
+            return Err(TransportError::Disconnected);
         }
+        let to_recv = s.in_flight.len() < MAX_IN_FLIGHT && !s.receivers.is_empty();
+        if !to_recv && s.queued.len() >= MAX_QUEUED {
+            return Err(TransportError::Overflow);
+        }
+        Ok(())
     }
 
-    /// A CALL through a client cap.
+    /// A CALL through a client cap. It goes to the first waiting RECV with
+    /// room for it; if delivering it there fails, that RECV completes with
+    /// its own error and the call goes to the next one, or the queue.
     fn call(&self, mut call: IpcCall) -> CallOutcome {
         let mut s = self.state.lock();
-        if !s.open {
-            return CallOutcome::Failed(TransportError::Disconnected);
-        }
-        // Hand it to a waiting RECV that has room for it.
-        while s.in_flight.len() < MAX_IN_FLIGHT {
+        loop {
+            if !s.open {
+                return CallOutcome::Failed(TransportError::Disconnected);
+            }
+            if s.in_flight.len() >= MAX_IN_FLIGHT {
+                break;
+            }
             let Some(receiver) = s.receivers.pop_front() else { break };
             if !receiver.is_live() {
                 // Its process ended: skip it.
@@ -217,21 +294,13 @@ impl Endpoint {
                 drop(s);
                 crate::ring::complete_error(receiver, TransportError::Overflow);
                 s = self.state.lock();
-                if !s.open {
-                    return CallOutcome::Failed(TransportError::Disconnected);
-                }
                 continue;
             }
-            let (call_id, caller) = s.admit(&call);
-            s.in_flight.insert(call_id, call.caller.clone());
-            drop(s);
-            let bytes = Self::message(&mut call, call_id, caller);
-            let caps = core::mem::take(&mut call.caps);
-            if let Err(e) = crate::ring::complete_recv(receiver, &bytes, call_id, caps) {
-                self.state.lock().in_flight.remove(&call_id);
-                return CallOutcome::Failed(e);
+            match self.offer(s, receiver, call) {
+                Offer::Taken | Offer::Closed => return CallOutcome::Pending,
+                Offer::Back(back) => call = back,
             }
-            return CallOutcome::Pending;
+            s = self.state.lock();
         }
         if s.queued.len() >= MAX_QUEUED {
             return CallOutcome::Failed(TransportError::Overflow);
@@ -240,11 +309,47 @@ impl Endpoint {
         CallOutcome::Pending
     }
 
+    /// Forgets `process` (it is being torn down): its queued calls go
+    /// (their caps are dropped, which may close this very endpoint when a
+    /// call carried its serving cap), so do its waiting RECVs and its
+    /// caller reference.
+    fn forget(&self, process: &Arc<crate::proc::Process>) {
+        let pid = process.pid;
+        let (calls, receivers) = {
+            let mut s = self.state.lock();
+            s.callers.remove(&pid);
+            let mut calls = Vec::new();
+            let mut i = 0;
+            while i < s.queued.len() {
+                if s.queued[i].caller_pid == pid {
+                    calls.extend(s.queued.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+            let mut receivers = Vec::new();
+            s.receivers.retain(|r| {
+                // Compared without upgrading: no process is dropped here.
+                let gone = r.process.strong_count() == 0
+                    || core::ptr::eq(r.process.as_ptr(), Arc::as_ptr(process));
+                if gone {
+                    receivers.push(r.clone());
+                }
+                !gone
+            });
+            (calls, receivers)
+        };
+        // Without the lock: a cap may be this endpoint's serving side.
+        drop(calls);
+        drop(receivers);
+    }
+
     /// Closes the endpoint: every waiting party completes with `Disconnected`.
     fn close(&self) {
         let (queued, receivers, in_flight) = {
             let mut s = self.state.lock();
             s.open = false;
+            s.callers.clear();
             (
                 core::mem::take(&mut s.queued),
                 core::mem::take(&mut s.receivers),
@@ -268,6 +373,24 @@ impl Endpoint {
             crate::ring::complete_error(r, TransportError::Disconnected);
         }
     }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        ENDPOINTS.lock().remove(&self.id);
+    }
+}
+
+/// `process` is torn down: every endpoint drops its queued calls and
+/// waiting RECVs and its caller reference. This breaks the cycle of an
+/// endpoint whose only serving cap was moved into a call queued on it.
+pub fn forget_process(process: &Arc<crate::proc::Process>) {
+    let live: Vec<Arc<Endpoint>> = ENDPOINTS.lock().values().filter_map(Weak::upgrade).collect();
+    for e in &live {
+        e.forget(process);
+    }
+    // Dropped without the registry lock (`Endpoint::drop` takes it).
+    drop(live);
 }
 
 impl State {
@@ -423,6 +546,10 @@ impl CapObject for EndpointClient {
 
     fn minted(&self) -> Option<(&Arc<Endpoint>, u64, u64)> {
         Some((&self.endpoint, self.cookie, self.interface_id))
+    }
+
+    fn admits(&self) -> Result<(), TransportError> {
+        self.endpoint.admits()
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {

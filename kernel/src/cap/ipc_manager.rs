@@ -34,9 +34,23 @@ impl IpcManagerServer for Server<'_> {
                 alloc::format!("makeRevocable takes exactly one cap, got {}", caps.len()),
             ));
         }
-        let (revoker, wrapped) = super::revocable::wrap(caps.remove(0));
-        self.wrapped = Some(wrapped);
-        Ok(revoker)
+        match super::revocable::wrap(caps.remove(0)) {
+            Ok((revoker, wrapped)) => {
+                self.wrapped = Some(wrapped);
+                Ok(revoker)
+            }
+            Err((_, inner)) => {
+                // Dropped after the message is made: it is a flat wrapper.
+                drop(inner);
+                Err(ServerError::exception(
+                    exception::EXHAUSTED,
+                    alloc::format!(
+                        "makeRevocable: the cap is already wrapped {} levels deep (the most)",
+                        super::revocable::MAX_DEPTH
+                    ),
+                ))
+            }
+        }
     }
 
     fn create_notification(

@@ -219,6 +219,18 @@ pub trait CapObject: Send + Sync {
         None
     }
 
+    /// Whether a CALL would be taken now, checked before the transferred
+    /// caps leave the caller's table (an endpoint with a full queue answers
+    /// `Overflow`, so a moved cap is not lost to a call that cannot queue).
+    fn admits(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    /// This object as a revocable wrapper (wrapping one flattens the chain).
+    fn as_revocable(&self) -> Option<&revocable::Revocable> {
+        None
+    }
+
     /// The thread this is a handle of (`SchedulingPolicy` takes such caps).
     fn thread(&self) -> Option<&Arc<crate::sched::Thread>> {
         None

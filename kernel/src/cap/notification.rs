@@ -188,6 +188,7 @@ impl CapObject for KernelNotification {
             let this = self.this.clone();
             crate::time::call_at(
                 deadline,
+                ctx.caller.pid,
                 Box::new(move || {
                     if let Some(n) = this.upgrade() {
                         n.timed_out(id);

@@ -1,7 +1,9 @@
 //! `ParkSpace`: futex-like parking of threads on 32-bit words of their own
 //! process's memory.
 //!
-//! Waiters are kept per (process id, address). `wait` reads the word and
+//! Waiters are kept per process, then per address: a `wait` or `wake` looks
+//! at its own process's queues only, and a process's queues go when it is
+//! torn down ([`forget`]). `wait` reads the word and
 //! queues the caller under the same lock `wake` takes, so a `wake` that
 //! follows a store to the word either finds the waiter queued or the waiter
 //! sees the new value: no wake-up is lost.
@@ -32,12 +34,43 @@ struct Parked {
     timer: Option<u64>,
 }
 
+/// The parked calls of one process, by word address.
+type Words = BTreeMap<u64, VecDeque<Parked>>;
+
 struct Queues {
-    by_word: BTreeMap<(u64, u64), VecDeque<Parked>>,
+    /// Process id -> its words.
+    by_pid: BTreeMap<u64, Words>,
     next_id: u64,
 }
 
-static PARKED: IrqLock<Queues> = IrqLock::new(Queues { by_word: BTreeMap::new(), next_id: 1 });
+static PARKED: IrqLock<Queues> = IrqLock::new(Queues { by_pid: BTreeMap::new(), next_id: 1 });
+
+impl Queues {
+    /// Takes parked call `id` off word `key`, dropping emptied queues.
+    fn take(
+        &mut self,
+        (pid, addr): (u64, u64),
+        mut pick: impl FnMut(&mut VecDeque<Parked>) -> Vec<Parked>,
+    ) -> Vec<Parked> {
+        let Some(words) = self.by_pid.get_mut(&pid) else { return Vec::new() };
+        let Some(list) = words.get_mut(&addr) else { return Vec::new() };
+        let taken = pick(list);
+        if list.is_empty() {
+            words.remove(&addr);
+            if words.is_empty() {
+                self.by_pid.remove(&pid);
+            }
+        }
+        taken
+    }
+}
+
+/// Process `pid` is torn down: its parked calls go (their timers were
+/// cancelled with the process's other timers).
+pub fn forget(pid: u64) {
+    let words = PARKED.lock().by_pid.remove(&pid);
+    drop(words);
+}
 
 fn encode(result: ParkResult) -> Vec<u8> {
     capos_schema::wire::encode::<park_space::wait_results::Owned>(|mut r| {
@@ -49,16 +82,10 @@ fn encode(result: ParkResult) -> Vec<u8> {
 
 /// A parked call's timeout passed: take it off its queue and complete it.
 fn timed_out(key: (u64, u64), id: u64) {
-    let parked = {
-        let mut q = PARKED.lock();
-        let Some(list) = q.by_word.get_mut(&key) else { return };
-        let found = list.iter().position(|p| p.id == id).and_then(|i| list.remove(i));
-        if list.is_empty() {
-            q.by_word.remove(&key);
-        }
-        found
-    };
-    if let Some(p) = parked {
+    let parked = PARKED.lock().take(key, |list| {
+        list.iter().position(|p| p.id == id).and_then(|i| list.remove(i)).into_iter().collect()
+    });
+    for p in parked {
         crate::ring::complete(p.call, Ok(encode(ParkResult::TimedOut)));
     }
 }
@@ -94,21 +121,21 @@ impl ParkSpaceServer for Server<'_> {
             return Ok(());
         }
         let key = (self.ctx.caller.pid, addr);
-        let mut woken = Vec::new();
-        {
-            let mut q = PARKED.lock();
-            if let Some(list) = q.by_word.get_mut(&key) {
-                while woken.len() < params.get_count() as usize {
-                    let Some(p) = list.pop_front() else { break };
-                    if p.call.is_live() {
-                        woken.push(p);
-                    }
-                }
-                if list.is_empty() {
-                    q.by_word.remove(&key);
+        let count = params.get_count() as usize;
+        let mut dead = Vec::new();
+        let woken = PARKED.lock().take(key, |list| {
+            let mut woken = Vec::new();
+            while woken.len() < count {
+                let Some(p) = list.pop_front() else { break };
+                if p.call.is_live() {
+                    woken.push(p);
+                } else {
+                    dead.push(p);
                 }
             }
-        }
+            woken
+        });
+        drop(dead);
         results.set_woken(woken.len() as u32);
         for p in woken {
             if let Some(t) = p.timer {
@@ -147,19 +174,16 @@ impl KernelParkSpace {
         if timeout_ns == 0 {
             return CallOutcome::done(encode(ParkResult::TimedOut));
         }
-        // Drop waiters whose thread ended (their ring is closed).
-        q.by_word.retain(|_, list| {
-            list.retain(|p| p.call.is_live());
-            !list.is_empty()
-        });
         let id = q.next_id;
         q.next_id += 1;
-        let list = q.by_word.entry(key).or_default();
+        let list = q.by_pid.entry(key.0).or_default().entry(addr).or_default();
+        // Drop this word's waiters whose thread ended (their ring is closed).
+        list.retain(|p| p.call.is_live());
         if list.len() >= MAX_PARKED_PER_WORD {
             return CallOutcome::Failed(TransportError::Overflow);
         }
         let timer = crate::time::deadline_after_ns(timeout_ns)
-            .map(|d| crate::time::call_at(d, Box::new(move || timed_out(key, id))));
+            .map(|d| crate::time::call_at(d, key.0, Box::new(move || timed_out(key, id))));
         list.push_back(Parked { id, call: ctx.pending(), timer });
         CallOutcome::Pending
     }

@@ -1,7 +1,15 @@
 //! Revocable wrappers: a copy of a cap that its creator can revoke, at once,
 //! in every table it was passed to. Made by `IpcManager.makeRevocable`.
+//!
+//! Wrappers are flat: wrapping a wrapper makes a new wrapper of the same
+//! base object that carries the inner wrapper's revocation flags plus its
+//! own, so a call, the revoked check and the drop never recurse, however
+//! often a cap was wrapped. A chain is at most [`MAX_DEPTH`] levels deep;
+//! wrapping past it fails (`IpcManager.makeRevocable` raises
+//! `exception::EXHAUSTED`).
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use capos_schema::capos_capnp::revoker;
@@ -10,61 +18,95 @@ use capos_schema::{dispatch_revoker, RevokerServer, ServerError};
 use super::endpoint::Endpoint;
 use super::{outcome, CallContext, CallOutcome, CapEntry, CapObject};
 
-/// The wrapped cap: forwards every call to the inner cap until revoked.
+/// Most revocation levels one wrapper carries (a wrapper of a wrapper of
+/// ... of a cap, `MAX_DEPTH` times).
+pub const MAX_DEPTH: usize = 32;
+
+/// The wrapped cap: forwards every call to the base cap until any of its
+/// levels is revoked.
 pub struct Revocable {
-    inner: CapEntry,
-    revoked: Arc<AtomicBool>,
+    /// The wrapped object (never itself a `Revocable`).
+    base: CapEntry,
+    /// One flag per level, innermost first; revoking any level sets its flag.
+    levels: Vec<Arc<AtomicBool>>,
 }
 
-/// The creator's control of one wrapper.
+/// The creator's control of one wrapper level.
 pub struct KernelRevoker {
     revoked: Arc<AtomicBool>,
 }
 
-/// A wrapper around `inner` and the revoker that controls it.
-pub fn wrap(inner: CapEntry) -> (CapEntry, CapEntry) {
+/// Wrapping would make a chain deeper than [`MAX_DEPTH`].
+pub struct TooDeep;
+
+/// A wrapper around `inner` and the revoker that controls it; `inner` comes
+/// back when it is already [`MAX_DEPTH`] levels deep.
+pub fn wrap(inner: CapEntry) -> Result<(CapEntry, CapEntry), (TooDeep, CapEntry)> {
     let revoked = Arc::new(AtomicBool::new(false));
     let interface_id = inner.interface_id;
-    let wrapped =
-        CapEntry { object: Arc::new(Revocable { inner, revoked: revoked.clone() }), interface_id };
-    (CapEntry::new(Arc::new(KernelRevoker { revoked })), wrapped)
+    let (base, mut levels) = match inner.object.as_revocable() {
+        Some(r) => {
+            if r.levels.len() >= MAX_DEPTH {
+                return Err((TooDeep, inner));
+            }
+            let mut levels = Vec::with_capacity(r.levels.len() + 1);
+            levels.extend(r.levels.iter().cloned());
+            (r.base.clone(), levels)
+        }
+        None => (CapEntry { object: inner.object.clone(), interface_id }, Vec::with_capacity(1)),
+    };
+    levels.push(revoked.clone());
+    // `inner` (perhaps the last reference to an inner wrapper) is dropped by
+    // the caller's scope; it holds only flags and the base, never a chain.
+    drop(inner);
+    let wrapped = CapEntry { object: Arc::new(Revocable { base, levels }), interface_id };
+    Ok((CapEntry::new(Arc::new(KernelRevoker { revoked })), wrapped))
 }
 
 impl CapObject for Revocable {
     fn interface_id(&self) -> u64 {
-        self.inner.interface_id
+        self.base.interface_id
     }
 
     fn interface_name(&self) -> &'static str {
-        self.inner.object.interface_name()
+        self.base.object.interface_name()
     }
 
     fn has_method(&self, method: u16) -> bool {
-        self.inner.object.has_method(method)
+        self.base.object.has_method(method)
     }
 
     fn accepts_caps(&self, method: u16) -> bool {
-        self.inner.object.accepts_caps(method)
+        self.base.object.accepts_caps(method)
     }
 
     fn revoked(&self) -> bool {
-        // A wrapper of a revoked wrapper is revoked too.
-        self.revoked.load(Ordering::Acquire) || self.inner.object.revoked()
+        // Revoking any level (this wrapper's or one it was made from)
+        // revokes it.
+        self.levels.iter().any(|l| l.load(Ordering::Acquire)) || self.base.object.revoked()
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
         if self.revoked() {
             return CallOutcome::Failed(capos_abi::TransportError::Revoked);
         }
-        self.inner.object.call(ctx, method, params)
+        self.base.object.call(ctx, method, params)
+    }
+
+    fn admits(&self) -> Result<(), capos_abi::TransportError> {
+        self.base.object.admits()
     }
 
     fn endpoint(&self) -> Option<&Arc<Endpoint>> {
-        self.inner.object.endpoint()
+        self.base.object.endpoint()
+    }
+
+    fn as_revocable(&self) -> Option<&Revocable> {
+        Some(self)
     }
 
     fn describe(&self) -> alloc::string::String {
-        alloc::format!("revocable {}", self.inner.object.describe())
+        alloc::format!("revocable ({} levels) {}", self.levels.len(), self.base.object.describe())
     }
 }
 

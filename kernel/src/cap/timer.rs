@@ -73,8 +73,11 @@ impl CapObject for KernelTimer {
         let mut server = Server { deadline: Cell::new(None) };
         match dispatch_timer(&mut server, method, params) {
             Ok(results) => match server.deadline.get() {
+                // A sleep that never ends is not queued: nothing would
+                // ever complete it (its CQ slot stays reserved).
+                Some(crate::time::NEVER) => CallOutcome::Pending,
                 Some(deadline) if deadline > crate::time::now_tsc() => {
-                    crate::time::complete_at(deadline, ctx.pending());
+                    crate::time::complete_at(deadline, ctx.caller.pid, ctx.pending());
                     CallOutcome::Pending
                 }
                 Some(_) => CallOutcome::done(results),

@@ -202,9 +202,16 @@ fn teardown(process: &Arc<Process>, cause: ExitCause) {
         }
     }
     process.ended.store(true, Ordering::Release);
-    // Caps first: dropping them may release other objects.
+    // Its timers (sleeps, cap_enter wake-ups, wait timeouts) and parked
+    // calls go first: they refer to its threads.
+    crate::time::cancel_owned_by(process.pid);
+    crate::cap::park_space::forget(process.pid);
+    // Caps next: dropping them may release other objects.
     let caps: Vec<CapEntry> = process.caps.lock().drain_all().collect();
     drop(caps);
+    // Calls it queued on endpoints (and the caps they carry), its waiting
+    // RECVs and its caller references go too.
+    crate::cap::endpoint::forget_process(process);
     // Frees every user frame, the rings and the page tables. No CPU runs in
     // this address space any more: every thread has been switched away from.
     let space = process.space.lock().take();

@@ -1,6 +1,18 @@
 //! leak: 1,000 spawn/wait/release cycles of `nop` must leave the free-frame
 //! count and the kernel heap use exactly where they started; so must 1,000
-//! spawn/join cycles of a thread (when the program holds `threads`).
+//! spawn/join cycles of a thread (when the program holds `threads`), and,
+//! when it holds `ipc`:
+//!
+//! - 1,000 children (`leak sleeper`) that exit with 10 `Timer.sleepUntil`
+//!   calls pending (5 far in the future, 5 at `u64::MAX`) and a
+//!   `Notification.wait` with a far timeout pending on a notification the
+//!   parent holds;
+//! - 1,000 children (`leak selfref`) that exit with an endpoint whose only
+//!   serving cap they moved into a call queued on that same endpoint;
+//! - 5,000 IPC cycles in this process: an endpoint and a client cap, a
+//!   notification moved and a revocable console copied with a CALL, the
+//!   RECV taking both, a signal, the revocation, a RETURN moving a cap back,
+//!   and every cap released.
 //!
 //! Ten warm-up cycles come first (the kernel's queues and tables reach their
 //! working size). A child's kernel stack is freed just after it leaves its
@@ -10,19 +22,196 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use capos_rt::abi::{Sqe, STATUS_OK};
+use capos_rt::schema::capos_capnp::{console, notification, timer};
 use capos_rt::schema::{
-    ProcessHandleClient, ProcessSpawnerClient, SystemDescription, SystemInfoClient, TimerClient,
+    self, ConsoleClient, Grant, IpcManagerClient, NotificationClient, ProcessHandleClient,
+    ProcessSpawnerClient, RevokerClient, SystemDescription, SystemInfoClient, TimerClient,
 };
 use capos_rt::{println, Runtime};
 
 capos_rt::entry!(main);
 
 const CYCLES: u32 = 1000;
+/// IPC cycles in this process (cheaper than spawning).
+const IPC_CYCLES: u32 = 5000;
+/// A deadline (ns since boot) no proof run reaches, but that is queued.
+const FAR: u64 = 1 << 60;
 
 fn cycle(rt: &'static Runtime, spawner: &ProcessSpawnerClient<&'static Runtime>) -> bool {
-    let Ok(h) = spawner.spawn("nop", &[], &[]) else { return false };
+    spawn_wait(rt, spawner, "nop", &[], &[])
+}
+
+/// Spawns `binary` with `args` and `grants`, waits for it to exit 0 and
+/// releases its handle.
+fn spawn_wait(
+    rt: &'static Runtime,
+    spawner: &ProcessSpawnerClient<&'static Runtime>,
+    binary: &str,
+    args: &[&str],
+    grants: &[Grant],
+) -> bool {
+    let Ok(h) = spawner.spawn(binary, args, grants) else { return false };
     let ok = matches!(ProcessHandleClient::new(rt, h).wait(), Ok(0));
     rt.release(h).is_ok() && ok
+}
+
+/// Submits `sqe` and lets the kernel take it, without waiting for it.
+fn start(rt: &Runtime, sqe: &Sqe) -> bool {
+    rt.ring().submit(sqe).is_ok() && rt.ring().enter(0, 0).is_ok()
+}
+
+/// Child `sleeper`: leaves 10 sleeps and a notification wait pending, exits.
+fn sleeper(rt: &'static Runtime) -> i64 {
+    let (Some(timer), Some(note)) = (rt.cap("timer"), rt.cap("note")) else { return 2 };
+    let mut results = vec![0u8; 64];
+    for i in 0..10 {
+        let deadline = if i < 5 { FAR + i } else { u64::MAX };
+        let Ok(params) = schema::wire::encode::<timer::sleep_until_params::Owned>(|mut p| {
+            p.set_deadline_ns(deadline);
+            Ok(())
+        }) else {
+            return 3;
+        };
+        let sqe = capos_rt::ipc::call_sqe(
+            timer.cap,
+            timer.interface_id,
+            schema::timer::method::SLEEP_UNTIL,
+            &params,
+            &mut results,
+            rt.next_user_data(),
+        );
+        if !start(rt, &sqe) {
+            return 4;
+        }
+    }
+    let Ok(params) = schema::wire::encode::<notification::wait_params::Owned>(|mut p| {
+        p.set_mask(1);
+        p.set_timeout_ns(FAR);
+        Ok(())
+    }) else {
+        return 3;
+    };
+    let sqe = capos_rt::ipc::call_sqe(
+        note.cap,
+        note.interface_id,
+        schema::notification::method::WAIT,
+        &params,
+        &mut results,
+        rt.next_user_data(),
+    );
+    if !start(rt, &sqe) {
+        return 4;
+    }
+    0
+}
+
+/// Child `selfref`: moves its endpoint's only serving cap into a call
+/// queued on that endpoint, exits.
+fn selfref(rt: &'static Runtime) -> i64 {
+    let Some(ipc) = rt.cap("ipc") else { return 2 };
+    let Ok(ep) = capos_rt::ipc::create_endpoint(rt, ipc.cap) else { return 3 };
+    let Ok(client) = capos_rt::ipc::mint(rt, ep, schema::console::INTERFACE_ID, 1) else {
+        return 3;
+    };
+    let params =
+        schema::wire::encode::<console::write_line_params::Owned>(|_| Ok(())).unwrap_or_default();
+    let mut results = vec![0u8; 64];
+    let descs = capos_rt::ipc::xfer_descs(&[(ep, true)]);
+    let sqe = Sqe {
+        xfer_addr: descs.as_ptr() as u64,
+        xfer_count: 1,
+        ..capos_rt::ipc::call_sqe(
+            client,
+            schema::console::INTERFACE_ID,
+            schema::console::method::WRITE_LINE,
+            &params,
+            &mut results,
+            rt.next_user_data(),
+        )
+    };
+    if !start(rt, &sqe) {
+        return 4;
+    }
+    0
+}
+
+/// One IPC cycle: endpoint, client cap, a moved notification and a copied
+/// revocable console sent with a CALL, taken by a RECV, a signal through
+/// the received notification, the revocation, a RETURN moving the
+/// notification back, and every cap released. True when each step gave
+/// what it must.
+fn ipc_cycle(rt: &'static Runtime, ipc: u64, console: u64) -> Option<()> {
+    let ep = capos_rt::ipc::create_endpoint(rt, ipc).ok()?;
+    let client = capos_rt::ipc::mint(rt, ep, schema::console::INTERFACE_ID, 3).ok()?;
+    let note = IpcManagerClient::new(rt, ipc).create_notification().ok()?;
+    let made =
+        rt
+            .call_sending(
+                ipc,
+                schema::ipc_manager::INTERFACE_ID,
+                schema::ipc_manager::method::MAKE_REVOCABLE,
+                &schema::wire::encode::<
+                    schema::capos_capnp::ipc_manager::make_revocable_params::Owned,
+                >(|_| Ok(()))
+                .ok()?,
+                &[(console, false)],
+            )
+            .ok()?;
+    let (revoker, wrapped) = (made.cap(0).ok()?, made.cap(1).ok()?);
+    let params = schema::wire::encode::<console::write_line_params::Owned>(|_| Ok(())).ok()?;
+    let mut results = vec![0u8; 64];
+    let descs = capos_rt::ipc::xfer_descs(&[(note, true), (wrapped, false)]);
+    let call_ud = rt.next_user_data();
+    let sqe = Sqe {
+        xfer_addr: descs.as_ptr() as u64,
+        xfer_count: 2,
+        ..capos_rt::ipc::call_sqe(
+            client,
+            schema::console::INTERFACE_ID,
+            schema::console::method::WRITE_LINE,
+            &params,
+            &mut results,
+            call_ud,
+        )
+    };
+    if !start(rt, &sqe) {
+        return None;
+    }
+    let mut buf = vec![0u8; 512];
+    let got = rt.call_raw(capos_rt::ipc::recv_sqe(ep, &mut buf, rt.next_user_data())).ok()?;
+    if got.status != STATUS_OK || got.cap_count != 2 {
+        return None;
+    }
+    let caps: Vec<u64> =
+        capos_rt::abi::delivered_caps(&buf, got.result_len, got.cap_count)?.collect();
+    NotificationClient::new(rt, caps[0]).signal(1).ok()?;
+    RevokerClient::new(rt, revoker).revoke().ok()?;
+    if ConsoleClient::new(rt, caps[1]).write_line("leak: revoked, must never appear").is_ok() {
+        return None;
+    }
+    let reply = schema::wire::encode::<console::write_line_results::Owned>(|_| Ok(())).ok()?;
+    let back = capos_rt::ipc::xfer_descs(&[(caps[0], true)]);
+    let ret = Sqe {
+        xfer_addr: back.as_ptr() as u64,
+        xfer_count: 1,
+        ..capos_rt::ipc::return_sqe(ep, got.aux, STATUS_OK, &reply, rt.next_user_data())
+    };
+    let r = rt.call_raw(ret).ok()?;
+    let answer = rt.wait_for(call_ud).ok()?;
+    let returned = capos_rt::abi::delivered_caps(&results, answer.result_len, answer.cap_count)
+        .map(|c| c.collect::<Vec<u64>>())
+        .unwrap_or_default();
+    let bits = returned.first().and_then(|n| NotificationClient::new(rt, *n).wait(1, 0).ok());
+    for cap in returned.iter().chain(&[caps[1], wrapped, revoker, client, ep]) {
+        rt.release(*cap).ok()?;
+    }
+    (r.status == STATUS_OK && answer.status == STATUS_OK && bits == Some(1)).then_some(())
 }
 
 fn reading(info: &SystemDescription) -> (u64, u64) {
@@ -40,6 +229,7 @@ fn measure(
     sysinfo: &SystemInfoClient<&'static Runtime>,
     timer: &TimerClient<&'static Runtime>,
     what: &str,
+    cycles: u32,
     mut cycle: impl FnMut() -> bool,
 ) -> i64 {
     for _ in 0..10 {
@@ -51,7 +241,7 @@ fn measure(
     let Ok(before) = sysinfo.info() else { return 4 };
     let (frames0, heap0) = reading(&before);
     println!(rt, "leak: before: {frames0} free frames, kernel heap {heap0} bytes in use");
-    for i in 0..CYCLES {
+    for i in 0..cycles {
         if !cycle() {
             println!(rt, "leak: cycle {i} failed");
             return 5;
@@ -68,7 +258,7 @@ fn measure(
     }
     println!(
         rt,
-        "leak: after {CYCLES} {what} cycles: {} free frames, kernel heap {} bytes in use",
+        "leak: after {cycles} {what} cycles: {} free frames, kernel heap {} bytes in use",
         after.0,
         after.1
     );
@@ -87,17 +277,54 @@ fn measure(
 }
 
 fn main(rt: &'static Runtime) -> i64 {
+    match rt.args().next() {
+        Some("sleeper") => return sleeper(rt),
+        Some("selfref") => return selfref(rt),
+        Some(_) => return 2,
+        None => {}
+    }
     let (Some(spawner), Some(sysinfo), Some(timer)) =
         (rt.cap("spawner"), rt.cap("sysinfo"), rt.cap("timer"))
     else {
         return 2;
     };
+    let timer_cap = timer.cap;
     let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
     let sysinfo = SystemInfoClient::new(rt, sysinfo.cap);
     let timer = TimerClient::new(rt, timer.cap);
-    let code = measure(rt, &sysinfo, &timer, "spawn/exit", || cycle(rt, &spawner));
-    if code != 0 || rt.cap("threads").is_none() {
+    let code = measure(rt, &sysinfo, &timer, "spawn/exit", CYCLES, || cycle(rt, &spawner));
+    if code != 0 {
         return code;
     }
-    measure(rt, &sysinfo, &timer, "thread spawn/join", thread_cycle)
+    if rt.cap("threads").is_some() {
+        let code = measure(rt, &sysinfo, &timer, "thread spawn/join", CYCLES, thread_cycle);
+        if code != 0 {
+            return code;
+        }
+    }
+    let (Some(ipc), Some(console)) = (rt.cap("ipc"), rt.cap("console")) else { return 0 };
+    let Ok(note) = IpcManagerClient::new(rt, ipc.cap).create_notification() else { return 7 };
+    let grants =
+        [Grant { name: "timer".into(), cap: timer_cap }, Grant { name: "note".into(), cap: note }];
+    let code = measure(rt, &sysinfo, &timer, "spawn/exit with pending sleeps", CYCLES, || {
+        spawn_wait(rt, &spawner, "leak", &["sleeper"], &grants)
+    });
+    if code != 0 {
+        return code;
+    }
+    let grants = [Grant { name: "ipc".into(), cap: ipc.cap }];
+    let code = measure(
+        rt,
+        &sysinfo,
+        &timer,
+        "spawn/exit with a self-referencing endpoint",
+        CYCLES,
+        || spawn_wait(rt, &spawner, "leak", &["selfref"], &grants),
+    );
+    if code != 0 {
+        return code;
+    }
+    measure(rt, &sysinfo, &timer, "IPC, transfer, notification and revocation", IPC_CYCLES, || {
+        ipc_cycle(rt, ipc.cap, console.cap).is_some()
+    })
 }

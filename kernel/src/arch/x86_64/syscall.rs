@@ -7,8 +7,9 @@
 //! preempted by an interrupt look the same to the scheduler. Interrupts stay
 //! masked in the kernel (SFMASK clears IF). The return path restores the
 //! registers and leaves through SYSRETQ; RCX and R11 come from the frame the
-//! entry saved, so the return address is always the canonical address after
-//! the SYSCALL instruction.
+//! entry saved: the address after the SYSCALL instruction. `syscall_dispatch`
+//! checks it is below `USER_TOP` (canonical) before returning, and ends the
+//! process with a #GP fault otherwise, so SYSRETQ never faults in ring 0.
 
 use core::arch::global_asm;
 

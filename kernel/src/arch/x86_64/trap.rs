@@ -217,6 +217,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     crate::time::rearm();
 }
 
+/// A system call would return (SYSRETQ) to a non-canonical address: on
+/// Intel CPUs SYSRETQ would then fault in ring 0 on the user's stack, so the
+/// thread's process ends as if the return had raised #GP in user mode.
+pub fn non_canonical_return(frame: &mut TrapFrame) -> ! {
+    frame.vector = 13;
+    user_fault(frame)
+}
+
 /// A CPU exception in user mode ends the process, never the kernel.
 fn user_fault(frame: &TrapFrame) -> ! {
     let (name, _) = exception_name(frame.vector);
