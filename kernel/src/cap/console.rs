@@ -1,10 +1,26 @@
 //! `Console`: text to the operator console (COM1).
+//!
+//! A program cannot make its text pass for the kernel's or another
+//! program's (docs/src/testing.md, "Which lines are trusted"): control
+//! characters are escaped ([`capos_lib::escape`]), so a write never starts a
+//! line of its own; a line a program starts begins with the program's name
+//! (the kernel writes `name: ` first unless the text already starts with that
+//! word); and a program's text never continues a line another program left
+//! open.
 
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use capos_lib::escape;
 use capos_schema::capos_capnp::console;
 use capos_schema::{dispatch_console, ConsoleServer, ServerError};
 
 use super::{outcome, CallContext, CallOutcome, CapObject};
 use crate::dev::serial::COM1;
+
+/// Pid of the program whose `write` left COM1's current line open (0: none).
+/// Updated with the COM1 lock held.
+static OPEN_LINE_OWNER: AtomicU64 = AtomicU64::new(0);
 
 /// The kernel console object.
 pub struct KernelConsole;
@@ -15,12 +31,25 @@ struct Server<'a> {
 
 impl Server<'_> {
     fn emit(&self, text: &str, newline: bool) {
+        let caller = &self.ctx.caller;
         {
             let mut com1 = COM1.lock();
-            com1.write_bytes(text.as_bytes());
+            let owner = OPEN_LINE_OWNER.load(Ordering::Relaxed);
+            if !com1.at_line_start() && owner != 0 && owner != caller.pid {
+                com1.write_bytes(b"\r\n");
+            }
+            if com1.at_line_start()
+                && !text.is_empty()
+                && !escape::starts_with_name(text, &caller.name)
+            {
+                let _ = write!(com1, "{}: ", caller.name);
+            }
+            let _ = escape::write_escaped(&mut *com1, text);
             if newline {
                 com1.write_bytes(b"\r\n");
             }
+            let open = if com1.at_line_start() { 0 } else { caller.pid };
+            OPEN_LINE_OWNER.store(open, Ordering::Relaxed);
         }
         crate::kdebug!(
             "console",

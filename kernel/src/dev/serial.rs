@@ -18,7 +18,12 @@ const COM2_BASE: u16 = 0x2F8;
 /// A serial port that turns `\n` into `\r\n`. The crate programs it; the
 /// bytes are sent here, so that a break the line status shows while we wait
 /// for the transmitter is not lost (reading the status clears it).
-pub struct Uart(SerialPort, u16);
+pub struct Uart {
+    port: SerialPort,
+    base: u16,
+    /// The last byte sent ended a line (or nothing was sent yet).
+    at_line_start: bool,
+}
 
 /// Transmitter holding register empty.
 const LSR_THR_EMPTY: u8 = 0x20;
@@ -40,6 +45,15 @@ impl Write for Uart {
 }
 
 impl Uart {
+    const fn new(port: SerialPort, base: u16) -> Self {
+        Self { port, base, at_line_start: true }
+    }
+
+    /// Whether the next byte starts a new line on this port.
+    pub fn at_line_start(&self) -> bool {
+        self.at_line_start
+    }
+
     /// Writes raw bytes with no translation.
     pub fn write_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -48,13 +62,13 @@ impl Uart {
     }
 
     fn send(&mut self, byte: u8) {
-        let mut lsr: Port<u8> = Port::new(self.1 + 5);
-        let mut thr: Port<u8> = Port::new(self.1);
+        let mut lsr: Port<u8> = Port::new(self.base + 5);
+        let mut thr: Port<u8> = Port::new(self.base);
         loop {
             // SAFETY: the line status register of this UART, read with its
             // lock held (`&mut self`).
             let status = unsafe { lsr.read() };
-            if status & LSR_BREAK != 0 && self.1 == COM1_BASE {
+            if status & LSR_BREAK != 0 && self.base == COM1_BASE {
                 COM1_BREAK.store(true, Ordering::Release);
             }
             if status & LSR_THR_EMPTY != 0 {
@@ -64,22 +78,23 @@ impl Uart {
         }
         // SAFETY: the transmit register of this UART, which is empty.
         unsafe { thr.write(byte) };
+        self.at_line_start = byte == b'\n';
     }
 }
 
 // SAFETY: the ports are the standard PC COM1/COM2 I/O ranges; nothing else in
 // the kernel touches them, and every access goes through these locks.
 pub static COM1: IrqLock<Uart> =
-    IrqLock::new(Uart(unsafe { SerialPort::new(COM1_BASE) }, COM1_BASE));
+    IrqLock::new(Uart::new(unsafe { SerialPort::new(COM1_BASE) }, COM1_BASE));
 // SAFETY: as for COM1.
 pub static COM2: IrqLock<Uart> =
-    IrqLock::new(Uart(unsafe { SerialPort::new(COM2_BASE) }, COM2_BASE));
+    IrqLock::new(Uart::new(unsafe { SerialPort::new(COM2_BASE) }, COM2_BASE));
 
 /// Programs both UARTs (115200 8N1, FIFOs on). COM1 receive interrupts are
 /// enabled in the UART; they reach the CPU once the I/O APIC routes IRQ 4.
 pub fn init() {
-    COM1.lock().0.init();
-    COM2.lock().0.init();
+    COM1.lock().port.init();
+    COM2.lock().port.init();
 }
 
 /// Bounded COM1 receive buffer.
