@@ -58,6 +58,7 @@ pub fn log(level: LogLevel, subsystem: &str, args: fmt::Arguments<'_>) {
     }
     if level <= LogLevel::Warn {
         let mut com1 = COM1.lock();
+        com1.end_program_line();
         let _ = write!(com1, "{} {}: ", level_name(level), subsystem);
         let _ = Escaping(&mut *com1).write_fmt(args);
         let _ = com1.write_str("\n");
@@ -68,6 +69,7 @@ pub fn log(level: LogLevel, subsystem: &str, args: fmt::Arguments<'_>) {
 pub fn console_line(args: fmt::Arguments<'_>) {
     {
         let mut com1 = COM1.lock();
+        com1.end_program_line();
         let _ = writeln!(com1, "{}", args);
     }
     log(LogLevel::Info, "console", args);

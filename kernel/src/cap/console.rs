@@ -5,11 +5,10 @@
 //! characters are escaped ([`capos_lib::escape`]), so a write never starts a
 //! line of its own; a line a program starts begins with the program's name
 //! (the kernel writes `name: ` first unless the text already starts with that
-//! word); and a program's text never continues a line another program left
-//! open.
+//! word); and neither another program's text nor a kernel line continues a
+//! line a program left open (`Uart::end_program_line`).
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use capos_lib::escape;
 use capos_schema::capos_capnp::console;
@@ -17,10 +16,6 @@ use capos_schema::{dispatch_console, ConsoleServer, ServerError};
 
 use super::{outcome, CallContext, CallOutcome, CapObject};
 use crate::dev::serial::COM1;
-
-/// Pid of the program whose `write` left COM1's current line open (0: none).
-/// Updated with the COM1 lock held.
-static OPEN_LINE_OWNER: AtomicU64 = AtomicU64::new(0);
 
 /// The kernel console object.
 pub struct KernelConsole;
@@ -34,9 +29,8 @@ impl Server<'_> {
         let caller = &self.ctx.caller;
         {
             let mut com1 = COM1.lock();
-            let owner = OPEN_LINE_OWNER.load(Ordering::Relaxed);
-            if !com1.at_line_start() && owner != 0 && owner != caller.pid {
-                com1.write_bytes(b"\r\n");
+            if com1.line_owner() != caller.pid {
+                com1.end_program_line();
             }
             if com1.at_line_start()
                 && !text.is_empty()
@@ -48,8 +42,7 @@ impl Server<'_> {
             if newline {
                 com1.write_bytes(b"\r\n");
             }
-            let open = if com1.at_line_start() { 0 } else { caller.pid };
-            OPEN_LINE_OWNER.store(open, Ordering::Relaxed);
+            com1.set_line_owner(caller.pid);
         }
         crate::kdebug!(
             "console",

@@ -27,6 +27,9 @@ pub struct Uart {
     base: u16,
     /// The last byte sent ended a line (or nothing was sent yet).
     at_line_start: bool,
+    /// Pid of the program whose `Console.write` left the current line open
+    /// (0: none, or the kernel's or the terminal's line).
+    line_owner: u64,
 }
 
 /// Transmitter holding register empty.
@@ -50,12 +53,30 @@ impl Write for Uart {
 
 impl Uart {
     const fn new(port: SerialPort, base: u16) -> Self {
-        Self { port, base, at_line_start: true }
+        Self { port, base, at_line_start: true, line_owner: 0 }
     }
 
     /// Whether the next byte starts a new line on this port.
     pub fn at_line_start(&self) -> bool {
         self.at_line_start
+    }
+
+    /// The program whose console text left the current line open (0: none).
+    pub fn line_owner(&self) -> u64 {
+        self.line_owner
+    }
+
+    /// Records who left the current line open (0: nobody).
+    pub fn set_line_owner(&mut self, pid: u64) {
+        self.line_owner = if self.at_line_start { 0 } else { pid };
+    }
+
+    /// Ends the current line if a program's console text left it open, so
+    /// that what follows starts a line of its own.
+    pub fn end_program_line(&mut self) {
+        if !self.at_line_start && self.line_owner != 0 {
+            self.write_bytes(b"\r\n");
+        }
     }
 
     /// Writes raw bytes with no translation.
@@ -67,6 +88,9 @@ impl Uart {
 
     fn send(&mut self, byte: u8) {
         self.at_line_start = byte == b'\n';
+        if self.at_line_start {
+            self.line_owner = 0;
+        }
         if self.base != COM1_BASE {
             self.port.send_raw(byte);
             return;
