@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt exhaust bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale
+USER_PROGRAMS := hello template isolation leak nop preempt exhaust bench hostile ipc echo-server echo-client transfer notify provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale logforge
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 PROOF_ISOS   := target/iso
@@ -40,7 +40,7 @@ MANIFEST     := target/manifests/system/manifest.bin
 manifest-of = mkdir -p target/manifests/$(2) && MKMANIFEST=$(MKMANIFEST) \
 	tools/manifest.sh --no-overlay $(1) target/manifests/$(2)/manifest.bin $(BINARY_LIST)
 
-.PHONY: run-exhaust run-quota run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
+.PHONY: run-exhaust run-quota run-log-forge run-auth run-shell run-tickless run-fair run-threads run-terminal mkmanifest manifest run-manifest run-preempt run-transfer run-notify run-ipc run-app schema schema-check run-hello run-hostile run-isolation run-leak bench help setup user kernel iso run test fmt-check clippy host-test proofs clean \
 	harness run-boot run-serial run-faults
 
 help:
@@ -311,7 +311,7 @@ run-transfer: kernel harness
 	@$(HARNESS) --name transfer --image $(PROOF_ISOS)/transfer.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--fail-on 'transfer: FAILED' --fail-on 'must never appear' \
 		--expect 'init: starting transfer with 3 cap(s)' \
-		--expect 'server: hello through a transferred console' \
+		--expect 'transfer: server: hello through a transferred console' \
 		--expect "transfer: copy of console: server granted only endpoint, got 1 cap(s), writeLine ok; the driver's console then ok" \
 		--expect "transfer: move of a notification: server got 1 cap(s), signal then wait gave 0b1; the driver's CapId then gives StaleCap" \
 		--expect "transfer: result cap from the server: minted an Echo cap with cookie 8, 1 cap(s) arrived; calling it reaches the server with cookie 8 (the driver's own cap: cookie 7)" \
@@ -322,7 +322,7 @@ run-transfer: kernel harness
 		--expect 'transfer: descriptor with reserved 1 after a move of console: Malformed; console then ok' \
 		--expect 'transfer: refused CALLs that reached the server: 0' \
 		--expect 'transfer: written through the revocable console' \
-		--expect 'server: hello through the revocable console' \
+		--expect 'transfer: server: hello through the revocable console' \
 		--expect "transfer: revocable copy of console: 2 result caps; the driver's writeLine ok; passed on, server got 1 cap(s), writeLine ok" \
 		--expect "transfer: revoke ok: the driver's wrapped cap gives Revoked; server: its copy gives Revoked; the original console ok" \
 		--expect 're:proc: transfer \(pid [0-9]+\) killed by page fault \(vector 14\) at rip=0x[0-9a-f]+ addr=0x8' \
@@ -504,8 +504,8 @@ bench: kernel harness
 	@echo "==> bench: scale, QEMU TCG multi-threaded (no -icount, one host thread per vCPU); figures are guest TSC"
 	@for smp in 1 2; do \
 		$(HARNESS) --name scale-smp$$smp --image $(PROOF_ISOS)/scale.iso $(USER_QEMU) --smp $$smp --mem 256M --timeout 300 \
-			--expect 're:sched: scale: .*speedup [0-9.]+x' --expect 'sched: all 1 checks passed' --exit success >/dev/null || exit 1; \
-		echo "bench: scale, $$smp CPU(s): $$(grep -h '^sched: scale:' target/proofs/scale-smp$$smp/com1.log | sed 's/^sched: scale: //')"; \
+			--expect 're:scale: sched: scale: .*speedup [0-9.]+x' --expect 'scale: sched: all 1 checks passed' --exit success >/dev/null || exit 1; \
+		echo "bench: scale, $$smp CPU(s): $$(grep -h '^scale: sched: scale:' target/proofs/scale-smp$$smp/com1.log | sed 's/^scale: sched: scale: //')"; \
 	done
 
 # The boot manifest: the default system boots to the login; a provider's
@@ -794,17 +794,17 @@ run-fair: kernel harness
 	@$(HARNESS) --name fair --image $(PROOF_ISOS)/fair.iso $(USER_QEMU) --smp 1 --mem 256M --timeout 120 \
 		--qemu-arg -icount --qemu-arg shift=0,sleep=off \
 		--fail-on 'sched: FAILED' --fail-on 'panic' \
-		--expect 'sched: SchedulingPolicy.setWeight of two threads to 1 and 3: ok' \
-		--expect 'sched: setWeight 0: AppError' \
-		--expect 'sched: setWeight 1025: AppError' \
-		--expect 'sched: setWeight without a ThreadHandle: AppError' \
-		--expect 'sched: setWeight with a Timer cap instead: AppError' \
-		--expect 'sched: cpuStats of cpu 999: AppError (code 1, not found)' \
-		--expect 're:sched: work ratio of weights 3:1 on one CPU: [0-9.]+ \(CPU time ratio [0-9.]+\), within 2.7..3.3' \
-		--expect 'sched: all 7 checks passed' \
+		--expect 'fair: sched: SchedulingPolicy.setWeight of two threads to 1 and 3: ok' \
+		--expect 'fair: sched: setWeight 0: AppError' \
+		--expect 'fair: sched: setWeight 1025: AppError' \
+		--expect 'fair: sched: setWeight without a ThreadHandle: AppError' \
+		--expect 'fair: sched: setWeight with a Timer cap instead: AppError' \
+		--expect 'fair: sched: cpuStats of cpu 999: AppError (code 1, not found)' \
+		--expect 're:fair: sched: work ratio of weights 3:1 on one CPU: [0-9.]+ \(CPU time ratio [0-9.]+\), within 2.7..3.3' \
+		--expect 'fair: sched: all 7 checks passed' \
 		--expect 'init: exited with code 0' \
 		--exit success
-	@grep -h '^sched:' target/proofs/fair/com1.log
+	@grep -h '^fair: sched:' target/proofs/fair/com1.log
 
 # Tickless: an idle system takes (almost) no timer interrupts; two threads
 # competing for one CPU bring the slice timer back (the count is read
@@ -813,23 +813,53 @@ run-tickless: kernel harness
 	@$(call proof-iso,tickless,harness init=tickless:$(SCHED_CAPS))
 	@$(HARNESS) --name tickless --image $(PROOF_ISOS)/tickless.iso $(USER_QEMU) --smp 1 --mem 256M \
 		--fail-on 'sched: FAILED' --fail-on 'panic' \
-		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 1 CPU.*' \
-		--expect 're:sched: timer interrupts during 0.5 s of 2 CPU-bound threads on 1 CPU\(s\): [0-9]+ \(at least 20\)' \
-		--expect 'sched: all 2 checks passed' \
+		--expect 're:tickless: sched: timer interrupts during an idle second: [0-9]+ on 1 CPU.*' \
+		--expect 're:tickless: sched: timer interrupts during 0.5 s of 2 CPU-bound threads on 1 CPU\(s\): [0-9]+ \(at least 20\)' \
+		--expect 'tickless: sched: all 2 checks passed' \
 		--expect 'init: exited with code 0' \
 		--exit success
-	@grep -h '^sched:' target/proofs/tickless/com1.log
+	@grep -h '^tickless: sched:' target/proofs/tickless/com1.log
 	@$(HARNESS) --name tickless-smp2 --image $(PROOF_ISOS)/tickless.iso $(USER_QEMU) --smp 2 --mem 256M \
 		--fail-on 'sched: FAILED' --fail-on 'panic' \
-		--expect 're:sched: timer interrupts during an idle second: [0-9]+ on 2 CPU.*' \
-		--expect 're:sched: timer interrupts during 0.5 s of 3 CPU-bound threads on 2 CPU\(s\): [0-9]+ \(at least 20\)' \
-		--expect 're:sched: an idle CPU takes a queued thread from a busy one: threads on cpus .*steals [0-9]+ -> [0-9]+' \
-		--expect 'sched: all 3 checks passed' \
+		--expect 're:tickless: sched: timer interrupts during an idle second: [0-9]+ on 2 CPU.*' \
+		--expect 're:tickless: sched: timer interrupts during 0.5 s of 3 CPU-bound threads on 2 CPU\(s\): [0-9]+ \(at least 20\)' \
+		--expect 're:tickless: sched: an idle CPU takes a queued thread from a busy one: threads on cpus .*steals [0-9]+ -> [0-9]+' \
+		--expect 'tickless: sched: all 3 checks passed' \
 		--expect 'init: exited with code 0' \
 		--exit success
-	@grep -h '^sched:' target/proofs/tickless-smp2/com1.log
+	@grep -h '^tickless: sched:' target/proofs/tickless-smp2/com1.log
 
-proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-exhaust run-quota run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless
+# A program's text cannot pass for a line the kernel, init or a proof trusts
+# (docs/src/testing.md, "Which lines are trusted"): `logforge` writes forged
+# lines through Console and LogSink; each must show up escaped inside the
+# writer's own line, never as a line of its own; a 64 KiB record is cut.
+LOG_FORGE_KERNEL_LINE := \[    1\.000000\] cpu0 info proc: init \(pid 1\) exited with code 0
+run-log-forge: kernel harness
+	@$(call proof-iso,log-forge,harness init=logforge:console$(comma)log$(comma)log_reader$(comma)timer)
+	@$(HARNESS) --name log-forge --image $(PROOF_ISOS)/log-forge.iso $(USER_QEMU) --smp 2 --mem 256M \
+		--fail-on 're:hello: done' --fail-on 're:init: hello exited with code 0' \
+		--fail-on 're:$(LOG_FORGE_KERNEL_LINE)' --fail-on 'logforge: FAILED' --fail-on 'panic' \
+		--expect 'init: starting logforge with 4 cap(s)' \
+		--expect 'logforge: init: hello exited with code 0' \
+		--expect 'logforge: hello: done' \
+		--expect 'logforge: newline\ninit: hello exited with code 0' \
+		--expect 'logforge: carriage return\rhello: done' \
+		--expect 'logforge: ansi\e[2K\e[1Ginit: hello exited with code 0' \
+		--expect 'logforge: crlf\r\nhello: done\r\n' \
+		--expect 'logforge: open line \ninit: hello exited with code 0\n' \
+		--expect-log 're:.* info log: #[0-9]+ Info logforge: $(LOG_FORGE_KERNEL_LINE)' \
+		--expect-log 're:.* info log: #[0-9]+ Info logforge: newline\\n$(LOG_FORGE_KERNEL_LINE)' \
+		--expect-log 're:.* info log: #[0-9]+ Info logforge: carriage return\\r$(LOG_FORGE_KERNEL_LINE)' \
+		--expect-log 're:.* info log: #[0-9]+ Info logforge: ansi\\e\[1A\\e\[2K$(LOG_FORGE_KERNEL_LINE)' \
+		--expect-log 're:.* info log: #[0-9]+ Info logforge: bell\\x07 nul\\x00 del\\x7f csi\\u\{9b\}' \
+		--expect-log 're:.* info log: #[0-9]+ Info logforge: x{512}…\(64488 bytes cut\)' \
+		--expect 'logforge: stored record: 512 bytes, ends …(64488 bytes cut), no control characters' \
+		--expect 're:logforge: still answering: timer [0-9]+ ms after the big record' \
+		--expect 'logforge: done' \
+		--expect 'init: logforge exited with code 0' \
+		--exit success
+
+proofs: run-boot run-serial run-faults run-hello run-isolation run-preempt run-leak run-exhaust run-quota run-hostile run-ipc run-transfer run-notify run-manifest run-terminal run-auth run-shell run-threads run-fair run-tickless run-log-forge
 
 # --- checks -----------------------------------------------------------------
 

@@ -3,7 +3,11 @@
 //! [`parse`] checks every field of an ELF file header and program header
 //! table that matters for loading, against the rules below, before the
 //! kernel maps anything. capOS loads static, non-PIE x86_64 executables
-//! only; the image is a byte slice and nothing is allocated.
+//! only; the image is a byte slice and nothing is allocated on success.
+//!
+//! The file header and program headers are read with `goblin` (its
+//! `elf64` structures, read little-endian through `scroll`, which checks
+//! every offset against the image); this module holds the policy.
 //!
 //! File header: magic, class ELF64, little-endian, identification version 1,
 //! OS ABI System V (0) or standalone (255), ABI version 0, type `ET_EXEC`
@@ -26,51 +30,30 @@
 
 use core::fmt;
 
+use goblin::elf::header::{
+    EI_ABIVERSION, EI_CLASS, EI_DATA, EI_OSABI, EI_VERSION, ELFCLASS64, ELFDATA2LSB, ELFMAG,
+    ELFOSABI_NONE, ELFOSABI_STANDALONE, EV_CURRENT, SIZEOF_IDENT,
+};
+use goblin::elf64::header::Header;
+use goblin::elf64::program_header::ProgramHeader;
+use scroll::Pread;
+
+pub use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
+pub use goblin::elf::program_header::{
+    PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_NOTE, PT_NULL, PT_PHDR,
+    PT_SHLIB, PT_TLS,
+};
+
 /// Page size segments are mapped with.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// `e_machine` of x86_64.
-pub const EM_X86_64: u16 = 62;
-/// `e_type` of a static executable.
-pub const ET_EXEC: u16 = 2;
-/// `e_type` of a position-independent executable or shared object.
-pub const ET_DYN: u16 = 3;
-
-/// Program header type: unused entry.
-pub const PT_NULL: u32 = 0;
-/// Program header type: loadable segment.
-pub const PT_LOAD: u32 = 1;
-/// Program header type: dynamic linking information.
-pub const PT_DYNAMIC: u32 = 2;
-/// Program header type: program interpreter path.
-pub const PT_INTERP: u32 = 3;
-/// Program header type: notes.
-pub const PT_NOTE: u32 = 4;
-/// Program header type: reserved, unspecified semantics.
-pub const PT_SHLIB: u32 = 5;
-/// Program header type: the program header table itself.
-pub const PT_PHDR: u32 = 6;
-/// Program header type: thread-local storage template.
-pub const PT_TLS: u32 = 7;
-/// Program header type: GNU stack permissions.
-pub const PT_GNU_STACK: u32 = 0x6474_e551;
-
-/// Segment flag: executable.
-pub const PF_X: u32 = 1;
-/// Segment flag: writable.
-pub const PF_W: u32 = 2;
-/// Segment flag: readable.
-pub const PF_R: u32 = 4;
-
-const EHDR_SIZE: usize = 64;
-const PHDR_SIZE: usize = 56;
-const SHDR_SIZE: usize = 64;
+const EHDR_SIZE: usize = goblin::elf64::header::SIZEOF_EHDR;
+const PHDR_SIZE: usize = goblin::elf64::program_header::SIZEOF_PHDR;
+const SHDR_SIZE: usize = goblin::elf64::section_header::SIZEOF_SHDR;
 /// `e_phnum` value announcing more program headers than fit in 16 bits.
 const PN_XNUM: u16 = 0xffff;
 /// `e_shstrndx` value announcing the index lives in section header 0.
 const SHN_XINDEX: u16 = 0xffff;
-const OSABI_SYSV: u8 = 0;
-const OSABI_STANDALONE: u8 = 255;
 
 /// Bounds a program's segments must respect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,187 +377,139 @@ impl<'a> ElfImage<'a> {
     pub fn segments(&self) -> impl Iterator<Item = Segment<'a>> + 'a {
         let (image, phoff) = (self.image, self.phoff);
         (0..self.phnum)
-            .filter_map(move |i| Phdr::read(image, phoff, i))
-            .filter(|ph| ph.p_type == PT_LOAD && ph.memsz != 0)
+            .filter_map(move |i| program_header(image, phoff, i))
+            .filter(|ph| ph.p_type == PT_LOAD && ph.p_memsz != 0)
             .filter_map(move |ph| {
                 // Validated in `parse`: the range is inside the image.
-                let start = usize::try_from(ph.offset).ok()?;
-                let file_bytes = image.get(start..start.checked_add(ph.filesz as usize)?)?;
+                let start = usize::try_from(ph.p_offset).ok()?;
+                let file_bytes = image.get(start..start.checked_add(ph.p_filesz as usize)?)?;
                 Some(Segment {
-                    vaddr: ph.vaddr,
-                    memsz: ph.memsz,
+                    vaddr: ph.p_vaddr,
+                    memsz: ph.p_memsz,
                     file_bytes,
-                    readable: ph.flags & PF_R != 0,
-                    writable: ph.flags & PF_W != 0,
-                    executable: ph.flags & PF_X != 0,
+                    readable: ph.p_flags & PF_R != 0,
+                    writable: ph.p_flags & PF_W != 0,
+                    executable: ph.p_flags & PF_X != 0,
                 })
             })
     }
 }
 
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+/// Program header `i` of the table at `phoff`, read by goblin; `None` if
+/// it does not lie inside the image.
+fn program_header(image: &[u8], phoff: usize, i: usize) -> Option<ProgramHeader> {
+    let at = phoff.checked_add(i.checked_mul(PHDR_SIZE)?)?;
+    image.pread_with::<ProgramHeader>(at, scroll::LE).ok()
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+/// Page-rounded `[start, end)` of a loadable segment; checked in `check_load`.
+fn pages(ph: &ProgramHeader) -> Option<(u64, u64)> {
+    let end = ph.p_vaddr.checked_add(ph.p_memsz)?.checked_next_multiple_of(PAGE_SIZE)?;
+    Some((ph.p_vaddr & !(PAGE_SIZE - 1), end))
 }
 
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-/// One program header.
-#[derive(Debug, Clone, Copy)]
-struct Phdr {
-    p_type: u32,
-    flags: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    memsz: u64,
-    align: u64,
-}
-
-impl Phdr {
-    /// Reads program header `i` of the table at `phoff`; `None` if out of bounds.
-    fn read(image: &[u8], phoff: usize, i: usize) -> Option<Phdr> {
-        let at = phoff.checked_add(i.checked_mul(PHDR_SIZE)?)?;
-        let b = image.get(at..at.checked_add(PHDR_SIZE)?)?;
-        Some(Phdr {
-            p_type: u32_at(b, 0)?,
-            flags: u32_at(b, 4)?,
-            offset: u64_at(b, 8)?,
-            vaddr: u64_at(b, 16)?,
-            // p_paddr at 24 means nothing to a user program and is ignored.
-            filesz: u64_at(b, 32)?,
-            memsz: u64_at(b, 40)?,
-            align: u64_at(b, 48)?,
-        })
+/// Checks one `PT_LOAD` header against every per-segment rule.
+fn check_load(ph: &ProgramHeader, image_len: usize, limits: &ElfLimits) -> Result<(), ElfError> {
+    let vaddr = ph.p_vaddr;
+    let (flags, offset, filesz, memsz, align) =
+        (ph.p_flags, ph.p_offset, ph.p_filesz, ph.p_memsz, ph.p_align);
+    if flags & !(PF_R | PF_W | PF_X) != 0 {
+        return Err(ElfError::BadSegmentFlags { vaddr, flags });
     }
-
-    /// Page-rounded `[start, end)` of a loadable segment; checked in `check_load`.
-    fn pages(&self) -> Option<(u64, u64)> {
-        let end = self.vaddr.checked_add(self.memsz)?.checked_next_multiple_of(PAGE_SIZE)?;
-        Some((self.vaddr & !(PAGE_SIZE - 1), end))
+    if flags & PF_W != 0 && flags & PF_X != 0 {
+        return Err(ElfError::WritableAndExecutable { vaddr });
     }
-
-    /// Checks one `PT_LOAD` header against every per-segment rule.
-    fn check_load(&self, image_len: usize, limits: &ElfLimits) -> Result<(), ElfError> {
-        let vaddr = self.vaddr;
-        if self.flags & !(PF_R | PF_W | PF_X) != 0 {
-            return Err(ElfError::BadSegmentFlags { vaddr, flags: self.flags });
-        }
-        if self.flags & PF_W != 0 && self.flags & PF_X != 0 {
-            return Err(ElfError::WritableAndExecutable { vaddr });
-        }
-        if self.filesz > self.memsz {
-            return Err(ElfError::FileSizeExceedsMemSize {
-                vaddr,
-                filesz: self.filesz,
-                memsz: self.memsz,
-            });
-        }
-        let in_image =
-            self.offset.checked_add(self.filesz).is_some_and(|end| end <= image_len as u64);
-        if !in_image {
-            return Err(ElfError::SegmentOutsideImage {
-                vaddr,
-                offset: self.offset,
-                filesz: self.filesz,
-                len: image_len,
-            });
-        }
-        if self.align > 1 && !self.align.is_power_of_two() {
-            return Err(ElfError::BadAlignment { vaddr, align: self.align });
-        }
-        if vaddr % PAGE_SIZE != self.offset % PAGE_SIZE {
-            return Err(ElfError::NotCongruent { vaddr, offset: self.offset });
-        }
-        let (start, end) =
-            self.pages().ok_or(ElfError::AddressOverflow { vaddr, memsz: self.memsz })?;
-        if start < limits.min_vaddr {
-            return Err(ElfError::BelowMinimum { vaddr, min_vaddr: limits.min_vaddr });
-        }
-        if end > limits.user_top {
-            return Err(ElfError::KernelRange { vaddr, end });
-        }
-        Ok(())
+    if filesz > memsz {
+        return Err(ElfError::FileSizeExceedsMemSize { vaddr, filesz, memsz });
     }
-}
-
-/// Checks the identification bytes and the file header fields.
-fn check_file_header(image: &[u8]) -> Result<(), ElfError> {
-    let len = image.len();
-    let ident = image.get(..16).ok_or(ElfError::Truncated { what: "ELF identification", len })?;
-    let magic = [ident[0], ident[1], ident[2], ident[3]];
-    if magic != *b"\x7fELF" {
-        return Err(ElfError::BadMagic(magic));
+    let in_image = offset.checked_add(filesz).is_some_and(|end| end <= image_len as u64);
+    if !in_image {
+        return Err(ElfError::SegmentOutsideImage { vaddr, offset, filesz, len: image_len });
     }
-    match ident[4] {
-        2 => {}
-        c => return Err(ElfError::BadClass(c)),
+    if align > 1 && !align.is_power_of_two() {
+        return Err(ElfError::BadAlignment { vaddr, align });
     }
-    match ident[5] {
-        1 => {}
-        d => return Err(ElfError::BadDataEncoding(d)),
+    if vaddr % PAGE_SIZE != offset % PAGE_SIZE {
+        return Err(ElfError::NotCongruent { vaddr, offset });
     }
-    match ident[6] {
-        1 => {}
-        v => return Err(ElfError::BadIdentVersion(v)),
+    let (start, end) = pages(ph).ok_or(ElfError::AddressOverflow { vaddr, memsz })?;
+    if start < limits.min_vaddr {
+        return Err(ElfError::BelowMinimum { vaddr, min_vaddr: limits.min_vaddr });
     }
-    match ident[7] {
-        OSABI_SYSV | OSABI_STANDALONE => {}
-        a => return Err(ElfError::BadOsAbi(a)),
-    }
-    match ident[8] {
-        0 => {}
-        v => return Err(ElfError::BadAbiVersion(v)),
-    }
-    // ident[9..16] is padding with no meaning.
-    if len < EHDR_SIZE {
-        return Err(ElfError::Truncated { what: "ELF file header", len });
-    }
-    let field16 =
-        |at| u16_at(image, at).ok_or(ElfError::Truncated { what: "ELF file header", len });
-    let field32 =
-        |at| u32_at(image, at).ok_or(ElfError::Truncated { what: "ELF file header", len });
-    match field16(16)? {
-        ET_EXEC => {}
-        ET_DYN => return Err(ElfError::DynamicExecutable),
-        t => return Err(ElfError::BadType(t)),
-    }
-    match field16(18)? {
-        EM_X86_64 => {}
-        m => return Err(ElfError::BadMachine(m)),
-    }
-    match field32(20)? {
-        1 => {}
-        v => return Err(ElfError::BadVersion(v)),
-    }
-    match field32(48)? {
-        0 => {}
-        x => return Err(ElfError::BadFlags(x)),
-    }
-    match field16(52)? {
-        64 => {}
-        s => return Err(ElfError::BadHeaderSize(s)),
-    }
-    match field16(54)? {
-        56 => {}
-        s => return Err(ElfError::BadPhentsize(s)),
+    if end > limits.user_top {
+        return Err(ElfError::KernelRange { vaddr, end });
     }
     Ok(())
 }
 
-/// Checks the section header table fields (the table itself is never read).
-fn check_section_headers(image: &[u8]) -> Result<(), ElfError> {
+/// Checks the identification bytes, reads the file header with goblin and
+/// checks its fields.
+fn file_header(image: &[u8]) -> Result<Header, ElfError> {
     let len = image.len();
-    let trunc = ElfError::Truncated { what: "ELF file header", len };
-    let shoff = u64_at(image, 40).ok_or(trunc)?;
-    let shentsize = u16_at(image, 58).ok_or(trunc)?;
-    let shnum = u16_at(image, 60).ok_or(trunc)?;
-    let shstrndx = u16_at(image, 62).ok_or(trunc)?;
+    let ident =
+        image.get(..SIZEOF_IDENT).ok_or(ElfError::Truncated { what: "ELF identification", len })?;
+    let magic = [ident[0], ident[1], ident[2], ident[3]];
+    if magic != *ELFMAG {
+        return Err(ElfError::BadMagic(magic));
+    }
+    match ident[EI_CLASS] {
+        ELFCLASS64 => {}
+        c => return Err(ElfError::BadClass(c)),
+    }
+    match ident[EI_DATA] {
+        ELFDATA2LSB => {}
+        d => return Err(ElfError::BadDataEncoding(d)),
+    }
+    match ident[EI_VERSION] {
+        EV_CURRENT => {}
+        v => return Err(ElfError::BadIdentVersion(v)),
+    }
+    match ident[EI_OSABI] {
+        ELFOSABI_NONE | ELFOSABI_STANDALONE => {}
+        a => return Err(ElfError::BadOsAbi(a)),
+    }
+    match ident[EI_ABIVERSION] {
+        0 => {}
+        v => return Err(ElfError::BadAbiVersion(v)),
+    }
+    // The rest of the identification is padding with no meaning.
+    if len < EHDR_SIZE {
+        return Err(ElfError::Truncated { what: "ELF file header", len });
+    }
+    let header: Header = image
+        .pread_with(0, scroll::LE)
+        .map_err(|_| ElfError::Truncated { what: "ELF file header", len })?;
+    match header.e_type {
+        ET_EXEC => {}
+        ET_DYN => return Err(ElfError::DynamicExecutable),
+        t => return Err(ElfError::BadType(t)),
+    }
+    match header.e_machine {
+        EM_X86_64 => {}
+        m => return Err(ElfError::BadMachine(m)),
+    }
+    match header.e_version {
+        1 => {}
+        v => return Err(ElfError::BadVersion(v)),
+    }
+    match header.e_flags {
+        0 => {}
+        x => return Err(ElfError::BadFlags(x)),
+    }
+    match header.e_ehsize as usize {
+        EHDR_SIZE => {}
+        _ => return Err(ElfError::BadHeaderSize(header.e_ehsize)),
+    }
+    match header.e_phentsize as usize {
+        PHDR_SIZE => {}
+        _ => return Err(ElfError::BadPhentsize(header.e_phentsize)),
+    }
+    Ok(header)
+}
+
+/// Checks the section header table fields (the table itself is never read).
+fn check_section_headers(header: &Header, len: usize) -> Result<(), ElfError> {
+    let (shoff, shnum, shstrndx) = (header.e_shoff, header.e_shnum, header.e_shstrndx);
     if shoff == 0 {
         // No section table (e.g. fully stripped): nothing may refer to one.
         if shnum != 0 {
@@ -585,8 +520,8 @@ fn check_section_headers(image: &[u8]) -> Result<(), ElfError> {
         }
         return Ok(());
     }
-    if shentsize as usize != SHDR_SIZE {
-        return Err(ElfError::BadShentsize(shentsize));
+    if header.e_shentsize as usize != SHDR_SIZE {
+        return Err(ElfError::BadShentsize(header.e_shentsize));
     }
     // With extended numbering (shnum == 0) the real count is in entry 0.
     let entries = u64::from(shnum.max(1));
@@ -603,12 +538,9 @@ fn check_section_headers(image: &[u8]) -> Result<(), ElfError> {
 
 /// Validates `image` as a capOS user program within `limits`.
 pub fn parse<'a>(image: &'a [u8], limits: &ElfLimits) -> Result<ElfImage<'a>, ElfError> {
-    check_file_header(image)?;
+    let header = file_header(image)?;
     let len = image.len();
-    let trunc = ElfError::Truncated { what: "ELF file header", len };
-    let entry = u64_at(image, 24).ok_or(trunc)?;
-    let phoff = u64_at(image, 32).ok_or(trunc)?;
-    let phnum = u16_at(image, 56).ok_or(trunc)?;
+    let (entry, phoff, phnum) = (header.e_entry, header.e_phoff, header.e_phnum);
     if phnum == PN_XNUM {
         return Err(ElfError::ExtendedPhnum);
     }
@@ -617,13 +549,14 @@ pub fn parse<'a>(image: &'a [u8], limits: &ElfLimits) -> Result<ElfImage<'a>, El
     if !table_fits {
         return Err(ElfError::ProgramHeadersOutOfBounds { phoff, phnum, len });
     }
-    check_section_headers(image)?;
+    check_section_headers(&header, len)?;
 
     // The table fits in the image, so offsets are below `len` and fit in usize.
     let phoff = phoff as usize;
     let phnum = usize::from(phnum);
     let header = |i| {
-        Phdr::read(image, phoff, i).ok_or(ElfError::Truncated { what: "program header table", len })
+        program_header(image, phoff, i)
+            .ok_or(ElfError::Truncated { what: "program header table", len })
     };
 
     let mut loads = 0usize;
@@ -638,13 +571,13 @@ pub fn parse<'a>(image: &'a [u8], limits: &ElfLimits) -> Result<ElfImage<'a>, El
                         max: limits.max_segments,
                     });
                 }
-                ph.check_load(len, limits)?;
+                check_load(&ph, len, limits)?;
             }
             PT_NULL | PT_NOTE | PT_PHDR => {}
             PT_DYNAMIC => return Err(ElfError::DynamicSegment),
             PT_INTERP => return Err(ElfError::InterpreterRequested),
-            PT_TLS => return Err(ElfError::TlsSegment { vaddr: ph.vaddr }),
-            PT_GNU_STACK if ph.flags & PF_X != 0 => return Err(ElfError::ExecutableStack),
+            PT_TLS => return Err(ElfError::TlsSegment { vaddr: ph.p_vaddr }),
+            PT_GNU_STACK if ph.p_flags & PF_X != 0 => return Err(ElfError::ExecutableStack),
             // OS- and processor-specific types (GNU_STACK, GNU_RELRO,
             // GNU_EH_FRAME, GNU_PROPERTY, ...) carry nothing capOS must act on.
             0x6000_0000..=0x7fff_ffff => {}
@@ -656,23 +589,23 @@ pub fn parse<'a>(image: &'a [u8], limits: &ElfLimits) -> Result<ElfImage<'a>, El
     }
 
     // Pairwise page overlap between non-empty loads: O(loads * phnum).
-    let is_load = |ph: &Phdr| ph.p_type == PT_LOAD && ph.memsz != 0;
+    let is_load = |ph: &ProgramHeader| ph.p_type == PT_LOAD && ph.p_memsz != 0;
+    let overflow =
+        |ph: &ProgramHeader| ElfError::AddressOverflow { vaddr: ph.p_vaddr, memsz: ph.p_memsz };
     for i in 0..phnum {
         let a = header(i)?;
         if !is_load(&a) {
             continue;
         }
-        let (a_start, a_end) =
-            a.pages().ok_or(ElfError::AddressOverflow { vaddr: a.vaddr, memsz: a.memsz })?;
+        let (a_start, a_end) = pages(&a).ok_or(overflow(&a))?;
         for j in i + 1..phnum {
             let b = header(j)?;
             if !is_load(&b) {
                 continue;
             }
-            let (b_start, b_end) =
-                b.pages().ok_or(ElfError::AddressOverflow { vaddr: b.vaddr, memsz: b.memsz })?;
+            let (b_start, b_end) = pages(&b).ok_or(overflow(&b))?;
             if a_start < b_end && b_start < a_end {
-                return Err(ElfError::SegmentOverlap { a_vaddr: a.vaddr, b_vaddr: b.vaddr });
+                return Err(ElfError::SegmentOverlap { a_vaddr: a.p_vaddr, b_vaddr: b.p_vaddr });
             }
         }
     }

@@ -9,6 +9,7 @@
 pub mod cap_table;
 pub mod cmdline;
 pub mod elf;
+pub mod escape;
 pub mod frame_bitmap;
 pub mod line_edit;
 pub mod memmap;

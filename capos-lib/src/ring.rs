@@ -159,6 +159,17 @@ fn check_occupancy(queue: Queue, head: u32, tail: u32, entries: u32) -> Result<(
     }
 }
 
+/// CQEs posted and not yet consumed: `tail - head`.
+///
+/// `head` is `cq_head` read from the header, `tail` the kernel's own
+/// `cq_tail`. Fails with [`RingError::CorruptHeader`] when `head` is not
+/// within `entries` behind `tail`.
+pub fn cq_ready(head: u32, tail: u32, entries: u32) -> Result<u32, RingError> {
+    check_entries(Queue::Completion, entries)?;
+    check_occupancy(Queue::Completion, head, tail, entries)?;
+    Ok(pending(head, tail))
+}
+
 /// CQ slots free for new work: `entries - (tail - head) - in_flight`,
 /// saturating at 0.
 ///
@@ -346,6 +357,21 @@ mod tests {
 
     #[test]
     fn cq_space_and_push() {
+        assert_eq!(cq_ready(0, 3, 8), Ok(3));
+        assert_eq!(cq_ready(u32::MAX, 1, 8), Ok(2));
+        assert_eq!(
+            cq_ready(4, 3, 8),
+            Err(RingError::CorruptHeader {
+                queue: Queue::Completion,
+                head: 4,
+                tail: 3,
+                entries: 8
+            })
+        );
+        assert_eq!(
+            cq_ready(0, 0, 3),
+            Err(RingError::BadEntries { queue: Queue::Completion, entries: 3 })
+        );
         assert_eq!(cq_free(0, 3, 8, 0), Ok(5));
         assert_eq!(cq_free(0, 3, 8, 2), Ok(3));
         assert_eq!(cq_free(0, 3, 8, 9), Ok(0));
@@ -549,6 +575,7 @@ mod tests {
             }
             prop_assert_eq!(cq_push(head, tail, entries), Err(RingError::CqFull { head, tail, entries }));
             prop_assert_eq!(cq_free(head, tail, entries, 0), Ok(0));
+            prop_assert_eq!(cq_ready(head, tail, entries), Ok(entries));
         }
 
         /// check_sqe never panics, and accepts exactly the SQEs the rules allow.

@@ -4,9 +4,15 @@
 //! `[seconds.micros] cpuN level subsystem: message`. Warnings and errors are
 //! also shown on COM1. [`console!`](crate::console) writes operator-facing
 //! lines to COM1 and mirrors them to COM2 under the `console` subsystem.
+//!
+//! The message part of a line has its control characters escaped
+//! ([`capos_lib::escape`]): a line is always one record, whatever text a
+//! message quotes.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU8, Ordering};
+
+use capos_lib::escape::Escaping;
 
 pub use capos_lib::cmdline::LogLevel;
 
@@ -38,20 +44,24 @@ pub fn log(level: LogLevel, subsystem: &str, args: fmt::Arguments<'_>) {
     let cpu = crate::arch::x86_64::percpu::cpu_index();
     {
         let mut com2 = COM2.lock();
-        let _ = writeln!(
+        let _ = write!(
             com2,
-            "[{:>5}.{:06}] cpu{} {} {}: {}",
+            "[{:>5}.{:06}] cpu{} {} {}: ",
             micros / 1_000_000,
             micros % 1_000_000,
             cpu,
             level_name(level),
             subsystem,
-            args
         );
+        let _ = Escaping(&mut *com2).write_fmt(args);
+        let _ = com2.write_str("\n");
     }
     if level <= LogLevel::Warn {
         let mut com1 = COM1.lock();
-        let _ = writeln!(com1, "{} {}: {}", level_name(level), subsystem, args);
+        com1.end_program_line();
+        let _ = write!(com1, "{} {}: ", level_name(level), subsystem);
+        let _ = Escaping(&mut *com1).write_fmt(args);
+        let _ = com1.write_str("\n");
     }
 }
 
@@ -59,6 +69,7 @@ pub fn log(level: LogLevel, subsystem: &str, args: fmt::Arguments<'_>) {
 pub fn console_line(args: fmt::Arguments<'_>) {
     {
         let mut com1 = COM1.lock();
+        com1.end_program_line();
         let _ = writeln!(com1, "{}", args);
     }
     log(LogLevel::Info, "console", args);

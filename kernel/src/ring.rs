@@ -22,7 +22,7 @@ use capos_abi::{
     CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, XferDesc, CQE_SIZE, MAX_XFER,
     RETURN_STATUSES, SQE_SIZE, XFER_COPY, XFER_DESC_SIZE, XFER_MOVE,
 };
-use capos_lib::ring::{check_sqe_header, check_sqe_limits};
+use capos_lib::ring::{self as ring_index, check_sqe_header, check_sqe_limits, SqConsumer};
 
 use crate::cap::endpoint::Endpoint;
 use crate::cap::{CallContext, CallOutcome, CapEntry};
@@ -136,8 +136,10 @@ impl RingState {
         unsafe { &*(self.ptr(offset as u32) as *const AtomicU32) }
     }
 
-    fn read_sqe(&self, index: u32) -> Sqe {
-        let slot = index & (self.sq_entries - 1);
+    /// Copies the SQE in SQ slot `slot` (below `sq_entries`, from
+    /// [`SqConsumer`]).
+    fn read_sqe(&self, slot: usize) -> Sqe {
+        let slot = slot as u32 & (self.sq_entries - 1);
         let mut bytes = [0u8; SQE_SIZE];
         let off = self.sqe_offset + slot * SQE_SIZE as u32;
         // SAFETY: SQEs are 64-byte aligned records inside the ring mapping
@@ -147,32 +149,38 @@ impl RingState {
         Sqe::from_bytes(&bytes).expect("64 bytes form an SQE")
     }
 
-    fn write_cqe(&mut self, cqe: &Cqe) {
-        let slot = self.cq_tail & (self.cq_entries - 1);
+    /// Writes `cqe` to CQ slot `slot` and publishes `new_tail` (both from
+    /// [`ring_index::cq_push`]).
+    fn write_cqe(&mut self, cqe: &Cqe, slot: usize, new_tail: u32) {
+        let slot = slot as u32 & (self.cq_entries - 1);
         let off = self.cqe_offset + slot * CQE_SIZE as u32;
         let bytes = cqe.to_bytes();
         // SAFETY: CQEs are 32-byte aligned records inside the ring mapping.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(off), CQE_SIZE) };
-        self.cq_tail = self.cq_tail.wrapping_add(1);
+        self.cq_tail = new_tail;
         self.header_field(offset_of!(RingHeader, cq_tail)).store(self.cq_tail, Ordering::Release);
+    }
+
+    /// The user's `cq_head` as the header holds it now.
+    fn cq_head(&self) -> u32 {
+        self.header_field(offset_of!(RingHeader, cq_head)).load(Ordering::Acquire)
     }
 
     /// CQEs posted and not yet consumed, or `None` if the user's `cq_head`
     /// is inconsistent.
     fn cq_ready(&self) -> Option<u32> {
-        let head = self.header_field(offset_of!(RingHeader, cq_head)).load(Ordering::Acquire);
-        let ready = self.cq_tail.wrapping_sub(head);
-        (ready <= self.cq_entries).then_some(ready)
+        ring_index::cq_ready(self.cq_head(), self.cq_tail, self.cq_entries).ok()
     }
 
-    /// Posts a completion if the ring is open (space is always reserved).
+    /// Posts a completion if the ring is open (space is always reserved);
+    /// a full CQ or a corrupt `cq_head` counts in `cq_overflow` instead.
     fn post(&mut self, cqe: &Cqe) {
         if !self.open {
             return;
         }
-        match self.cq_ready() {
-            Some(ready) if ready < self.cq_entries => self.write_cqe(cqe),
-            _ => {
+        match ring_index::cq_push(self.cq_head(), self.cq_tail, self.cq_entries) {
+            Ok((slot, new_tail)) => self.write_cqe(cqe, slot, new_tail),
+            Err(_) => {
                 let f = self.header_field(offset_of!(RingHeader, cq_overflow));
                 f.fetch_add(1, Ordering::Relaxed);
             }
@@ -267,18 +275,18 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
         }
         let mut batch = [Sqe::default(); INTAKE_BATCH];
         let n = {
-            let pending = tail.wrapping_sub(ring.sq_head);
-            if pending > ring.sq_entries {
-                return Err(TransportError::Malformed);
+            // Each accepted SQE reserves its completion slot now. A corrupt
+            // CQ head or SQ tail is Malformed (RingError's mapping).
+            let room =
+                ring_index::cq_free(ring.cq_head(), ring.cq_tail, ring.cq_entries, ring.inflight)?;
+            let mut sq = SqConsumer::new(ring.sq_head, tail, ring.sq_entries, room)?;
+            let mut n = 0;
+            // `batch` first: the consumer advances only for an SQE taken.
+            for (out, slot) in batch.iter_mut().zip(sq.by_ref()) {
+                *out = ring.read_sqe(slot);
+                n += 1;
             }
-            let ready = ring.cq_ready().ok_or(TransportError::Malformed)?;
-            // Each accepted SQE reserves its completion slot now.
-            let room = ring.cq_entries.saturating_sub(ready + ring.inflight);
-            let n = pending.min(room).min(INTAKE_BATCH as u32) as usize;
-            for slot in batch.iter_mut().take(n) {
-                *slot = ring.read_sqe(ring.sq_head);
-                ring.sq_head = ring.sq_head.wrapping_add(1);
-            }
+            ring.sq_head = sq.head();
             let head = ring.sq_head;
             ring.header_field(offset_of!(RingHeader, sq_head)).store(head, Ordering::Release);
             ring.inflight += n as u32;

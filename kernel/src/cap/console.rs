@@ -1,5 +1,16 @@
 //! `Console`: text to the operator console (COM1).
+//!
+//! A program cannot make its text pass for the kernel's or another
+//! program's (docs/src/testing.md, "Which lines are trusted"): control
+//! characters are escaped ([`capos_lib::escape`]), so a write never starts a
+//! line of its own; a line a program starts begins with the program's name
+//! (the kernel writes `name: ` first unless the text already starts with that
+//! word); and neither another program's text nor a kernel line continues a
+//! line a program left open (`Uart::end_program_line`).
 
+use core::fmt::Write;
+
+use capos_lib::escape;
 use capos_schema::capos_capnp::console;
 use capos_schema::{dispatch_console, ConsoleServer, ServerError};
 
@@ -15,12 +26,23 @@ struct Server<'a> {
 
 impl Server<'_> {
     fn emit(&self, text: &str, newline: bool) {
+        let caller = &self.ctx.caller;
         {
             let mut com1 = COM1.lock();
-            com1.write_bytes(text.as_bytes());
+            if com1.line_owner() != caller.pid {
+                com1.end_program_line();
+            }
+            if com1.at_line_start()
+                && !text.is_empty()
+                && !escape::starts_with_name(text, &caller.name)
+            {
+                let _ = write!(com1, "{}: ", caller.name);
+            }
+            let _ = escape::write_escaped(&mut *com1, text);
             if newline {
                 com1.write_bytes(b"\r\n");
             }
+            com1.set_line_owner(caller.pid);
         }
         crate::kdebug!(
             "console",

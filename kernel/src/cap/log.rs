@@ -1,6 +1,11 @@
 //! `LogSink` and `LogReader`: a bounded, sequence-numbered log of records
 //! written by processes. The source of each record is the writer's process
 //! name, set by the kernel, never by the writer.
+//!
+//! A record's text is bounded to [`MAX_MESSAGE`] bytes (the rest is dropped
+//! and the record ends `…(N bytes cut)`) and has its control characters
+//! escaped ([`capos_lib::escape`]), so the store, `LogReader` and the COM2
+//! line `log: #N Level source: text` all hold the same one-line text.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -16,8 +21,9 @@ use crate::sync::IrqLock;
 
 /// Records kept; older ones are dropped first.
 pub const CAPACITY: usize = 256;
-/// Longest message kept (longer ones are cut at a character boundary).
-pub const MAX_MESSAGE: usize = 1024;
+/// Longest record text kept, escaped, before the cut marker (longer text is
+/// cut at a character boundary).
+pub const MAX_MESSAGE: usize = 512;
 /// Most records one `read` returns.
 pub const MAX_READ: u32 = 64;
 
@@ -28,18 +34,17 @@ struct Log {
 
 static LOG: IrqLock<Log> = IrqLock::new(Log { records: VecDeque::new(), next_seq: 1 });
 
-/// Appends a record; returns its sequence number.
-pub fn append(level: LogLevel, source: &str, message: &str) -> u64 {
-    let mut cut = message.len().min(MAX_MESSAGE);
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
+/// Appends a record of `message` bounded and escaped; returns its sequence
+/// number and the text as kept.
+pub fn append(level: LogLevel, source: &str, message: &str) -> (u64, String) {
+    let mut text = String::new();
+    let _ = capos_lib::escape::write_record(&mut text, message, MAX_MESSAGE);
     let record = LogRecord {
         seq: 0,
         time_ns: crate::time::monotonic_ns(),
         level,
         source: String::from(source),
-        message: String::from(&message[..cut]),
+        message: text.clone(),
     };
     let mut log = LOG.lock();
     let seq = log.next_seq;
@@ -48,7 +53,7 @@ pub fn append(level: LogLevel, source: &str, message: &str) -> u64 {
         log.records.pop_front();
     }
     log.records.push_back(LogRecord { seq, ..record });
-    seq
+    (seq, text)
 }
 
 /// The writing side.
@@ -69,8 +74,8 @@ impl LogSinkServer for Sink<'_> {
         let level = params.get_level()?;
         let message = params.get_message()?.to_str()?;
         let source = &self.ctx.caller.name;
-        let seq = append(level, source, message);
-        crate::kinfo!("log", "#{} {:?} {}: {}", seq, level, source, message);
+        let (seq, text) = append(level, source, message);
+        crate::kinfo!("log", "#{} {:?} {}: {}", seq, level, source, text);
         Ok(())
     }
 }

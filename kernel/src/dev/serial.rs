@@ -15,10 +15,22 @@ use crate::sync::IrqLock;
 const COM1_BASE: u16 = 0x3F8;
 const COM2_BASE: u16 = 0x2F8;
 
-/// A serial port that turns `\n` into `\r\n`. The crate programs it; the
-/// bytes are sent here, so that a break the line status shows while we wait
-/// for the transmitter is not lost (reading the status clears it).
-pub struct Uart(SerialPort, u16);
+/// A serial port that turns `\n` into `\r\n`, on the `uart_16550` crate.
+///
+/// The crate programs the UART ([`init`]) and sends COM2's bytes. COM1's
+/// bytes are sent by hand: the crate's `send_raw` polls the line status
+/// register and drops what it read, and reading LSR clears its break bit,
+/// so a break (Ctrl-C on a serial console) arriving while COM1 waits for its
+/// transmitter would be lost. The crate offers no way to see LSR.
+pub struct Uart {
+    port: SerialPort,
+    base: u16,
+    /// The last byte sent ended a line (or nothing was sent yet).
+    at_line_start: bool,
+    /// Pid of the program whose `Console.write` left the current line open
+    /// (0: none, or the kernel's or the terminal's line).
+    line_owner: u64,
+}
 
 /// Transmitter holding register empty.
 const LSR_THR_EMPTY: u8 = 0x20;
@@ -40,6 +52,33 @@ impl Write for Uart {
 }
 
 impl Uart {
+    const fn new(port: SerialPort, base: u16) -> Self {
+        Self { port, base, at_line_start: true, line_owner: 0 }
+    }
+
+    /// Whether the next byte starts a new line on this port.
+    pub fn at_line_start(&self) -> bool {
+        self.at_line_start
+    }
+
+    /// The program whose console text left the current line open (0: none).
+    pub fn line_owner(&self) -> u64 {
+        self.line_owner
+    }
+
+    /// Records who left the current line open (0: nobody).
+    pub fn set_line_owner(&mut self, pid: u64) {
+        self.line_owner = if self.at_line_start { 0 } else { pid };
+    }
+
+    /// Ends the current line if a program's console text left it open, so
+    /// that what follows starts a line of its own.
+    pub fn end_program_line(&mut self) {
+        if !self.at_line_start && self.line_owner != 0 {
+            self.write_bytes(b"\r\n");
+        }
+    }
+
     /// Writes raw bytes with no translation.
     pub fn write_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -48,13 +87,21 @@ impl Uart {
     }
 
     fn send(&mut self, byte: u8) {
-        let mut lsr: Port<u8> = Port::new(self.1 + 5);
-        let mut thr: Port<u8> = Port::new(self.1);
+        self.at_line_start = byte == b'\n';
+        if self.at_line_start {
+            self.line_owner = 0;
+        }
+        if self.base != COM1_BASE {
+            self.port.send_raw(byte);
+            return;
+        }
+        let mut lsr: Port<u8> = Port::new(self.base + 5);
+        let mut thr: Port<u8> = Port::new(self.base);
         loop {
             // SAFETY: the line status register of this UART, read with its
             // lock held (`&mut self`).
             let status = unsafe { lsr.read() };
-            if status & LSR_BREAK != 0 && self.1 == COM1_BASE {
+            if status & LSR_BREAK != 0 {
                 COM1_BREAK.store(true, Ordering::Release);
             }
             if status & LSR_THR_EMPTY != 0 {
@@ -70,16 +117,38 @@ impl Uart {
 // SAFETY: the ports are the standard PC COM1/COM2 I/O ranges; nothing else in
 // the kernel touches them, and every access goes through these locks.
 pub static COM1: IrqLock<Uart> =
-    IrqLock::new(Uart(unsafe { SerialPort::new(COM1_BASE) }, COM1_BASE));
+    IrqLock::new(Uart::new(unsafe { SerialPort::new(COM1_BASE) }, COM1_BASE));
 // SAFETY: as for COM1.
 pub static COM2: IrqLock<Uart> =
-    IrqLock::new(Uart(unsafe { SerialPort::new(COM2_BASE) }, COM2_BASE));
+    IrqLock::new(Uart::new(unsafe { SerialPort::new(COM2_BASE) }, COM2_BASE));
 
 /// Programs both UARTs (115200 8N1, FIFOs on). COM1 receive interrupts are
 /// enabled in the UART; they reach the CPU once the I/O APIC routes IRQ 4.
 pub fn init() {
-    COM1.lock().0.init();
-    COM2.lock().0.init();
+    for uart in [&COM1, &COM2] {
+        let mut uart = uart.lock();
+        // 8N1, FIFOs, DTR/RTS/OUT2 and the receive interrupt, at 38400.
+        uart.port.init();
+        set_divisor(uart.base, 1);
+    }
+}
+
+/// Sets the baud rate divisor (115200 / `divisor` bps). The crate fixes
+/// 38400 (divisor 3); capOS runs its consoles at 115200.
+fn set_divisor(base: u16, divisor: u16) {
+    let mut lcr: Port<u8> = Port::new(base + 3);
+    let mut dll: Port<u8> = Port::new(base);
+    let mut dlm: Port<u8> = Port::new(base + 1);
+    // SAFETY: the line control and divisor latch registers of a UART whose
+    // lock the caller holds; DLAB is set only for the two divisor writes and
+    // the line control (8N1) restored after them.
+    unsafe {
+        let line = lcr.read();
+        lcr.write(line | 0x80);
+        dll.write(divisor as u8);
+        dlm.write((divisor >> 8) as u8);
+        lcr.write(line & !0x80);
+    }
 }
 
 /// Bounded COM1 receive buffer.
@@ -131,6 +200,9 @@ const LSR_BREAK: u8 = 0x10;
 /// its FIFO and the BI status bit; an emulated one may raise BI while older
 /// bytes are still queued, so the Ctrl-C takes the place of the first NUL
 /// after BI, or follows the bytes read when no NUL comes.
+///
+/// The receiver is read by hand, not with the crate's `try_receive`, for the
+/// same reason as sending: the crate reads LSR and drops its break bit.
 pub fn handle_com1_interrupt() {
     let _port = COM1.lock();
     let mut rx = COM1_RX.lock();
