@@ -262,7 +262,13 @@ pub fn init_cpu() {
     let mut q = QUEUES[cpu as usize].lock();
     q.current = Some(idle.clone());
     q.idle = Some(idle);
+    // Room for a busy queue up front, so the heap the scheduler uses does
+    // not drift with the most threads ever runnable at once.
+    q.queue.reserve(RUN_QUEUE_ROOM);
 }
+
+/// Runnable threads a CPU's queue has room for before it grows.
+const RUN_QUEUE_ROOM: usize = 256;
 
 /// The thread running on this CPU.
 pub fn current() -> Option<Arc<Thread>> {
