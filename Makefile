@@ -43,6 +43,7 @@ help:
 	@echo "make run      build capOS and boot it in QEMU (COM1 here, COM2 in target/qemu-debug.log)"
 	@echo "make run-app APP=name   boot a program of your own (start from demos/template)"
 	@echo "make test     format check, clippy, host tests and every QEMU proof (what CI runs)"
+	@echo "make run-NAME one QEMU proof, tools/proofs/NAME.toml (RUN=name: one of its runs)"
 	@echo "make iso      build $(ISO)"
 	@echo "make bench    ring and spawn figures measured inside the guest"
 	@echo "make clean    remove build output"

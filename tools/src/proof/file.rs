@@ -81,6 +81,8 @@ pub struct Run {
     pub config: ProofConfig,
     /// After a pass, COM1 lines matching this are printed (figures a proof reports).
     pub show: Option<Regex>,
+    /// The matched part of a shown line is replaced with this (`show-as`).
+    pub show_as: Option<String>,
     /// Printed before the run.
     pub note: Option<String>,
 }
@@ -130,6 +132,7 @@ struct RawFile {
     allow_fail_line: Option<Vec<String>>,
     steps: Option<Vec<toml::Table>>,
     show: Option<String>,
+    show_as: Option<String>,
     note: Option<String>,
     run: Option<Vec<RawRun>>,
 }
@@ -167,6 +170,7 @@ struct RawRun {
     allow_fail_line: Option<Vec<String>>,
     steps: Option<Vec<toml::Table>>,
     show: Option<String>,
+    show_as: Option<String>,
     note: Option<String>,
 }
 
@@ -213,6 +217,7 @@ struct Settings<'a> {
     allow_fail_line: Option<&'a Vec<String>>,
     steps: Option<&'a Vec<toml::Table>>,
     show: Option<&'a String>,
+    show_as: Option<&'a String>,
     note: Option<&'a String>,
 }
 
@@ -231,6 +236,7 @@ impl<'a> Settings<'a> {
             allow_fail_line: self.allow_fail_line.or(base.allow_fail_line),
             steps: self.steps.or(base.steps),
             show: self.show.or(base.show),
+            show_as: self.show_as.or(base.show_as),
             note: self.note.or(base.note),
         }
     }
@@ -344,6 +350,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ProofFile, FileError> {
         allow_fail_line: raw.allow_fail_line.as_ref(),
         steps: raw.steps.as_ref(),
         show: raw.show.as_ref(),
+        show_as: raw.show_as.as_ref(),
         note: raw.note.as_ref(),
     };
     let default_image = if raw.cmdline.is_some() {
@@ -383,6 +390,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ProofFile, FileError> {
                         allow_fail_line: r.allow_fail_line.as_ref(),
                         steps: r.steps.as_ref(),
                         show: r.show.as_ref(),
+                        show_as: r.show_as.as_ref(),
                         note: r.note.as_ref(),
                     };
                     (r.name.clone(), own.over(&base))
@@ -410,7 +418,14 @@ pub fn parse(path: &Path, text: &str) -> Result<ProofFile, FileError> {
                 Some(text) => Some(Regex::new(text).map_err(|e| err(format!("show: {e}")))?),
                 None => None,
             };
-            runs.push(Run { image, config, show, note: settings.note.cloned() });
+            if settings.show_as.is_some() && show.is_none() {
+                return Err(err("show-as needs show".into()));
+            }
+            let show_as = match settings.show_as {
+                Some(text) => Some(sub("show-as", text)?),
+                None => None,
+            };
+            runs.push(Run { image, config, show, show_as, note: settings.note.cloned() });
         }
     }
 
@@ -438,6 +453,7 @@ fn empty_settings<'a>() -> Settings<'a> {
         allow_fail_line: None,
         steps: None,
         show: None,
+        show_as: None,
         note: None,
     }
 }
@@ -895,7 +911,7 @@ steps = [{ expect = "b" }, { exit = "failure" }]
         );
         assert_eq!(
             err("cmdline = 'h'\nsteps = [{ expect = 'a' }]\n[[run]]\nname = 'r'\nstep = []\n"),
-            "tools/proofs/hello.toml: line 5: unknown field `step`, expected one of `name`, `image`, `machine`, `smp`, `mem`, `firmware`, `timeout`, `qemu-args`, `fail-on`, `allow-fail-line`, `steps`, `show`, `note`"
+            "tools/proofs/hello.toml: line 5: unknown field `step`, expected one of `name`, `image`, `machine`, `smp`, `mem`, `firmware`, `timeout`, `qemu-args`, `fail-on`, `allow-fail-line`, `steps`, `show`, `show-as`, `note`"
         );
     }
 }

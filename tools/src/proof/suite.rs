@@ -99,7 +99,10 @@ pub fn run_file(file: &ProofFile, command: &FileCommand) -> Result<(), SuiteErro
             let text = fs::read_to_string(&log)
                 .map_err(|e| fail(format!("cannot read {}: {e}", log.display())))?;
             for line in text.lines().filter(|line| show.is_match(line)) {
-                println!("{line}");
+                match &proof_run.show_as {
+                    Some(with) => println!("{}", show.replace(line, regex::NoExpand(with))),
+                    None => println!("{line}"),
+                }
             }
         }
     }
