@@ -139,24 +139,26 @@ fn build_manifest(
     if let Some(dir) = spec.out.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    // The manifest as built, before any damage; one build per system file and overlay.
     let key = (spec.source.clone(), spec.overlay);
-    match built.get(&key) {
-        Some(previous) => {
-            fs::copy(previous, &spec.out).map_err(|e| format!("cannot copy the manifest: {e}"))?;
-        }
+    let clean = match built.get(&key) {
+        Some(clean) => clean.clone(),
         None => {
+            let clean = spec.out.with_file_name("built.bin");
             let mut args = Vec::new();
             if !spec.overlay {
                 args.push("--no-overlay".to_string());
             }
             args.push(spec.source.display().to_string());
-            args.push(spec.out.display().to_string());
+            args.push(clean.display().to_string());
             args.push(binaries(modules));
             program("tools/manifest.sh", &args, &[])
                 .map_err(|e| format!("tools/manifest.sh: {e}"))?;
-            built.insert(key, spec.out.clone());
+            built.insert(key, clean.clone());
+            clean
         }
-    }
+    };
+    fs::copy(&clean, &spec.out).map_err(|e| format!("cannot copy the manifest: {e}"))?;
     for text in &spec.decoded_contains {
         let decoded = decode(&spec.out)?;
         if !decoded.contains(text.as_str()) {
