@@ -709,6 +709,41 @@ mod tests {
     }
 
     #[test]
+    fn proof_file_mode() {
+        let command = match parse(&[
+            "--proof",
+            "tools/proofs/hello.toml",
+            "--kernel=k.elf",
+            "--module",
+            "a",
+            "--module",
+            "b",
+            "--run",
+            "hello",
+        ]) {
+            Ok(Command::File(command)) => command,
+            other => panic!("expected a proof file, got {other:?}"),
+        };
+        assert_eq!(command.path, PathBuf::from("tools/proofs/hello.toml"));
+        assert_eq!(command.kernel, Some(PathBuf::from("k.elf")));
+        assert_eq!(command.modules, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(command.only.as_deref(), Some("hello"));
+        assert!(!command.check);
+        assert!(matches!(
+            parse(&["--check", "--proof", "x.toml"]),
+            Ok(Command::File(FileCommand { check: true, .. }))
+        ));
+        assert_eq!(error(&["--proof", "x.toml"]), "--proof needs --kernel (or --check)");
+        assert_eq!(
+            error(&["--proof", "x.toml", "--kernel", "k", "--smp", "2"]),
+            "\"--smp\" does not go with --proof (only --kernel, --module, --run, --check)"
+        );
+        assert_eq!(error(&["--proof", "a", "--proof", "b"]), "--proof given twice");
+        assert_eq!(error(&["--kernel", "k", "--proof"]), "--proof needs a value");
+        assert_eq!(error(&["--proof", "", "--check"]), "--proof must not be empty");
+    }
+
+    #[test]
     fn inline_values() {
         let c = config(&["--name=a", "--image=x.img", "--expect=a=b"]);
         assert_eq!(c.name, "a");

@@ -800,6 +800,41 @@ steps = [{ expect = "b" }, { exit = "failure" }]
     }
 
     #[test]
+    fn shown_lines_and_default_image() {
+        let f = ok(r#"
+image = "b"
+steps = [{ expect = "x" }]
+show = '^sched: scale: '
+[images.a]
+cmdline = "harness a"
+[images.b]
+cmdline = "harness ${caps}"
+[vars]
+caps = "init=scale:console"
+[[run]]
+name = "one"
+show-as = "bench: scale, 1 CPU(s): "
+[[run]]
+name = "two"
+image = "a"
+"#);
+        assert_eq!(f.image("b").unwrap().cmdline, "harness init=scale:console");
+        let (one, two) = (&f.runs[0], &f.runs[1]);
+        assert_eq!((one.image.as_str(), two.image.as_str()), ("b", "a"));
+        let show = one.show.as_ref().unwrap();
+        let with = one.show_as.as_deref().unwrap();
+        assert_eq!(
+            show.replace("sched: scale: 9 Mcycles", regex::NoExpand(with)),
+            "bench: scale, 1 CPU(s): 9 Mcycles"
+        );
+        assert!(two.show_as.is_none());
+        assert_eq!(
+            err("cmdline = 'h'\nsteps = [{ expect = 'a' }]\nshow-as = 'x'\n"),
+            "tools/proofs/hello.toml: show-as needs show"
+        );
+    }
+
+    #[test]
     fn script_proof() {
         let f = ok("script = 'tools/proofs/faults.sh \"$HARNESS\" \"$ISO_DIR\"'\n[images.panic]\ncmdline = \"harness test=panic\"\n");
         assert!(f.runs.is_empty());
