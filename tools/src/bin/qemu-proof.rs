@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use capos_tools::proof::{parse_args, run, Command, USAGE};
+use capos_tools::proof::{file, parse_args, run, run_file, Command, SuiteError, USAGE};
 
 fn main() -> ExitCode {
     let mut args = Vec::new();
@@ -18,6 +18,27 @@ fn main() -> ExitCode {
     }
     let config = match parse_args(args) {
         Ok(Command::Run(config)) => config,
+        Ok(Command::File(command)) => {
+            let proof = match file::load(&command.path) {
+                Ok(proof) => proof,
+                Err(error) => {
+                    eprintln!("qemu-proof: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            if command.check {
+                println!("{}: ok ({} run(s))", command.path.display(), proof.runs.len());
+                return ExitCode::SUCCESS;
+            }
+            return match run_file(&proof, &command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(SuiteError::Build(message)) => {
+                    println!("{message}");
+                    ExitCode::FAILURE
+                }
+                Err(SuiteError::Failed) => ExitCode::FAILURE,
+            };
+        }
         Ok(Command::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -11,6 +11,8 @@ use super::status::ExitExpect;
 /// The usage text printed by `--help` and after usage errors.
 pub const USAGE: &str = "\
 usage: qemu-proof --name NAME --image PATH [options] [steps]
+       qemu-proof --proof FILE --kernel ELF [--module PATH]... [--run NAME]
+       qemu-proof --proof FILE --check
 
 Boots a capOS image in QEMU (TCG), watches COM1 and COM2 and runs the steps in order.
 
@@ -40,6 +42,10 @@ steps (in order):
                              to isa-debug-exit (QEMU status 33); failure = any other status;
                              CODE = that guest code (QEMU status CODE*2+1); none = kill QEMU
                              after the steps before. Default: --exit success
+
+--proof FILE reads a proof file (tools/proofs/NAME.toml, see docs/src/testing.md): builds
+its images with tools/mkiso.sh (and tools/manifest.sh), then runs each of its runs, or its
+script; --run NAME runs only that one; --check only reads the file.
 
 TEXT starting with \"re:\" is a regular expression matched against the whole line.
 Lines are compared after removing ANSI escape sequences, leading \\r and trailing
@@ -188,8 +194,25 @@ impl ProofConfig {
 pub enum Command {
     /// Run a proof.
     Run(Box<ProofConfig>),
+    /// Build the images of a proof file and run it (`--proof FILE`).
+    File(FileCommand),
     /// Print [`USAGE`].
     Help,
+}
+
+/// `qemu-proof --proof FILE [--kernel ELF] [--module PATH]... [--run NAME] [--check]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileCommand {
+    /// The proof file (`tools/proofs/NAME.toml`).
+    pub path: PathBuf,
+    /// The kernel packed into every image.
+    pub kernel: Option<PathBuf>,
+    /// Boot modules packed into every image (the user programs).
+    pub modules: Vec<PathBuf>,
+    /// Only the run of this name.
+    pub only: Option<String>,
+    /// Only read and check the file.
+    pub check: bool,
 }
 
 /// A command-line mistake; the binary prints it and exits with status 2.
@@ -216,6 +239,10 @@ pub fn parse_args<I>(args: I) -> Result<Command, UsageError>
 where
     I: IntoIterator<Item = String>,
 {
+    let args: Vec<String> = args.into_iter().collect();
+    if args.iter().any(|a| a == "--proof" || a.starts_with("--proof=")) {
+        return parse_file_args(args);
+    }
     let mut args = args.into_iter();
     let mut name = None;
     let mut image = None;
@@ -347,6 +374,51 @@ where
     })))
 }
 
+/// The options of `--proof FILE` mode; the others do not mix with it.
+fn parse_file_args(args: Vec<String>) -> Result<Command, UsageError> {
+    let mut command = FileCommand::default();
+    let mut path = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(Command::Help);
+        }
+        if arg == "--check" {
+            command.check = true;
+            continue;
+        }
+        let (option, inline_value) = match arg.split_once('=') {
+            Some((option, value)) => (option.to_string(), Some(value.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, UsageError> {
+            match inline_value.clone().or_else(|| args.next()) {
+                Some(value) if !value.is_empty() => Ok(value),
+                Some(_) => usage(format!("{option} must not be empty")),
+                None => usage(format!("{option} needs a value")),
+            }
+        };
+        match option.as_str() {
+            "--proof" if path.is_some() => return usage("--proof given twice"),
+            "--proof" => path = Some(PathBuf::from(value()?)),
+            "--kernel" => command.kernel = Some(PathBuf::from(value()?)),
+            "--module" => command.modules.push(PathBuf::from(value()?)),
+            "--run" => command.only = Some(value()?),
+            other => {
+                return usage(format!(
+                    "{} does not go with --proof (only --kernel, --module, --run, --check)",
+                    quote(other)
+                ))
+            }
+        }
+    }
+    command.path = path.unwrap_or_default();
+    if !command.check && command.kernel.is_none() {
+        return usage("--proof needs --kernel (or --check)");
+    }
+    Ok(Command::File(command))
+}
+
 fn pattern(option: &str, parsed: Result<Pattern, String>) -> Result<Pattern, UsageError> {
     parsed.map_err(|e| UsageError(format!("{option}: {e}")))
 }
@@ -399,7 +471,7 @@ fn parse_secs(option: &str, text: &str) -> Result<Duration, UsageError> {
 }
 
 /// Proofs always run under TCG; refuse arguments that would switch to KVM.
-fn check_no_kvm(qemu_args: &[String]) -> Result<(), UsageError> {
+pub(crate) fn check_no_kvm(qemu_args: &[String]) -> Result<(), UsageError> {
     let mut previous = "";
     for arg in qemu_args {
         let kvm = arg == "-enable-kvm"
@@ -634,6 +706,41 @@ mod tests {
         // A CPU model called kvm64 is fine under TCG.
         let c = config(&with_base(&["--qemu-arg", "-cpu", "--qemu-arg", "kvm64"]));
         assert_eq!(c.qemu_args, ["-cpu", "kvm64"]);
+    }
+
+    #[test]
+    fn proof_file_mode() {
+        let command = match parse(&[
+            "--proof",
+            "tools/proofs/hello.toml",
+            "--kernel=k.elf",
+            "--module",
+            "a",
+            "--module",
+            "b",
+            "--run",
+            "hello",
+        ]) {
+            Ok(Command::File(command)) => command,
+            other => panic!("expected a proof file, got {other:?}"),
+        };
+        assert_eq!(command.path, PathBuf::from("tools/proofs/hello.toml"));
+        assert_eq!(command.kernel, Some(PathBuf::from("k.elf")));
+        assert_eq!(command.modules, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert_eq!(command.only.as_deref(), Some("hello"));
+        assert!(!command.check);
+        assert!(matches!(
+            parse(&["--check", "--proof", "x.toml"]),
+            Ok(Command::File(FileCommand { check: true, .. }))
+        ));
+        assert_eq!(error(&["--proof", "x.toml"]), "--proof needs --kernel (or --check)");
+        assert_eq!(
+            error(&["--proof", "x.toml", "--kernel", "k", "--smp", "2"]),
+            "\"--smp\" does not go with --proof (only --kernel, --module, --run, --check)"
+        );
+        assert_eq!(error(&["--proof", "a", "--proof", "b"]), "--proof given twice");
+        assert_eq!(error(&["--kernel", "k", "--proof"]), "--proof needs a value");
+        assert_eq!(error(&["--proof", "", "--check"]), "--proof must not be empty");
     }
 
     #[test]

@@ -35,6 +35,15 @@
 //! Options take their value from the next argument, even if it starts with `--`, or after
 //! `=` (`--smp=2`). `--help` prints the usage.
 //!
+//! # Proof files
+//!
+//! `qemu-proof --proof tools/proofs/NAME.toml --kernel ELF --module PATH...` reads a proof
+//! file ([`file`]): the images to build (kernel command line, optional boot manifest), the
+//! machine, the fail lines and the steps of one or more runs, or a script to run. [`suite`]
+//! builds the images with `tools/mkiso.sh` and `tools/manifest.sh` and runs each run as the
+//! options below would. `--run NAME` runs one run only; `--check` only reads the file. The
+//! format is described in `docs/src/testing.md`.
+//!
 //! # Steps
 //!
 //! Steps run strictly in the order given.
@@ -130,12 +139,15 @@
 
 pub mod cli;
 pub mod escape;
+pub mod file;
 pub mod machine;
 pub mod pattern;
 pub mod qemu;
 pub mod runner;
 pub mod status;
+pub mod suite;
 
-pub use cli::{parse_args, Command, ProofConfig, Step, Stream, UsageError, USAGE};
+pub use cli::{parse_args, Command, FileCommand, ProofConfig, Step, Stream, UsageError, USAGE};
 pub use machine::{Action, Event, FailReason, Outcome, Proof};
 pub use runner::{run, RunReport};
+pub use suite::{run_file, SuiteError};
