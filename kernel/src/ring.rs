@@ -384,6 +384,7 @@ fn take_caps(process: &Arc<Process>, sqe: &Sqe) -> Result<Vec<CapEntry>, Transpo
     for d in descs {
         table.get(CapId(d.cap)).map_err(cap_error)?;
     }
+    // alloc: at most MAX_XFER (16) caps
     let mut caps = Vec::with_capacity(n);
     for d in descs {
         let entry = if d.mode == XFER_MOVE {

@@ -80,6 +80,7 @@ pub fn cancel(id: u64) {
     let removed: Vec<Entry> = {
         let mut timers = TIMERS[cpu].lock();
         let Some(i) = timers.iter().position(|e| e.id == id) else { return };
+        // alloc: one entry
         alloc::vec![timers.swap_remove(i)]
     };
     mark_dirty(cpu);

@@ -502,6 +502,7 @@ impl CapObject for EndpointServer {
             Ok(results) => match minter.request {
                 Some((interface_id, cookie)) => CallOutcome::Done {
                     results,
+                    // alloc: one cap
                     caps: alloc::vec![CapEntry {
                         object: Arc::new(EndpointClient {
                             endpoint: self.endpoint.clone(),

@@ -63,6 +63,7 @@ impl EntropySourceServer for Server {
                 "this CPU has neither RDSEED nor RDRAND",
             ));
         }
+        // alloc: at most MAX_READ (4 KiB), checked above
         let mut out = Vec::with_capacity(n as usize);
         while out.len() < n as usize {
             let word = hw_u64(rdseed)
@@ -74,7 +75,7 @@ impl EntropySourceServer for Server {
                     )
                 })?;
             let take = (n as usize - out.len()).min(8);
-            out.extend_from_slice(&word.to_le_bytes()[..take]);
+            out.extend_from_slice(&word.to_le_bytes()[..take]); // alloc: within the capacity above
         }
         results.set_data(&out);
         Ok(())

@@ -49,11 +49,12 @@ pub fn wrap(inner: CapEntry) -> Result<(CapEntry, CapEntry), (TooDeep, CapEntry)
             if r.levels.len() >= MAX_DEPTH {
                 return Err((TooDeep, inner));
             }
+            // alloc: at most MAX_DEPTH (32) flags, checked above
             let mut levels = Vec::with_capacity(r.levels.len() + 1);
             levels.extend(r.levels.iter().cloned());
             (r.base.clone(), levels)
         }
-        None => (CapEntry { object: inner.object.clone(), interface_id }, Vec::with_capacity(1)),
+        None => (CapEntry { object: inner.object.clone(), interface_id }, Vec::with_capacity(1)), // alloc: one flag
     };
     levels.push(revoked.clone());
     // `inner` (perhaps the last reference to an inner wrapper) is dropped by

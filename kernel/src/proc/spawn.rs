@@ -127,15 +127,16 @@ pub fn spawn(
 
     // Caps, then the startup page naming them.
     let mut caps = CapTable::with_limit(account.limits().caps as usize);
+    // alloc: the capset and the startup page are bounded by MAX_CAPSET entries and one page (checked above)
     let mut capset = Vec::with_capacity(capset_bytes);
     for g in grants {
         crate::kdebug!("proc", "{}: cap `{}` -> {}", name, g.name, g.cap.object.describe());
         let iface = g.cap.interface_id;
         let id = caps.insert(g.cap).map_err(|_| SpawnError::NoMemory)?;
         let e = CapSetEntry::new(&g.name, id, iface).ok_or(SpawnError::BadGrantName(g.name))?;
-        capset.extend_from_slice(&e.to_bytes());
+        capset.extend_from_slice(&e.to_bytes()); // alloc: within the capacity above
     }
-    let mut page = Vec::with_capacity(STARTUP_PAGE_SIZE);
+    let mut page = Vec::with_capacity(STARTUP_PAGE_SIZE); // alloc: one page
     let capset_offset = STARTUP_HEADER_SIZE as u32;
     let args_offset = capset_offset + capset.len() as u32;
     let startup = StartupHeader {
@@ -151,10 +152,10 @@ pub fn spawn(
         capset_offset,
         reserved: 0,
     };
-    page.extend_from_slice(&startup.to_bytes());
-    page.extend_from_slice(&capset);
+    page.extend_from_slice(&startup.to_bytes()); // alloc: the page is checked to fit above
+    page.extend_from_slice(&capset); // alloc: as above
     for a in args {
-        page.extend_from_slice(a.as_bytes());
+        page.extend_from_slice(a.as_bytes()); // alloc: as above
         page.push(0);
     }
     space.map_new(STARTUP_PAGE_ADDR, 1, true, false).map_err(paging_error)?;
