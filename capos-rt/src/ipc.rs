@@ -149,6 +149,16 @@ pub fn xfer_descs(caps: &[(u64, bool)]) -> Vec<u8> {
         .collect()
 }
 
+/// `sqe` carrying the transfer descriptors `descs` (as [`xfer_descs`] makes
+/// them), which must stay in place until the kernel has taken the SQE.
+pub fn with_xfer(sqe: Sqe, descs: &[u8]) -> Sqe {
+    Sqe {
+        xfer_addr: if descs.is_empty() { 0 } else { descs.as_ptr() as u64 },
+        xfer_count: u16::try_from(descs.len() / capos_abi::XFER_DESC_SIZE).unwrap_or(u16::MAX),
+        ..sqe
+    }
+}
+
 /// What a CALL's completion `cqe` says, with its results in `results`:
 /// the results message and result caps, the application error, or the
 /// transport error, as a typed client reports them.
@@ -434,11 +444,10 @@ pub fn call_with_caps(
     results: &mut [u8],
 ) -> Result<capos_abi::Cqe, TransportError> {
     let descs = xfer_descs(caps);
-    let sqe = Sqe {
-        xfer_addr: descs.as_ptr() as u64,
-        xfer_count: u16::try_from(caps.len()).unwrap_or(u16::MAX),
-        ..call_sqe(cap, interface_id, method, params, results, rt.next_user_data())
-    };
+    let sqe = with_xfer(
+        call_sqe(cap, interface_id, method, params, results, rt.next_user_data()),
+        &descs,
+    );
     let cqe = rt.call_raw(sqe)?;
     match TransportError::from_u32(cqe.status) {
         None => Ok(cqe),

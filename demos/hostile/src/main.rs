@@ -863,18 +863,17 @@ impl Hostile {
         let got = match moved {
             Ok(n) => {
                 let descs = capos_rt::ipc::xfer_descs(&[(n, true)]);
-                let sqe = Sqe {
-                    xfer_addr: descs.as_ptr() as u64,
-                    xfer_count: 1,
-                    ..capos_rt::ipc::call_sqe(
+                let sqe = capos_rt::ipc::with_xfer(
+                    capos_rt::ipc::call_sqe(
                         client,
                         schema::console::INTERFACE_ID,
                         schema::console::method::WRITE_LINE,
                         &params,
                         &mut results,
                         0,
-                    )
-                };
+                    ),
+                    &descs,
+                );
                 let got = self.submit(sqe);
                 let kept = client_result(&NotificationClient::new(self.rt, n).signal(1));
                 let _ = self.rt.release(n);
@@ -978,18 +977,17 @@ impl Hostile {
         let mut results = vec![0u8; 64];
         let call_ud = self.rt.next_user_data();
         let descs = capos_rt::ipc::xfer_descs(&[(self.console.cap, false)]);
-        let call = Sqe {
-            xfer_addr: descs.as_ptr() as u64,
-            xfer_count: 1,
-            ..capos_rt::ipc::call_sqe(
+        let call = capos_rt::ipc::with_xfer(
+            capos_rt::ipc::call_sqe(
                 client,
                 schema::console::INTERFACE_ID,
                 schema::console::method::WRITE_LINE,
                 &params,
                 &mut results,
                 call_ud,
-            )
-        };
+            ),
+            &descs,
+        );
         let called = self.start(&call);
         // Fill the table with client caps until a mint finds no slot.
         let mut fill = Vec::new();

@@ -137,6 +137,53 @@ pub fn failure(e: capos_schema::DispatchError) -> CallOutcome {
     }
 }
 
+/// A transport error (say `QuotaExceeded`) that a method served through a
+/// generated dispatcher ends its call with, instead of the exception the
+/// dispatcher can carry: the method calls [`Refusal::refuse`] and returns
+/// its value; the object's `call` passes the dispatch outcome through
+/// [`Refusal::or`].
+#[derive(Default)]
+pub struct Refusal(core::cell::Cell<Option<TransportError>>);
+
+impl Refusal {
+    /// Records `e` as the call's outcome; the returned error only stops the
+    /// dispatcher.
+    pub fn refuse(&self, e: TransportError) -> capos_schema::ServerError {
+        self.0.set(Some(e));
+        capos_schema::ServerError::exception(exception::EXHAUSTED, e.name())
+    }
+
+    /// The call's outcome: the refusal if one was recorded, else `outcome`.
+    pub fn or(&self, outcome: impl FnOnce() -> CallOutcome) -> CallOutcome {
+        match self.0.get() {
+            Some(e) => CallOutcome::Failed(e),
+            None => outcome(),
+        }
+    }
+}
+
+/// A `ResourceProfile` message's fields as kernel limits.
+pub fn limits_of(p: &capos_schema::ResourceProfile) -> crate::mem::account::Limits {
+    crate::mem::account::Limits {
+        frames: p.frames,
+        kernel_bytes: p.kernel_bytes,
+        threads: p.threads,
+        caps: p.caps,
+        open_calls: p.open_calls,
+    }
+}
+
+/// Kernel limits (or amounts in use) as a `ResourceProfile` message.
+pub fn profile_of(l: crate::mem::account::Limits) -> capos_schema::ResourceProfile {
+    capos_schema::ResourceProfile {
+        frames: l.frames,
+        kernel_bytes: l.kernel_bytes,
+        threads: l.threads,
+        caps: l.caps,
+        open_calls: l.open_calls,
+    }
+}
+
 /// Application error codes kernel objects raise (`CapException.code`).
 pub mod exception {
     /// The request names something that does not exist (a binary, a cap).

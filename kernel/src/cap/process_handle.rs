@@ -5,12 +5,10 @@ use core::cell::Cell;
 
 use capos_schema::capos_capnp::process_handle;
 use capos_schema::{
-    dispatch_process_handle, ProcessHandleServer, ProcessStatus, ResourceProfile, SchemaStruct,
-    ServerError,
+    dispatch_process_handle, ProcessHandleServer, ProcessStatus, SchemaStruct, ServerError,
 };
 
-use super::{failure, CallContext, CallOutcome, CapObject};
-use crate::mem::account::Limits;
+use super::{failure, profile_of, CallContext, CallOutcome, CapObject};
 use crate::proc::{ExitCause, Process};
 use crate::ring::PendingCall;
 
@@ -98,18 +96,11 @@ impl ProcessHandleServer for Server<'_> {
         if self.process.exit_started() {
             return Ok(());
         }
-        let profile = |l: Limits| ResourceProfile {
-            frames: l.frames,
-            kernel_bytes: l.kernel_bytes,
-            threads: l.threads,
-            caps: l.caps,
-            open_calls: l.open_calls,
-        };
         let account = &self.process.account;
         let mut used = account.used();
         used.caps = self.process.caps.lock().len() as u32;
-        profile(used).write_to(results.reborrow().init_used())?;
-        profile(account.limits()).write_to(results.init_limits())?;
+        profile_of(used).write_to(results.reborrow().init_used())?;
+        profile_of(account.limits()).write_to(results.init_limits())?;
         Ok(())
     }
 }

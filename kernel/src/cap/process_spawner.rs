@@ -16,7 +16,9 @@ use capos_schema::{
 };
 
 use super::process_handle::KernelProcessHandle;
-use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject};
+use super::{
+    exception, failure, limits_of, CallContext, CallOutcome, CapEntry, CapObject, Refusal,
+};
 use crate::mem::account::{Account, Limits, QuotaExceeded};
 use crate::proc::spawn::{spawn, Grant, SpawnError};
 
@@ -28,9 +30,7 @@ pub struct KernelSpawner;
 
 struct Server<'a> {
     ctx: &'a CallContext<'a>,
-    /// A transport error the call ends with (a quota refusal) instead of
-    /// the exception the dispatcher carries.
-    failed: Option<TransportError>,
+    refusal: &'a Refusal,
 }
 
 /// A child's limits: each 0 field of `requested` takes the default (a
@@ -103,8 +103,7 @@ impl Server<'_> {
             Ok(a) => a,
             Err(q) => {
                 crate::kdebug!("proc", "{}: cannot start `{binary}`: {q}", self.ctx.caller.name);
-                self.failed = Some(TransportError::QuotaExceeded);
-                return Err(ServerError::exception(exception::EXHAUSTED, "quota"));
+                return Err(self.refusal.refuse(TransportError::QuotaExceeded));
             }
         };
         // Perform.
@@ -114,8 +113,7 @@ impl Server<'_> {
                 let code = match e {
                     SpawnError::NoMemory => exception::EXHAUSTED,
                     SpawnError::Quota(_) => {
-                        self.failed = Some(TransportError::QuotaExceeded);
-                        exception::EXHAUSTED
+                        return self.refusal.refuse(TransportError::QuotaExceeded);
                     }
                     _ => exception::INVALID_ARGUMENT,
                 };
@@ -143,14 +141,7 @@ impl ProcessSpawnerServer for Server<'_> {
         _results: process_spawner::spawn_limited_results::Builder<'_>,
     ) -> Result<CapEntry, ServerError> {
         let binary = params.get_binary()?.to_str()?;
-        let p = ResourceProfile::read_from(params.get_profile()?)?;
-        let requested = Limits {
-            frames: p.frames,
-            kernel_bytes: p.kernel_bytes,
-            threads: p.threads,
-            caps: p.caps,
-            open_calls: p.open_calls,
-        };
+        let requested = limits_of(&ResourceProfile::read_from(params.get_profile()?)?);
         self.start(binary, params.get_args()?, params.get_grants()?, requested)
     }
 }
@@ -169,12 +160,11 @@ impl CapObject for KernelSpawner {
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        let mut server = Server { ctx, failed: None };
-        let r = dispatch_process_spawner(&mut server, method, params);
-        match (server.failed, r) {
-            (Some(e), _) => CallOutcome::Failed(e),
-            (None, Ok(d)) => CallOutcome::Done { results: d.results, caps: d.caps },
-            (None, Err(e)) => failure(e),
-        }
+        let refusal = Refusal::default();
+        let r = dispatch_process_spawner(&mut Server { ctx, refusal: &refusal }, method, params);
+        refusal.or(|| match r {
+            Ok(d) => CallOutcome::Done { results: d.results, caps: d.caps },
+            Err(e) => failure(e),
+        })
     }
 }

@@ -15,9 +15,8 @@ use capos_schema::{dispatch_virtual_memory, ServerError, VirtualMemoryServer};
 
 use capos_abi::TransportError;
 
-use super::{exception, outcome, CallContext, CallOutcome, CapObject};
+use super::{exception, outcome, CallContext, CallOutcome, CapObject, Refusal};
 use crate::mem::address_space::table_frames_bound;
-use crate::mem::paging::PagingError;
 use crate::mem::PAGE_SIZE;
 
 /// Start of the anonymous-memory window.
@@ -32,9 +31,7 @@ pub struct KernelVirtualMemory;
 
 struct Server<'a> {
     ctx: &'a CallContext<'a>,
-    /// A transport error the call ends with (a quota refusal) instead of
-    /// the exception the dispatcher carries.
-    failed: Option<TransportError>,
+    refusal: &'a Refusal,
 }
 
 fn invalid(msg: alloc::string::String) -> ServerError {
@@ -84,13 +81,6 @@ fn unmap_shared(ctx: &CallContext<'_>, addr: u64, pages: u64) {
     }
 }
 
-impl Server<'_> {
-    fn refuse(&mut self, e: TransportError) -> ServerError {
-        self.failed = Some(e);
-        ServerError::exception(exception::EXHAUSTED, "refused")
-    }
-}
-
 impl VirtualMemoryServer for Server<'_> {
     fn map(
         &mut self,
@@ -125,14 +115,11 @@ impl VirtualMemoryServer for Server<'_> {
         let worst = pages + table_frames_bound(addr, pages);
         if space.account().left().frames < worst {
             drop(guard);
-            return Err(self.refuse(TransportError::QuotaExceeded));
+            return Err(self.refusal.refuse(TransportError::QuotaExceeded));
         }
         if let Err(e) = space.vm_insert(addr, bytes) {
             drop(guard);
-            return Err(self.refuse(match e {
-                PagingError::Quota(_) => TransportError::QuotaExceeded,
-                _ => TransportError::NoMemory,
-            }));
+            return Err(self.refusal.refuse(e.into()));
         }
         match space.map_new_partial(addr, pages, writable, false) {
             Ok(()) => {
@@ -145,10 +132,7 @@ impl VirtualMemoryServer for Server<'_> {
                 let _ = space.vm_remove(addr, bytes);
                 drop(guard);
                 unmap_shared(ctx, addr, mapped);
-                Err(self.refuse(match e {
-                    PagingError::Quota(_) => TransportError::QuotaExceeded,
-                    _ => TransportError::NoMemory,
-                }))
+                Err(self.refusal.refuse(e.into()))
             }
         }
     }
@@ -167,8 +151,8 @@ impl VirtualMemoryServer for Server<'_> {
             })?;
             space.vm_remove(addr, bytes)
         };
-        if removed.is_err() {
-            return Err(self.refuse(TransportError::QuotaExceeded));
+        if let Err(e) = removed {
+            return Err(self.refusal.refuse(e.into()));
         }
         // Other threads of the caller may run on other CPUs with the old
         // translations cached: they flush before the frames are reused.
@@ -191,11 +175,8 @@ impl CapObject for KernelVirtualMemory {
     }
 
     fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        let mut server = Server { ctx, failed: None };
-        let r = dispatch_virtual_memory(&mut server, method, params);
-        match server.failed {
-            Some(e) => CallOutcome::Failed(e),
-            None => outcome(r),
-        }
+        let refusal = Refusal::default();
+        let r = dispatch_virtual_memory(&mut Server { ctx, refusal: &refusal }, method, params);
+        refusal.or(|| outcome(r))
     }
 }

@@ -55,6 +55,17 @@ impl core::fmt::Display for PagingError {
     }
 }
 
+/// The transport error a user-driven mapping that failed completes with:
+/// `QuotaExceeded` over the account, `NoMemory` otherwise.
+impl From<PagingError> for capos_abi::TransportError {
+    fn from(e: PagingError) -> Self {
+        match e {
+            PagingError::Quota(_) => Self::QuotaExceeded,
+            _ => Self::NoMemory,
+        }
+    }
+}
+
 impl<S: PageSize> From<MapToError<S>> for PagingError {
     fn from(e: MapToError<S>) -> Self {
         match e {

@@ -225,10 +225,7 @@ pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, 
     let ring = {
         let mut space = process.space.lock();
         let space = space.as_mut().ok_or(TransportError::Disconnected)?;
-        make_ring(space, addr).map_err(|e| match e {
-            PagingError::Quota(_) => TransportError::QuotaExceeded,
-            _ => TransportError::NoMemory,
-        })?
+        make_ring(space, addr)?
     };
     let thread = sched::spawn_user(
         process.clone(),

@@ -123,18 +123,17 @@ fn selfref(rt: &'static Runtime) -> i64 {
         schema::wire::encode::<console::write_line_params::Owned>(|_| Ok(())).unwrap_or_default();
     let mut results = vec![0u8; 64];
     let descs = capos_rt::ipc::xfer_descs(&[(ep, true)]);
-    let sqe = Sqe {
-        xfer_addr: descs.as_ptr() as u64,
-        xfer_count: 1,
-        ..capos_rt::ipc::call_sqe(
+    let sqe = capos_rt::ipc::with_xfer(
+        capos_rt::ipc::call_sqe(
             client,
             schema::console::INTERFACE_ID,
             schema::console::method::WRITE_LINE,
             &params,
             &mut results,
             rt.next_user_data(),
-        )
-    };
+        ),
+        &descs,
+    );
     if !start(rt, &sqe) {
         return 4;
     }
@@ -168,18 +167,17 @@ fn ipc_cycle(rt: &'static Runtime, ipc: u64, console: u64) -> Option<()> {
     let mut results = vec![0u8; 64];
     let descs = capos_rt::ipc::xfer_descs(&[(note, true), (wrapped, false)]);
     let call_ud = rt.next_user_data();
-    let sqe = Sqe {
-        xfer_addr: descs.as_ptr() as u64,
-        xfer_count: 2,
-        ..capos_rt::ipc::call_sqe(
+    let sqe = capos_rt::ipc::with_xfer(
+        capos_rt::ipc::call_sqe(
             client,
             schema::console::INTERFACE_ID,
             schema::console::method::WRITE_LINE,
             &params,
             &mut results,
             call_ud,
-        )
-    };
+        ),
+        &descs,
+    );
     if !start(rt, &sqe) {
         return None;
     }
@@ -197,11 +195,10 @@ fn ipc_cycle(rt: &'static Runtime, ipc: u64, console: u64) -> Option<()> {
     }
     let reply = schema::wire::encode::<console::write_line_results::Owned>(|_| Ok(())).ok()?;
     let back = capos_rt::ipc::xfer_descs(&[(caps[0], true)]);
-    let ret = Sqe {
-        xfer_addr: back.as_ptr() as u64,
-        xfer_count: 1,
-        ..capos_rt::ipc::return_sqe(ep, got.aux, STATUS_OK, &reply, rt.next_user_data())
-    };
+    let ret = capos_rt::ipc::with_xfer(
+        capos_rt::ipc::return_sqe(ep, got.aux, STATUS_OK, &reply, rt.next_user_data()),
+        &back,
+    );
     let r = rt.call_raw(ret).ok()?;
     let answer = rt.wait_for(call_ud).ok()?;
     let returned = capos_rt::abi::delivered_caps(&results, answer.result_len, answer.cap_count)
