@@ -13,6 +13,7 @@ extern crate alloc;
 mod arch;
 mod boot;
 mod cap;
+mod completion;
 mod dev;
 mod log;
 mod manifest;

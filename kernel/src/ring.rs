@@ -1,9 +1,9 @@
-//! The kernel side of the capability ring: SQ processing, CQ posting,
+//! The kernel side of the capability ring: SQ intake and dispatch,
 //! `cap_enter`.
 //!
 //! Every thread has its own ring (see `proc::thread`): `cap_enter` works on
 //! the calling thread's ring, and a deferred completion goes to the ring of
-//! the thread whose SQE made the call.
+//! the thread whose SQE made the call (see `completion`).
 //!
 //! The ring lives in user memory; the kernel reaches it through the direct
 //! map of the ring's frames. Only `sq_tail` and `cq_head` are read from the
@@ -13,196 +13,28 @@
 //! `cap_enter` fail with `Malformed`, and the ring is left untouched. See
 //! `docs/src/ring.md` for the protocol.
 
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 use capos_abi::{
-    CapId, Cqe, Opcode, RingHeader, Sqe, TransportError, XferDesc, CQE_SIZE, MAX_XFER,
-    RETURN_STATUSES, SQE_SIZE, XFER_COPY, XFER_DESC_SIZE, XFER_MOVE,
+    CapId, Opcode, RingHeader, Sqe, TransportError, XferDesc, MAX_XFER, RETURN_STATUSES, XFER_COPY,
+    XFER_DESC_SIZE, XFER_MOVE,
 };
 use capos_lib::ring::{self as ring_index, check_sqe_header, check_sqe_limits, SqConsumer};
 
 use crate::cap::endpoint::Endpoint;
 use crate::cap::{CallContext, CallOutcome, CapEntry};
+use crate::completion::{cqe, deliver, deliver_exception, err, ring_of, PendingCall, Status};
 use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
-use crate::mem::{phys_to_virt, PAGE_SIZE};
 use crate::proc::Process;
 use crate::sched::{self, Thread};
-
-/// The ring of a user thread.
-pub fn ring_of(thread: &Thread) -> &crate::sync::IrqLock<RingState> {
-    &thread.user.as_ref().expect("only user threads use rings").ring
-}
+use capos_abi::Cqe;
 
 /// Params up to this size are copied to the kernel stack, larger ones to the heap.
 const SMALL_PARAMS: usize = 256;
-
-/// Most pages one ring has.
-pub const MAX_RING_PAGES: usize = 8;
-
-/// Kernel-private ring state of one thread.
-pub struct RingState {
-    pages: [u64; MAX_RING_PAGES],
-    npages: usize,
-    sq_entries: u32,
-    cq_entries: u32,
-    sqe_offset: u32,
-    cqe_offset: u32,
-    /// Next SQE the kernel consumes (its own copy; the header's is output).
-    sq_head: u32,
-    /// Next CQE slot the kernel fills (its own copy).
-    cq_tail: u32,
-    /// Accepted calls whose completion is still to come; CQ space is
-    /// reserved for each.
-    inflight: u32,
-    open: bool,
-}
-
-/// Where a deferred completion goes.
-#[derive(Clone)]
-pub struct PendingCall {
-    /// The caller.
-    pub process: Weak<Process>,
-    /// The calling thread, whose ring takes the completion.
-    pub thread: Weak<Thread>,
-    /// The SQE's user data.
-    pub user_data: u64,
-    /// Results buffer.
-    pub results_addr: u64,
-    /// Results buffer length.
-    pub results_len: u32,
-}
-
-impl PendingCall {
-    /// Whether the caller can still take the completion (its process has
-    /// not begun to end).
-    pub fn is_live(&self) -> bool {
-        self.process.upgrade().is_some_and(|p| !p.exit_started())
-            && self.thread.upgrade().is_some_and(|t| ring_of(&t).lock().is_open())
-    }
-}
-
-impl RingState {
-    /// A ring over `pages` (physical, in order) with the given geometry,
-    /// whose header the caller already initialised.
-    pub fn new(
-        pages: &[u64],
-        sq_entries: u32,
-        cq_entries: u32,
-        sqe_offset: u32,
-        cqe_offset: u32,
-    ) -> Self {
-        let mut p = [0; MAX_RING_PAGES];
-        p[..pages.len()].copy_from_slice(pages);
-        Self {
-            pages: p,
-            npages: pages.len(),
-            sq_entries,
-            cq_entries,
-            sqe_offset,
-            cqe_offset,
-            sq_head: 0,
-            cq_tail: 0,
-            inflight: 0,
-            open: true,
-        }
-    }
-
-    /// Marks the ring gone (its frames are freed with the address space);
-    /// returns how many calls were still open on it (their completions
-    /// will find it closed).
-    pub fn close(&mut self) -> u32 {
-        self.open = false;
-        core::mem::take(&mut self.inflight)
-    }
-
-    /// Whether the ring still takes completions.
-    pub fn is_open(&self) -> bool {
-        self.open
-    }
-
-    fn ptr(&self, offset: u32) -> *mut u8 {
-        let page = (offset as u64 / PAGE_SIZE) as usize;
-        assert!(page < self.npages, "ring offset {offset} inside the ring");
-        (phys_to_virt(self.pages[page]) + offset as u64 % PAGE_SIZE) as *mut u8
-    }
-
-    fn header_field(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: the header lies in the ring's first page (owned by the
-        // process, alive while the ring is open); fields are 4-byte aligned.
-        unsafe { &*(self.ptr(offset as u32) as *const AtomicU32) }
-    }
-
-    /// Copies the SQE in SQ slot `slot` (below `sq_entries`, from
-    /// [`SqConsumer`]).
-    fn read_sqe(&self, slot: usize) -> Sqe {
-        let slot = slot as u32 & (self.sq_entries - 1);
-        let mut bytes = [0u8; SQE_SIZE];
-        let off = self.sqe_offset + slot * SQE_SIZE as u32;
-        // SAFETY: SQEs are 64-byte aligned records inside the ring mapping
-        // (never straddling a page); the user may change them concurrently,
-        // which only changes the (fully validated) copy we take.
-        unsafe { core::ptr::copy_nonoverlapping(self.ptr(off), bytes.as_mut_ptr(), SQE_SIZE) };
-        Sqe::from_bytes(&bytes).expect("64 bytes form an SQE")
-    }
-
-    /// Writes `cqe` to CQ slot `slot` and publishes `new_tail` (both from
-    /// [`ring_index::cq_push`]).
-    fn write_cqe(&mut self, cqe: &Cqe, slot: usize, new_tail: u32) {
-        let slot = slot as u32 & (self.cq_entries - 1);
-        let off = self.cqe_offset + slot * CQE_SIZE as u32;
-        let bytes = cqe.to_bytes();
-        // SAFETY: CQEs are 32-byte aligned records inside the ring mapping.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(off), CQE_SIZE) };
-        self.cq_tail = new_tail;
-        self.header_field(offset_of!(RingHeader, cq_tail)).store(self.cq_tail, Ordering::Release);
-    }
-
-    /// The user's `cq_head` as the header holds it now.
-    fn cq_head(&self) -> u32 {
-        self.header_field(offset_of!(RingHeader, cq_head)).load(Ordering::Acquire)
-    }
-
-    /// CQEs posted and not yet consumed, or `None` if the user's `cq_head`
-    /// is inconsistent.
-    fn cq_ready(&self) -> Option<u32> {
-        ring_index::cq_ready(self.cq_head(), self.cq_tail, self.cq_entries).ok()
-    }
-
-    /// Posts a completion if the ring is open (space is always reserved);
-    /// a full CQ or a corrupt `cq_head` counts in `cq_overflow` instead.
-    fn post(&mut self, cqe: &Cqe) {
-        if !self.open {
-            return;
-        }
-        match ring_index::cq_push(self.cq_head(), self.cq_tail, self.cq_entries) {
-            Ok((slot, new_tail)) => self.write_cqe(cqe, slot, new_tail),
-            Err(_) => {
-                let f = self.header_field(offset_of!(RingHeader, cq_overflow));
-                f.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// A completion's status: OK with (result length, result caps), an error,
-/// or an application error whose encoded exception has this length.
-type Status = Result<(u32, u32), (TransportError, u32)>;
-
-fn err(e: TransportError) -> Status {
-    Err((e, 0))
-}
-
-fn cqe(user_data: u64, status: Status) -> Cqe {
-    let (status, result_len, cap_count) = match status {
-        Ok((len, caps)) => (capos_abi::STATUS_OK, len, caps),
-        Err((e, len)) => (e.code(), len, 0),
-    };
-    Cqe { user_data, status, result_len, cap_count, reserved: 0, aux: 0 }
-}
 
 /// `cap_enter(min_complete, timeout_ns)`: processes the submitted SQEs, then
 /// waits until `min_complete` completions are ready or the timeout passes.
@@ -573,187 +405,5 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         CallOutcome::Exception(bytes) => Some(deliver_exception(process, &ctx.pending(), &bytes)),
         CallOutcome::Pending => None,
         CallOutcome::Failed(e) => Some(err(e)),
-    }
-}
-
-/// Writes a results message (and result caps, as 8-byte CapIds after the
-/// message, 8-aligned) into the caller's results buffer. On failure the
-/// caps come back (none stays in the table); they are dropped by the caller,
-/// never under a lock of this process.
-fn deliver(
-    process: &Arc<Process>,
-    to: &PendingCall,
-    results: &[u8],
-    mut caps: Vec<crate::cap::CapEntry>,
-) -> Result<(u32, u32), (TransportError, Vec<CapEntry>)> {
-    let caps_at = capos_abi::caps_offset(results.len());
-    let needed = caps_at + caps.len() * 8;
-    if needed > to.results_len as usize {
-        return Err((TransportError::Overflow, caps));
-    }
-    if caps.is_empty() {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
-        return match UserRange::new(to.results_addr, results.len() as u64)
-            .and_then(|r| r.write(space, results))
-        {
-            Ok(()) => Ok((results.len() as u32, 0)),
-            Err(_) => Err((TransportError::BadPointer, caps)),
-        };
-    }
-    // The buffer must be writable before any cap enters the table.
-    {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
-        let ok = UserRange::new(to.results_addr, needed as u64)
-            .is_ok_and(|r| r.check(space, Access::Write).is_ok());
-        if !ok {
-            return Err((TransportError::BadPointer, caps));
-        }
-    }
-    // Result caps come from kernel objects (one or two) or a server's
-    // RETURN (at most MAX_XFER): a fixed array holds their ids.
-    let n = caps.len();
-    if n > MAX_XFER as usize {
-        return Err((TransportError::TooLarge, caps));
-    }
-    let mut ids = [CapId(0); MAX_XFER as usize];
-    {
-        let mut table = process.caps.lock();
-        if table.limit().saturating_sub(table.len()) < n {
-            // No room for them all: none goes in.
-            drop(table);
-            return Err((TransportError::QuotaExceeded, caps));
-        }
-        // Draining keeps the vector's buffer for a failure's way back.
-        for (id, c) in ids.iter_mut().zip(caps.drain(..)) {
-            *id = table.insert(c).expect("room for every result cap was checked under this lock");
-        }
-    }
-    let ids = &ids[..n];
-    // The message, then padding to 8 bytes and the CapIds: two writes, no
-    // copy of the message.
-    let mut tail = [0u8; 8 + 8 * MAX_XFER as usize];
-    let pad = caps_at - results.len();
-    for (i, id) in ids.iter().enumerate() {
-        tail[pad + i * 8..pad + i * 8 + 8].copy_from_slice(&id.0.to_le_bytes());
-    }
-    let tail = &tail[..pad + n * 8];
-    let space = process.space.lock();
-    let written = space.as_ref().map(|s| {
-        UserRange::new(to.results_addr, results.len() as u64)
-            .and_then(|r| r.write(s, results))
-            .and_then(|()| {
-                UserRange::new(to.results_addr + results.len() as u64, tail.len() as u64)
-            })
-            .and_then(|r| r.write(s, tail))
-    });
-    drop(space);
-    match written {
-        Some(Ok(())) => Ok((results.len() as u32, n as u32)),
-        _ => {
-            // Take the caps back out (into the buffer they came in: no
-            // allocation); the caller drops them outside every lock.
-            {
-                let mut table = process.caps.lock();
-                for id in ids {
-                    if let Ok(c) = table.remove(*id) {
-                        caps.push(c);
-                    }
-                }
-            }
-            Err((TransportError::BadPointer, caps))
-        }
-    }
-}
-
-/// Writes an encoded exception into the results buffer (truncated if it
-/// does not fit: the status alone still tells the caller what happened).
-fn deliver_exception(process: &Arc<Process>, to: &PendingCall, bytes: &[u8]) -> Status {
-    let n = bytes.len().min(to.results_len as usize);
-    let space = process.space.lock();
-    let ok = space.as_ref().is_some_and(|s| {
-        UserRange::new(to.results_addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
-    });
-    Err((TransportError::AppError, if ok && n == bytes.len() { n as u32 } else { 0 }))
-}
-
-/// Completes a call that returned [`CallOutcome::Pending`] with results (or
-/// an error).
-pub fn complete(to: PendingCall, outcome: Result<Vec<u8>, TransportError>) {
-    complete_reply(to, outcome.map_err(|e| (e, Vec::new())), Vec::new());
-}
-
-/// Completes a deferred call with a server's answer: results (and result
-/// caps), an application error (with its encoded exception) or a transport
-/// error.
-pub fn complete_reply(
-    to: PendingCall,
-    outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>,
-    caps: Vec<CapEntry>,
-) {
-    let Some(process) = to.process.upgrade() else { return };
-    let status = match outcome {
-        // Caps that could not be delivered are dropped here, no lock held.
-        Ok(results) => deliver(&process, &to, &results, caps).map_err(|(e, _)| (e, 0)),
-        Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
-        Err((e, _)) => err(e),
-    };
-    post_and_wake(&to, &cqe(to.user_data, status));
-}
-
-/// Completes a deferred operation with an error.
-pub fn complete_error(to: PendingCall, e: TransportError) {
-    post_and_wake(&to, &cqe(to.user_data, err(e)));
-}
-
-/// Completes a RECV: the header and params (`bytes`), then the CapIds of the
-/// transferred `caps` (installed in the receiver's table), with the call id
-/// in `aux`. On failure the RECV completes with the error, which is returned
-/// with the caps (none of them stays in the receiver's table), so the
-/// endpoint can offer the call again.
-pub fn complete_recv(
-    to: PendingCall,
-    bytes: &[u8],
-    call_id: u64,
-    caps: Vec<CapEntry>,
-) -> Result<(), (TransportError, Vec<CapEntry>)> {
-    let Some(process) = to.process.upgrade() else {
-        return Err((TransportError::Disconnected, caps));
-    };
-    let delivered = deliver(&process, &to, bytes, caps);
-    let status = match &delivered {
-        Ok(s) => Ok(*s),
-        Err((e, _)) => err(*e),
-    };
-    let mut c = cqe(to.user_data, status);
-    if delivered.is_ok() {
-        c.aux = call_id;
-    }
-    post_and_wake(&to, &c);
-    delivered.map(|_| ())
-}
-
-/// Posts a deferred completion (its CQ slot was reserved) to the calling
-/// thread's ring and wakes the thread if it waits in `cap_enter`, ahead of
-/// the rest of its run queue.
-fn post_and_wake(to: &PendingCall, c: &Cqe) {
-    let Some(thread) = to.thread.upgrade() else { return };
-    let Some(user) = thread.user.as_ref() else { return };
-    let counted = {
-        let mut ring = user.ring.lock();
-        // A closed ring gave its open calls back when it closed.
-        let counted = ring.open && ring.inflight > 0;
-        ring.inflight = ring.inflight.saturating_sub(1);
-        ring.post(c);
-        counted
-    };
-    if counted {
-        if let Some(p) = thread.process.as_ref() {
-            p.account.close_calls(1);
-        }
-    }
-    if user.waiting.load(Ordering::SeqCst) {
-        sched::wake_first(&thread);
     }
 }

@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::x86_64::percpu::{self, MAX_CPUS};
 use crate::arch::x86_64::{apic, tsc};
-use crate::ring::PendingCall;
+use crate::completion::PendingCall;
 use crate::sched::{self, Thread};
 use crate::sync::IrqLock;
 

@@ -21,8 +21,8 @@ use capos_schema::capos_capnp::endpoint;
 use capos_schema::{dispatch_endpoint, EndpointServer as EndpointServerTrait, ServerError};
 
 use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
+use crate::completion::PendingCall;
 use crate::mem::account::Charge;
-use crate::ring::PendingCall;
 use crate::sync::IrqLock;
 
 /// Calls queued and not yet received.
@@ -136,7 +136,7 @@ impl Endpoint {
         drop(s);
         Self::fill_header(&mut call, call_id, caller);
         let caps = core::mem::take(&mut call.caps);
-        match crate::ring::complete_recv(receiver, &call.message, call_id, caps) {
+        match crate::completion::complete_recv(receiver, &call.message, call_id, caps) {
             Ok(()) => Offer::Taken,
             Err((e, caps)) => {
                 crate::kdebug!(
@@ -202,7 +202,9 @@ impl Endpoint {
             }
         };
         match refused {
-            Some(call) => crate::ring::complete_error(call.caller, TransportError::Disconnected),
+            Some(call) => {
+                crate::completion::complete_error(call.caller, TransportError::Disconnected)
+            }
             None => self.pump(),
         }
     }
@@ -221,7 +223,7 @@ impl Endpoint {
     ) -> Result<(), TransportError> {
         let caller =
             self.state.lock().in_flight.remove(&call_id).ok_or(TransportError::UnknownCall)?;
-        crate::ring::complete_reply(caller, outcome, caps);
+        crate::completion::complete_reply(caller, outcome, caps);
         self.pump();
         Ok(())
     }
@@ -253,7 +255,7 @@ impl Endpoint {
                     s.queued.push_front(call);
                 } else {
                     drop(s);
-                    crate::ring::complete_error(call.caller, TransportError::Disconnected);
+                    crate::completion::complete_error(call.caller, TransportError::Disconnected);
                     return;
                 }
             }
@@ -292,7 +294,7 @@ impl Endpoint {
             }
             if Self::needed(&call) > receiver.results_len as usize {
                 drop(s);
-                crate::ring::complete_error(receiver, TransportError::Overflow);
+                crate::completion::complete_error(receiver, TransportError::Overflow);
                 s = self.state.lock();
                 continue;
             }
@@ -364,13 +366,13 @@ impl Endpoint {
             in_flight.len()
         );
         for c in queued {
-            crate::ring::complete_error(c.caller, TransportError::Disconnected);
+            crate::completion::complete_error(c.caller, TransportError::Disconnected);
         }
         for (_, caller) in in_flight {
-            crate::ring::complete_error(caller, TransportError::Disconnected);
+            crate::completion::complete_error(caller, TransportError::Disconnected);
         }
         for r in receivers {
-            crate::ring::complete_error(r, TransportError::Disconnected);
+            crate::completion::complete_error(r, TransportError::Disconnected);
         }
     }
 }

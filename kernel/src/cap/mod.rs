@@ -80,8 +80,8 @@ impl CallContext<'_> {
     }
 
     /// Where a deferred completion for this call goes.
-    pub fn pending(&self) -> crate::ring::PendingCall {
-        crate::ring::PendingCall {
+    pub fn pending(&self) -> crate::completion::PendingCall {
+        crate::completion::PendingCall {
             process: Arc::downgrade(self.caller),
             thread: Arc::downgrade(self.thread),
             user_data: self.user_data,
@@ -101,7 +101,7 @@ pub enum CallOutcome {
         caps: Vec<CapEntry>,
     },
     /// The object will complete the call later through
-    /// [`crate::ring::complete`].
+    /// [`crate::completion::complete`].
     Pending,
     /// The callee raised an application error: an encoded `CapException`
     /// delivered with status `AppError`.

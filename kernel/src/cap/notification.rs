@@ -12,7 +12,7 @@ use capos_schema::capos_capnp::notification;
 use capos_schema::{dispatch_notification, NotificationServer, ServerError};
 
 use super::{exception, failure, CallContext, CallOutcome, CapObject};
-use crate::ring::PendingCall;
+use crate::completion::PendingCall;
 use crate::sync::IrqLock;
 
 /// Waits one notification holds at most.
@@ -69,7 +69,7 @@ impl KernelNotification {
             if let Some(t) = w.timer {
                 crate::time::cancel(t);
             }
-            crate::ring::complete(w.call, Ok(encode_bits(got)));
+            crate::completion::complete(w.call, Ok(encode_bits(got)));
         }
     }
 
@@ -80,7 +80,7 @@ impl KernelNotification {
             i.map(|i| s.waiters.swap_remove(i))
         };
         if let Some(w) = w {
-            crate::ring::complete(w.call, Err(TransportError::Timeout));
+            crate::completion::complete(w.call, Err(TransportError::Timeout));
         }
     }
 }
@@ -93,7 +93,7 @@ impl Drop for KernelNotification {
             if let Some(t) = w.timer {
                 crate::time::cancel(t);
             }
-            crate::ring::complete(w.call, Err(TransportError::Disconnected));
+            crate::completion::complete(w.call, Err(TransportError::Disconnected));
         }
     }
 }

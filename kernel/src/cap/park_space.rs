@@ -18,8 +18,8 @@ use capos_schema::capos_capnp::{park_space, ParkResult};
 use capos_schema::{dispatch_park_space, ParkSpaceServer, ServerError};
 
 use super::{failure, CallContext, CallOutcome, CapObject};
+use crate::completion::PendingCall;
 use crate::mem::user::UserRange;
-use crate::ring::PendingCall;
 use crate::sync::IrqLock;
 
 /// The kernel's park space (acts on whichever process calls).
@@ -86,7 +86,7 @@ fn timed_out(key: (u64, u64), id: u64) {
         list.iter().position(|p| p.id == id).and_then(|i| list.remove(i)).into_iter().collect()
     });
     for p in parked {
-        crate::ring::complete(p.call, Ok(encode(ParkResult::TimedOut)));
+        crate::completion::complete(p.call, Ok(encode(ParkResult::TimedOut)));
     }
 }
 
@@ -141,7 +141,7 @@ impl ParkSpaceServer for Server<'_> {
             if let Some(t) = p.timer {
                 crate::time::cancel(t);
             }
-            crate::ring::complete(p.call, Ok(encode(ParkResult::Woken)));
+            crate::completion::complete(p.call, Ok(encode(ParkResult::Woken)));
         }
         Ok(())
     }

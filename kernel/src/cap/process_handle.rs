@@ -9,8 +9,8 @@ use capos_schema::{
 };
 
 use super::{failure, profile_of, CallContext, CallOutcome, CapObject};
+use crate::completion::PendingCall;
 use crate::proc::{ExitCause, Process};
-use crate::ring::PendingCall;
 
 /// A handle on one process (keeps its record, not its memory, alive).
 pub struct KernelProcessHandle {
@@ -112,7 +112,7 @@ pub fn complete_wait(call: PendingCall, code: i64) {
         Ok(())
     })
     .expect("a one-field results message encodes");
-    crate::ring::complete(call, Ok(results));
+    crate::completion::complete(call, Ok(results));
 }
 
 impl CapObject for KernelProcessHandle {

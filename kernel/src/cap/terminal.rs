@@ -11,9 +11,9 @@ use capos_schema::capos_capnp::{terminal_session, ReadStatus};
 use capos_schema::{dispatch_terminal_session, ServerError, TerminalSessionServer};
 
 use super::{exception, failure, CallContext, CallOutcome, CapObject};
+use crate::completion::PendingCall;
 use crate::dev::serial::{COM1, COM1_RX};
 use crate::proc::Process;
-use crate::ring::PendingCall;
 use crate::sync::IrqLock;
 
 /// The console terminal object.
@@ -71,7 +71,7 @@ pub fn pump() {
             }
         };
         if let Some((call, results)) = done {
-            crate::ring::complete(call, Ok(results));
+            crate::completion::complete(call, Ok(results));
         }
     }
 }
@@ -129,7 +129,7 @@ impl TerminalSessionServer for Server<'_> {
         };
         results.set_cancelled(own.is_some());
         if let Some((call, _)) = own {
-            crate::ring::complete(call, Ok(encode("", ReadStatus::Cancelled)));
+            crate::completion::complete(call, Ok(encode("", ReadStatus::Cancelled)));
         }
         Ok(())
     }

@@ -9,8 +9,8 @@ use capos_schema::{
 };
 
 use super::{failure, CallContext, CallOutcome, CapObject};
+use crate::completion::PendingCall;
 use crate::proc::ExitCause;
-use crate::ring::PendingCall;
 use crate::sched::Thread;
 
 /// A handle on one thread (keeps its record, not its process, running).
@@ -41,7 +41,7 @@ fn encode_join(cause: &ExitCause) -> alloc::vec::Vec<u8> {
 
 /// Completes a deferred `join` now that the thread ended with `cause`.
 pub fn complete_join(call: PendingCall, cause: &ExitCause) {
-    crate::ring::complete(call, Ok(encode_join(cause)));
+    crate::completion::complete(call, Ok(encode_join(cause)));
 }
 
 struct Server<'a> {

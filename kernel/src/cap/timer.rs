@@ -6,7 +6,7 @@ use capos_schema::capos_capnp::timer;
 use capos_schema::{dispatch_timer, ServerError, TimerServer};
 
 use super::{failure, CallContext, CallOutcome, CapObject};
-use crate::ring::PendingCall;
+use crate::completion::PendingCall;
 
 /// The kernel's timer object.
 pub struct KernelTimer;
@@ -53,7 +53,7 @@ impl TimerServer for Server {
 pub fn finish_sleep(call: PendingCall) {
     let results = capos_schema::wire::encode::<timer::sleep_results::Owned>(|_| Ok(()))
         .expect("an empty results message encodes");
-    crate::ring::complete(call, Ok(results));
+    crate::completion::complete(call, Ok(results));
 }
 
 impl CapObject for KernelTimer {

@@ -20,9 +20,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::cap::{CapEntry, CapTable};
+use crate::completion::PendingCall;
 use crate::mem::account::{Account, Charge};
 use crate::mem::address_space::AddressSpace;
-use crate::ring::PendingCall;
 use crate::sched::{self, Thread};
 use crate::sync::IrqLock;
 

@@ -24,12 +24,12 @@ use capos_abi::{
 };
 
 use super::{teardown, ExitCause, Process};
+use crate::completion::{PendingCall, RingState, MAX_RING_PAGES};
 use crate::mem::account::{Account, Charge, QuotaExceeded, Resource};
 use crate::mem::address_space::AddressSpace;
 use crate::mem::paging::PagingError;
 use crate::mem::stacks::KERNEL_STACK_PAGES;
 use crate::mem::{phys_to_virt, PAGE_SIZE};
-use crate::ring::{PendingCall, RingState, MAX_RING_PAGES};
 use crate::sched::{self, Thread, UserStart};
 use crate::sync::IrqLock;
 
