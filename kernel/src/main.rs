@@ -15,6 +15,7 @@ mod boot;
 mod cap;
 mod completion;
 mod dev;
+mod hooks;
 mod log;
 mod manifest;
 mod mem;
@@ -67,6 +68,7 @@ fn early_ist() -> gdt::IstStacks {
 #[no_mangle]
 extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
     tsc::mark_boot();
+    install_hooks();
     dev::serial::init();
     // SAFETY: first and only set-up of the boot CPU's GDT/TSS, on the boot CPU.
     unsafe { gdt::load(&percpu::BSP, &early_ist()) };
@@ -149,6 +151,32 @@ fn report_boot_info(info: &BootInfo) {
     for r in info.memory_map.regions() {
         kinfo!("mem", "{:#014x}..{:#014x} {}", r.start, r.end, r.kind);
     }
+}
+
+/// Connects the lower layers to the upper ones: what interrupt entry and
+/// CPU start-up call (see `hooks`) and what the scheduler calls to reap a
+/// thread. Runs first, before any interrupt can arrive.
+fn install_hooks() {
+    hooks::install(hooks::Hooks {
+        timer: |from_user| {
+            time::on_timer_interrupt();
+            sched::tick(from_user);
+        },
+        wakeup: sched::tick,
+        serial_input: cap::terminal::pump,
+        leave: |to_user| {
+            if to_user {
+                if let Some(p) = sched::current_process() {
+                    proc::check_kill(p);
+                }
+            }
+            time::rearm();
+        },
+        user_fault: proc::thread::user_fault,
+        cpu_init: sched::init_cpu,
+        idle: idle_loop,
+    });
+    sched::set_reaper(proc::thread::reap);
 }
 
 extern "C" fn kernel_main() -> ! {

@@ -2,8 +2,9 @@
 //!
 //! Deadlines are TSC values. Each CPU keeps its own list of timed entries
 //! (an entry lives on the CPU that made it): waking a thread (a `cap_enter`
-//! timeout), completing a call (`Timer.sleep`, `Timer.sleepUntil`) or
-//! running a closure (a notification or park timeout). There is no periodic
+//! timeout) or running a closure that a higher layer handed in (a
+//! `Timer.sleep` completion, a notification or park timeout): `time` never
+//! names the cap objects or the ring. There is no periodic
 //! tick: before a CPU returns to user mode or halts, [`rearm`] programs its
 //! local APIC timer for the nearest of its next timer deadline and, only if
 //! it has more than one runnable thread, the end of the running thread's
@@ -12,17 +13,15 @@
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::x86_64::percpu::{self, MAX_CPUS};
 use crate::arch::x86_64::{apic, tsc};
-use crate::completion::PendingCall;
 use crate::sched::{self, Thread};
 use crate::sync::IrqLock;
 
 enum Action {
     Wake(Weak<Thread>),
-    Complete(PendingCall),
     Call(Box<dyn FnOnce() + Send>),
 }
 
@@ -42,17 +41,7 @@ static TIMERS: [IrqLock<Vec<Entry>>; MAX_CPUS] = [const { IrqLock::new(Vec::new(
 /// The deadline each CPU's timer is armed for (0: disarmed).
 static ARMED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
-/// Set when something [`rearm`] depends on changed on a CPU (its timer
-/// list, its run queue, its slice); a system call that changed nothing
-/// skips the work.
-static DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
-
-/// Tells [`rearm`] on `cpu` to look again.
-pub fn mark_dirty(cpu: usize) {
-    if let Some(d) = DIRTY.get(cpu) {
-        d.store(true, Ordering::Release);
-    }
-}
+pub use crate::sched::mark_dirty;
 
 /// Timer ids carry the CPU whose list holds the entry in their low byte.
 const CPU_BITS: u32 = 8;
@@ -126,7 +115,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// TSC ticks in `ns` nanoseconds.
 pub fn ns_to_tsc(ns: u64) -> u64 {
-    (ns as u128 * tsc::hz() as u128 / 1_000_000_000).min(u64::MAX as u128) as u64
+    tsc::ns_to_ticks(ns)
 }
 
 /// The deadline `ns` from now; `None` for "forever" (`u64::MAX`).
@@ -145,12 +134,6 @@ pub fn wake_at(deadline: u64, owner: u64, thread: &Arc<Thread>) -> u64 {
 /// for [`cancel`].
 pub fn call_at(deadline: u64, owner: u64, f: Box<dyn FnOnce() + Send>) -> u64 {
     push(deadline, owner, Action::Call(f))
-}
-
-/// Completes `call` (of process `owner`) with an empty results message at
-/// `deadline`.
-pub fn complete_at(deadline: u64, owner: u64, call: PendingCall) {
-    push(deadline, owner, Action::Complete(call));
 }
 
 /// This CPU's timer interrupt: the armed deadline is used up; fire every
@@ -177,7 +160,6 @@ pub fn on_timer_interrupt() {
                     sched::wake(&t);
                 }
             }
-            Action::Complete(call) => crate::cap::timer::finish_sleep(call),
             Action::Call(f) => f(),
         }
     }
@@ -189,7 +171,7 @@ pub fn on_timer_interrupt() {
 /// must be off.
 pub fn rearm() {
     let cpu = percpu::cpu_index() as usize;
-    if !DIRTY[cpu].swap(false, Ordering::AcqRel) {
+    if !sched::take_dirty(cpu) {
         return;
     }
     let timer = TIMERS[cpu].lock().iter().map(|e| e.deadline).min();

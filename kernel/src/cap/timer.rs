@@ -77,7 +77,12 @@ impl CapObject for KernelTimer {
                 // ever complete it (its CQ slot stays reserved).
                 Some(crate::time::NEVER) => CallOutcome::Pending,
                 Some(deadline) if deadline > crate::time::now_tsc() => {
-                    crate::time::complete_at(deadline, ctx.caller.pid, ctx.pending());
+                    let call = ctx.pending();
+                    crate::time::call_at(
+                        deadline,
+                        ctx.caller.pid,
+                        alloc::boxed::Box::new(move || finish_sleep(call)),
+                    );
                     CallOutcome::Pending
                 }
                 Some(_) => CallOutcome::done(results),

@@ -300,3 +300,37 @@ pub fn reap(thread: Arc<Thread>) {
     }
     drop(thread);
 }
+
+/// A CPU exception in user mode (through [`crate::hooks::Hooks::user_fault`]):
+/// the current thread's process ends, never the kernel.
+pub fn user_fault(f: crate::hooks::Fault) -> ! {
+    let process = crate::sched::current_process().expect("user-mode code belongs to a process");
+    let others = process.threads.lock().live.len() > 1;
+    if others {
+        let tid = crate::sched::current().map_or(0, |t| t.tid);
+        crate::console!(
+            "proc: {} (pid {}) thread {} killed by {} (vector {}) at rip={:#x} addr={:#x}",
+            process.name,
+            process.pid,
+            tid,
+            f.name,
+            f.vector,
+            f.rip,
+            f.addr
+        );
+    } else {
+        crate::console!(
+            "proc: {} (pid {}) killed by {} (vector {}) at rip={:#x} addr={:#x}",
+            process.name,
+            process.pid,
+            f.name,
+            f.vector,
+            f.rip,
+            f.addr
+        );
+    }
+    exit_current(
+        process,
+        ExitCause::Fault { name: f.name, vector: f.vector, rip: f.rip, addr: f.addr },
+    )
+}

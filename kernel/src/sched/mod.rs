@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::arch::x86_64::context::{self, FpuState, SWITCH_FRAME_WORDS};
 use crate::arch::x86_64::percpu::{self, MAX_CPUS};
 use crate::arch::x86_64::trap::{TrapFrame, VEC_WAKEUP};
-use crate::arch::x86_64::{apic, gdt};
+use crate::arch::x86_64::{apic, gdt, tsc};
 use crate::mem::stacks::{self, KernelStack};
 use crate::proc::Process;
 use crate::sync::IrqLock;
@@ -213,11 +213,11 @@ pub const LATENCY_NS: u64 = 12_000_000;
 pub const MIN_GRANULARITY_NS: u64 = 1_500_000;
 
 fn latency_ticks() -> u64 {
-    crate::time::ns_to_tsc(LATENCY_NS)
+    tsc::ns_to_ticks(LATENCY_NS)
 }
 
 fn min_granularity_ticks() -> u64 {
-    crate::time::ns_to_tsc(MIN_GRANULARITY_NS)
+    tsc::ns_to_ticks(MIN_GRANULARITY_NS)
 }
 
 static QUEUES: [IrqLock<CpuQueue>; MAX_CPUS] = [const {
@@ -233,6 +233,32 @@ static QUEUES: [IrqLock<CpuQueue>; MAX_CPUS] = [const {
         slice_start: 0,
     })
 }; MAX_CPUS];
+
+/// Set when something `time::rearm` depends on changed on a CPU (its timer
+/// list, its run queue, its slice); a system call that changed nothing
+/// skips the work.
+static DIRTY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(true) }; MAX_CPUS];
+
+/// Tells `time::rearm` on `cpu` to look again.
+pub fn mark_dirty(cpu: usize) {
+    if let Some(d) = DIRTY.get(cpu) {
+        d.store(true, Ordering::Release);
+    }
+}
+
+/// Whether `time::rearm` on `cpu` has to look again (and clears it).
+pub fn take_dirty(cpu: usize) -> bool {
+    DIRTY[cpu].swap(false, Ordering::AcqRel)
+}
+
+/// What reaps a dead thread once no CPU runs on its stack (installed at
+/// boot by the layer that owns thread teardown).
+static REAPER: spin::Once<fn(Arc<Thread>)> = spin::Once::new();
+
+/// Installs the reaper (once, at boot).
+pub fn set_reaper(f: fn(Arc<Thread>)) {
+    REAPER.call_once(|| f);
+}
 
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 static NEXT_CPU: AtomicU32 = AtomicU32::new(0);
@@ -413,7 +439,7 @@ fn enqueue(thread: Arc<Thread>, how: Placement) {
         q.queue.push(thread);
         (q.current.as_ref().is_some_and(|t| t.is_idle()), q.nr_running() > 1)
     };
-    crate::time::mark_dirty(cpu);
+    mark_dirty(cpu);
     if cpu != here && (idle_now || busy) {
         // Idle: it runs the thread. Busy: it re-arms its slice timer (the
         // timer is off while a CPU has a single runnable thread).
@@ -494,10 +520,10 @@ pub fn exit_current() -> ! {
 /// its slice is over and another thread is due, or if the CPU idles.
 pub fn tick(from_user: bool) {
     let cpu = percpu::cpu_index() as usize;
-    crate::time::mark_dirty(cpu);
+    mark_dirty(cpu);
     let preempt = {
         let mut q = QUEUES[cpu].lock();
-        let now = crate::time::now_tsc();
+        let now = tsc::rdtsc();
         q.update_current(now);
         let idle = q.current.as_ref().is_none_or(|t| t.is_idle());
         if q.queue.is_empty() {
@@ -532,11 +558,11 @@ pub fn tick(from_user: bool) {
 /// Interrupts must be off.
 pub fn schedule() {
     let cpu_index = percpu::cpu_index() as usize;
-    crate::time::mark_dirty(cpu_index);
+    mark_dirty(cpu_index);
     let (prev, next) = {
         let mut q = QUEUES[cpu_index].lock();
         let Some(prev) = q.current.clone() else { return };
-        let now = crate::time::now_tsc();
+        let now = tsc::rdtsc();
         q.update_current(now);
         // A thread that was running goes back on the queue. One that
         // blocked and was woken again before this point is already queued
@@ -629,8 +655,8 @@ pub fn steal() -> bool {
         q.queue.push(thread);
     }
     percpu::current().steals.fetch_add(1, Ordering::Relaxed);
-    crate::time::mark_dirty(here);
-    crate::time::mark_dirty(victim);
+    mark_dirty(here);
+    mark_dirty(victim);
     true
 }
 
@@ -690,7 +716,7 @@ fn after_switch() {
         t.on_cpu.store(false, Ordering::Release);
     }
     if let Some(t) = dead {
-        crate::proc::thread::reap(t);
+        (REAPER.get().expect("reaper installed at boot"))(t);
     }
 }
 
@@ -698,10 +724,7 @@ fn after_switch() {
 #[no_mangle]
 extern "C" fn thread_first_run() {
     after_switch();
-    if let Some(p) = current_process() {
-        crate::proc::check_kill(p);
-    }
-    crate::time::rearm();
+    (crate::hooks::get().leave)(true);
 }
 
 /// The CPUs (bit `n` for CPU `n`) whose running thread belongs to `process` (their TLBs may

@@ -272,7 +272,7 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     super::syscall::init_cpu();
     super::context::enable_fpu();
     super::context::enable_smep_smap();
-    crate::sched::init_cpu();
+    (crate::hooks::get().cpu_init)();
     apic::init_local();
     cpu.apic_id.store(apic::id(), Ordering::Relaxed);
     apic::init_timer();
@@ -281,5 +281,5 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     // `boot` is dead after this store: the boot CPU reuses its storage.
     cpu.online.store(true, Ordering::Release);
     crate::kdebug!("smp", "cpu{} entering idle loop", cpu.index);
-    crate::idle_loop()
+    (crate::hooks::get().idle)()
 }

@@ -180,8 +180,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         v if v == VEC_TIMER as u64 => {
             percpu::current().timer_ticks.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             apic::eoi();
-            crate::time::on_timer_interrupt();
-            crate::sched::tick(from_user);
+            (crate::hooks::get().timer)(from_user);
         }
         v if v == VEC_TLB as u64 => {
             super::tlb::answer();
@@ -189,12 +188,12 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         v if v == VEC_WAKEUP as u64 => {
             apic::eoi();
-            crate::sched::tick(from_user);
+            (crate::hooks::get().wakeup)(from_user);
         }
         v if v == VEC_COM1 as u64 => {
             crate::dev::serial::handle_com1_interrupt();
             apic::eoi();
-            crate::cap::terminal::pump();
+            (crate::hooks::get().serial_input)();
         }
         v if v == VEC_SPURIOUS as u64 => {}
         v if (super::pic::PIC_VECTOR_BASE as u64..super::pic::PIC_VECTOR_BASE as u64 + 16)
@@ -209,12 +208,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             apic::eoi();
         }
     }
-    if from_user {
-        if let Some(p) = crate::sched::current_process() {
-            crate::proc::check_kill(p);
-        }
-    }
-    crate::time::rearm();
+    (crate::hooks::get().leave)(from_user);
 }
 
 /// A system call would return (SYSRETQ) to a non-canonical address: on
@@ -229,35 +223,12 @@ pub fn non_canonical_return(frame: &mut TrapFrame) -> ! {
 fn user_fault(frame: &TrapFrame) -> ! {
     let (name, _) = exception_name(frame.vector);
     let addr = if frame.vector == 14 { Cr2::read_raw() } else { 0 };
-    let process = crate::sched::current_process().expect("user-mode code belongs to a process");
-    let others = process.threads.lock().live.len() > 1;
-    if others {
-        let tid = crate::sched::current().map_or(0, |t| t.tid);
-        crate::console!(
-            "proc: {} (pid {}) thread {} killed by {} (vector {}) at rip={:#x} addr={:#x}",
-            process.name,
-            process.pid,
-            tid,
-            name,
-            frame.vector,
-            frame.rip,
-            addr
-        );
-    } else {
-        crate::console!(
-            "proc: {} (pid {}) killed by {} (vector {}) at rip={:#x} addr={:#x}",
-            process.name,
-            process.pid,
-            name,
-            frame.vector,
-            frame.rip,
-            addr
-        );
-    }
-    crate::proc::thread::exit_current(
-        process,
-        crate::proc::ExitCause::Fault { name, vector: frame.vector, rip: frame.rip, addr },
-    )
+    (crate::hooks::get().user_fault)(crate::hooks::Fault {
+        name,
+        vector: frame.vector,
+        rip: frame.rip,
+        addr,
+    })
 }
 
 fn nmi(frame: &mut TrapFrame) {

@@ -97,3 +97,8 @@ pub fn tsc_at_nanos(ns: u64) -> u64 {
     let ticks = (ns as u128 * hz).div_ceil(1_000_000_000) + hz / 50_000_000 + 1;
     BOOT_TSC.load(Ordering::Relaxed).saturating_add(ticks.min(u64::MAX as u128) as u64)
 }
+
+/// `ns` nanoseconds in TSC ticks (saturating).
+pub fn ns_to_ticks(ns: u64) -> u64 {
+    (ns as u128 * hz() as u128 / 1_000_000_000).min(u64::MAX as u128) as u64
+}
