@@ -37,12 +37,10 @@ use x86_64::instructions::interrupts;
 use x86_64::VirtAddr;
 
 use arch::x86_64::{apic, gdt, ioapic, percpu, pic, smp, trap, tsc};
-use boot::BootInfo;
+use boot::{BootInfo, VERSION};
 
 /// capOS version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-static BOOT: Once<BootInfo> = Once::new();
 static OPTIONS: Once<KernelOptions<'static>> = Once::new();
 /// init's ELF image, embedded by `build.rs`.
 static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));
@@ -81,7 +79,7 @@ extern "C" fn kernel_entry(magic: u32, mbi_phys: u32) -> ! {
         Ok(info) => info,
         Err(e) => panic!("boot: {e}"),
     };
-    let info = BOOT.call_once(|| info);
+    let info = boot::INFO.call_once(|| info);
     let opts = *OPTIONS.call_once(|| cmdline::parse(info.cmdline, |w| kwarn!("cmdline", "{w}")));
     log::set_level(opts.log_level);
     qemu::set_harness(opts.harness);
@@ -177,10 +175,17 @@ fn install_hooks() {
         idle: idle_loop,
     });
     sched::set_reaper(proc::thread::reap);
+    proc::set_end_hooks(proc::EndHooks {
+        forget_parked: cap::park_space::forget,
+        forget_calls: cap::endpoint::forget_process,
+        complete_wait: cap::process_handle::complete_wait,
+        complete_join: cap::thread_handle::complete_join,
+        init_exited,
+    });
 }
 
 extern "C" fn kernel_main() -> ! {
-    let info = BOOT.get().expect("boot info recorded before the stack switch");
+    let info = boot::INFO.get().expect("boot info recorded before the stack switch");
     let opts = *OPTIONS.get().expect("options parsed before the stack switch");
 
     let ist = smp::alloc_ist_stacks().expect("memory for the boot CPU's IST stacks");
@@ -267,7 +272,7 @@ fn start_init(args: &str) {
         qemu::exit_if_harness(qemu::ExitCode::Failure);
         return;
     }
-    let grants = cap::bootstrap_grants();
+    let grants = cap::grants::bootstrap_grants();
     match proc::spawn::spawn("init", INIT_ELF, grants, &[args], 0, root_account()) {
         Ok(p) => kinfo!("init", "started as pid {}", p.pid),
         Err(e) => {

@@ -6,17 +6,6 @@ use alloc::string::String;
 
 use capos_lib::cmdline::LogLevel;
 use capos_schema::capos_capnp::system_manifest;
-use spin::Once;
-
-/// Host name when the manifest gives none.
-pub const DEFAULT_HOSTNAME: &str = "capos";
-
-static HOSTNAME: Once<String> = Once::new();
-
-/// The system's host name.
-pub fn hostname() -> &'static str {
-    HOSTNAME.get().map(String::as_str).unwrap_or(DEFAULT_HOSTNAME)
-}
 
 /// Kernel parameters read from a manifest.
 struct Params {
@@ -63,7 +52,7 @@ pub fn apply(cmdline_sets_log: bool) {
             if !p.motd.is_empty() {
                 crate::console!("{}", p.motd);
             }
-            HOSTNAME.call_once(|| p.hostname);
+            crate::cap::system_info::set_hostname(p.hostname);
         }
         Err(e) => crate::kwarn!("manifest", "kernel parameters unusable ({e}); using defaults"),
     }

@@ -3,6 +3,8 @@
 
 pub mod multiboot2;
 
+use spin::Once;
+
 use capos_lib::memmap::MemoryMap;
 use capos_lib::multiboot2::{Framebuffer, Rsdp};
 
@@ -49,3 +51,9 @@ impl BootInfo {
         self.modules.iter().flatten()
     }
 }
+
+/// The kernel's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What the boot loader handed over, recorded once at entry.
+pub static INFO: Once<BootInfo> = Once::new();

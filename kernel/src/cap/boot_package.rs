@@ -14,7 +14,7 @@ pub struct KernelBootPackage;
 
 /// The bytes of boot module `name`.
 pub fn module(name: &str) -> Option<&'static [u8]> {
-    let boot = crate::BOOT.get()?;
+    let boot = crate::boot::INFO.get()?;
     let m = boot.modules().find(|m| m.name == name)?;
     // SAFETY: boot modules are carved out of usable memory (never handed out
     // by the frame allocator) and mapped in the direct map for good.
@@ -51,7 +51,7 @@ impl BootPackageServer for Server {
         _params: boot_package::binaries_params::Reader<'_>,
         results: boot_package::binaries_results::Builder<'_>,
     ) -> Result<(), ServerError> {
-        let Some(boot) = crate::BOOT.get() else { return Ok(()) };
+        let Some(boot) = crate::boot::INFO.get() else { return Ok(()) };
         let names: alloc::vec::Vec<&str> =
             boot.modules().map(|m| m.name).filter(|n| *n != MANIFEST).collect();
         let mut list = results.init_names(names.len() as u32);

@@ -9,6 +9,7 @@ pub mod boot_package;
 pub mod console;
 pub mod endpoint;
 pub mod entropy;
+pub mod grants;
 pub mod ipc_manager;
 pub mod log;
 pub mod notification;
@@ -196,35 +197,6 @@ pub mod exception {
     pub const EXHAUSTED: u32 = 4;
     /// The operation is not allowed in the object's state.
     pub const BAD_STATE: u32 = 5;
-}
-
-/// The caps init starts with, by name.
-pub fn bootstrap_grants() -> Vec<crate::proc::spawn::Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 16] = [
-        ("console", Arc::new(console::KernelConsole)),
-        ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
-        ("clock", Arc::new(wall_clock::KernelWallClock)),
-        ("timer", Arc::new(timer::KernelTimer)),
-        ("log", Arc::new(log::KernelLogSink)),
-        ("log_reader", Arc::new(log::KernelLogReader)),
-        ("entropy", Arc::new(entropy::KernelEntropy)),
-        ("spawner", Arc::new(process_spawner::KernelSpawner)),
-        ("vm", Arc::new(virtual_memory::KernelVirtualMemory)),
-        ("ipc", Arc::new(ipc_manager::KernelIpcManager)),
-        ("boot", Arc::new(boot_package::KernelBootPackage)),
-        ("terminal", Arc::new(terminal::KernelTerminal)),
-        ("processes", Arc::new(process_table::KernelProcessTable)),
-        ("threads", Arc::new(thread_spawner::KernelThreadSpawner)),
-        ("park", Arc::new(park_space::KernelParkSpace)),
-        ("sched", Arc::new(scheduling_policy::KernelSchedulingPolicy)),
-    ];
-    objects
-        .into_iter()
-        .map(|(name, object)| crate::proc::spawn::Grant {
-            name: String::from(name),
-            cap: CapEntry::new(object),
-        })
-        .collect()
 }
 
 /// A kernel object reachable through capabilities.

@@ -1,5 +1,6 @@
 //! `SystemInfo`: read-only facts about the running system.
 
+use alloc::string::String;
 use core::sync::atomic::Ordering;
 
 use capos_schema::capos_capnp::system_info;
@@ -7,7 +8,24 @@ use capos_schema::{
     dispatch_system_info, SchemaStruct, ServerError, SystemDescription, SystemInfoServer,
 };
 
+use spin::Once;
+
 use super::{outcome, CallContext, CallOutcome, CapObject};
+
+/// Host name when the manifest gives none.
+pub const DEFAULT_HOSTNAME: &str = "capos";
+
+static HOSTNAME: Once<String> = Once::new();
+
+/// The system's host name.
+pub fn hostname() -> &'static str {
+    HOSTNAME.get().map(String::as_str).unwrap_or(DEFAULT_HOSTNAME)
+}
+
+/// Records the host name (the boot manifest's; once).
+pub fn set_hostname(name: String) {
+    HOSTNAME.call_once(|| name);
+}
 
 /// The kernel's system-information object.
 pub struct KernelSystemInfo;
@@ -16,13 +34,13 @@ struct Server;
 
 /// What `SystemInfo.info` reports, also used by the kernel's own logs.
 pub fn describe() -> SystemDescription {
-    let total = crate::BOOT.get().map(|b| b.memory_map.usable_bytes()).unwrap_or(0);
+    let total = crate::boot::INFO.get().map(|b| b.memory_map.usable_bytes()).unwrap_or(0);
     let cpus =
         crate::arch::x86_64::percpu::all().filter(|c| c.online.load(Ordering::Acquire)).count();
     SystemDescription {
         os_name: "capOS".into(),
-        version: crate::VERSION.into(),
-        hostname: crate::manifest::hostname().into(),
+        version: crate::boot::VERSION.into(),
+        hostname: hostname().into(),
         cpu_count: cpus as u32,
         total_memory_bytes: total,
         // Pages cached for reuse (freed kernel stacks) count as free.

@@ -205,13 +205,13 @@ fn teardown(process: &Arc<Process>, cause: ExitCause) {
     // Its timers (sleeps, cap_enter wake-ups, wait timeouts) and parked
     // calls go first: they refer to its threads.
     crate::time::cancel_owned_by(process.pid);
-    crate::cap::park_space::forget(process.pid);
+    (end_hooks().forget_parked)(process.pid);
     // Caps next: dropping them may release other objects.
     let caps: Vec<CapEntry> = process.caps.lock().drain_all().collect();
     drop(caps);
     // Calls it queued on endpoints (and the caps they carry), its waiting
     // RECVs and its caller references go too.
-    crate::cap::endpoint::forget_process(process);
+    (end_hooks().forget_calls)(process);
     // Frees every user frame, the rings and the page tables. No CPU runs in
     // this address space any more: every thread has been switched away from.
     let space = process.space.lock().take();
@@ -224,12 +224,40 @@ fn teardown(process: &Arc<Process>, cause: ExitCause) {
         core::mem::take(&mut exit.waiters)
     };
     for w in waiters {
-        crate::cap::process_handle::complete_wait(w, cause.code());
+        (end_hooks().complete_wait)(w, cause.code());
     }
     PROCESSES.lock().remove(&process.pid);
     if process.parent == 0 {
-        crate::init_exited(cause.code());
+        (end_hooks().init_exited)(cause.code());
     }
+}
+
+/// What the layers above do when a process or thread ends (installed once
+/// at boot): `proc` never names the cap objects or `main`.
+pub struct EndHooks {
+    /// Drops the parked calls of process `pid`.
+    pub forget_parked: fn(pid: u64),
+    /// Drops the calls the process queued on endpoints, its waiting RECVs
+    /// and its caller references.
+    pub forget_calls: fn(&Arc<Process>),
+    /// Completes a `ProcessHandle.wait` with the exit code.
+    pub complete_wait: fn(PendingCall, i64),
+    /// Completes a `ThreadHandle.join` with how the thread ended.
+    pub complete_join: fn(PendingCall, &ExitCause),
+    /// init (the process without a parent) ended with this code.
+    pub init_exited: fn(i64),
+}
+
+static END_HOOKS: spin::Once<EndHooks> = spin::Once::new();
+
+/// Installs the end-of-life hooks (once, at boot).
+pub fn set_end_hooks(hooks: EndHooks) {
+    END_HOOKS.call_once(|| hooks);
+}
+
+/// The end-of-life hooks. Boot installs them before any process exists.
+pub fn end_hooks() -> &'static EndHooks {
+    END_HOOKS.get().expect("end hooks installed at boot")
 }
 
 /// On the way back to user mode: honour a pending kill by ending the

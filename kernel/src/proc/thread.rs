@@ -274,7 +274,7 @@ pub fn exit_current(process: Arc<Process>, cause: ExitCause) -> ! {
             core::mem::take(&mut end.joiners)
         };
         for j in joiners {
-            crate::cap::thread_handle::complete_join(j, &cause);
+            (super::end_hooks().complete_join)(j, &cause);
         }
     }
     // Nothing may stay on this stack: it is freed once the thread is reaped.
