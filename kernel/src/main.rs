@@ -39,8 +39,6 @@ use x86_64::VirtAddr;
 use arch::x86_64::{apic, gdt, ioapic, percpu, pic, smp, trap, tsc};
 use boot::{BootInfo, VERSION};
 
-/// capOS version.
-
 static OPTIONS: Once<KernelOptions<'static>> = Once::new();
 /// init's ELF image, embedded by `build.rs`.
 static INIT_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/init.elf"));
