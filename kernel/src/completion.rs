@@ -25,7 +25,7 @@ use crate::sched::{self, Thread};
 
 /// The ring of a user thread.
 pub fn ring_of(thread: &Thread) -> &crate::sync::IrqLock<RingState> {
-    &thread.user.as_ref().expect("only user threads use rings").ring
+    &crate::proc::thread::user_of(thread).expect("only user threads use rings").ring
 }
 
 /// Most pages one ring has.
@@ -355,7 +355,7 @@ pub fn complete_recv(
 /// the rest of its run queue.
 fn post_and_wake(to: &PendingCall, c: &Cqe) {
     let Some(thread) = to.thread.upgrade() else { return };
-    let Some(user) = thread.user.as_ref() else { return };
+    let Some(user) = crate::proc::thread::user_of(&thread) else { return };
     let counted = {
         let mut ring = user.ring.lock();
         // A closed ring gave its open calls back when it closed.
@@ -365,7 +365,8 @@ fn post_and_wake(to: &PendingCall, c: &Cqe) {
         counted
     };
     if counted {
-        if let Some(p) = thread.process.as_ref() {
+        let owner = thread.process.as_deref().map(|o| o as &dyn core::any::Any);
+        if let Some(p) = owner.and_then(|o| o.downcast_ref::<Process>()) {
             p.account.close_calls(1);
         }
     }

@@ -162,7 +162,7 @@ fn install_hooks() {
         serial_input: cap::terminal::pump,
         leave: |to_user| {
             if to_user {
-                if let Some(p) = sched::current_process() {
+                if let Some(p) = proc::current_process() {
                     proc::check_kill(p);
                 }
             }

@@ -46,7 +46,7 @@ pub fn cap_enter(
     timeout_ns: u64,
 ) -> u64 {
     let deadline = crate::time::deadline_after_ns(timeout_ns);
-    let user = me.user.as_ref().expect("cap_enter runs on a user thread");
+    let user = crate::proc::thread::user_of(me).expect("cap_enter runs on a user thread");
     let ring = &user.ring;
     loop {
         if let Err(e) = submit(process, me) {

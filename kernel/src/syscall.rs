@@ -12,7 +12,7 @@ use crate::{ring, sched};
 #[no_mangle]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
     let me = sched::current().expect("SYSCALL comes from a thread");
-    let process = me.process.clone().expect("SYSCALL comes from a process thread");
+    let process = proc::of(&me).expect("SYSCALL comes from a process thread");
     // `me` is dropped before every path that may end the thread: nothing on
     // this stack is dropped once the thread is gone.
     match frame.rax {

@@ -63,7 +63,8 @@ impl ThreadHandleServer for Server<'_> {
         _params: thread_handle::info_params::Reader<'_>,
         results: thread_handle::info_results::Builder<'_>,
     ) -> Result<(), ServerError> {
-        let user = self.thread.user.as_ref().expect("handles are made for user threads");
+        let user = crate::proc::thread::user_of(self.thread.as_ref())
+            .expect("handles are made for user threads");
         let (end, value) = end_of(user.end.lock().cause.as_ref());
         let ticks = self.thread.cpu_ticks();
         let hz = crate::arch::x86_64::tsc::hz().max(1);
@@ -106,7 +107,8 @@ impl CapObject for KernelThreadHandle {
             // A thread waiting for its own end would wait forever.
             return CallOutcome::Failed(TransportError::BadState);
         }
-        let user = self.thread.user.as_ref().expect("handles are made for user threads");
+        let user = crate::proc::thread::user_of(self.thread.as_ref())
+            .expect("handles are made for user threads");
         let mut end = user.end.lock();
         if end.joined {
             return CallOutcome::Failed(TransportError::BadState);

@@ -232,6 +232,27 @@ fn teardown(process: &Arc<Process>, cause: ExitCause) {
     }
 }
 
+impl sched::Owner for Process {
+    fn charge_cpu(&self, ticks: u64) {
+        self.cpu_ticks.fetch_add(ticks, Ordering::Relaxed);
+    }
+
+    fn activate_address_space(&self) {
+        Process::activate_address_space(self);
+    }
+}
+
+/// The process `thread` belongs to (`None` for an idle thread).
+pub fn of(thread: &Thread) -> Option<Arc<Process>> {
+    let owner: Arc<dyn core::any::Any + Send + Sync> = thread.process.clone()?;
+    owner.downcast::<Process>().ok()
+}
+
+/// The process of the thread running on this CPU.
+pub fn current_process() -> Option<Arc<Process>> {
+    sched::current().and_then(|t| of(&t))
+}
+
 /// What the layers above do when a process or thread ends (installed once
 /// at boot): `proc` never names the cap objects or `main`.
 pub struct EndHooks {

@@ -179,8 +179,9 @@ pub fn spawn(
     });
     let start = UserStart { entry, rsp: USER_STACK_TOP, rdi: 0, rsi: RING_ADDR, fs_base: 0 };
     let charge = ThreadCharge::new(&account).map_err(SpawnError::Quota)?;
-    let thread = sched::spawn_user(process.clone(), start, UserThread::new(0, ring, charge))
-        .ok_or(SpawnError::NoMemory)?;
+    // alloc: one fixed-size user part per thread, charged above
+    let user = alloc::boxed::Box::new(UserThread::new(0, ring, charge));
+    let thread = sched::spawn_user(process.clone(), start, user).ok_or(SpawnError::NoMemory)?;
     register(&process);
     process.threads.lock().live.push(thread.clone());
     sched::start(thread.clone());

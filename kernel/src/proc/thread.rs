@@ -13,6 +13,7 @@
 //! its kernel stack is freed when the scheduler reaps it, after it left its
 //! CPU; the reaper of the last thread tears the process down.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::offset_of;
@@ -77,7 +78,8 @@ impl ThreadCharge {
     /// Charges one more thread to `account`.
     pub fn new(account: &Arc<Account>) -> Result<Self, QuotaExceeded> {
         account.charge_count(Resource::Threads, 1)?;
-        let bytes = (core::mem::size_of::<Thread>() + core::mem::size_of::<RingState>()) as u64;
+        // The thread and its user part (which holds the ring state).
+        let bytes = (core::mem::size_of::<Thread>() + core::mem::size_of::<UserThread>()) as u64;
         match Charge::new(account, KERNEL_STACK_PAGES, bytes) {
             Ok(memory) => Ok(Self { account: account.clone(), _memory: memory }),
             Err(e) => {
@@ -119,6 +121,11 @@ impl UserThread {
             _charge: charge,
         }
     }
+}
+
+/// The user part of `thread` (`None` for an idle thread).
+pub fn user_of(thread: &Thread) -> Option<&UserThread> {
+    thread.user.as_deref().and_then(|u| u.downcast_ref::<UserThread>())
 }
 
 /// Where the ring of `slot` lives.
@@ -236,7 +243,8 @@ pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, 
             rsi: addr,
             fs_base: start.tls,
         },
-        UserThread::new(slot, ring, charge),
+        // alloc: one fixed-size user part per thread, charged above
+        Box::new(UserThread::new(slot, ring, charge)),
     )
     .ok_or(TransportError::NoMemory)?;
     set.slots |= 1 << slot;
@@ -259,7 +267,7 @@ pub fn spawn(process: &Arc<Process>, start: ThreadStart) -> Result<Arc<Thread>, 
 /// joiners, and leaves the CPU for good. Interrupts must be off.
 pub fn exit_current(process: Arc<Process>, cause: ExitCause) -> ! {
     let me = sched::current().expect("a user thread is running");
-    if let Some(user) = &me.user {
+    if let Some(user) = user_of(&me) {
         // Calls still open on the ring stop counting against the process.
         let open = user.ring.lock().close();
         process.account.close_calls(open);
@@ -286,14 +294,14 @@ pub fn exit_current(process: Arc<Process>, cause: ExitCause) -> ! {
 /// A dead thread has left its CPU: give its slot back; if it was its
 /// process's last thread, tear the process down.
 pub fn reap(thread: Arc<Thread>) {
-    let Some(process) = thread.process.clone() else { return };
+    let Some(process) = super::of(&thread) else { return };
     let last = {
         let mut set = process.threads.lock();
         set.live.retain(|t| !Arc::ptr_eq(t, &thread));
         set.live.is_empty()
     };
     if last && !process.ended.load(Ordering::Acquire) {
-        let own = thread.user.as_ref().and_then(|u| u.end.lock().cause.clone());
+        let own = user_of(&thread).and_then(|u| u.end.lock().cause.clone());
         let requested = process.exit.lock().requested.clone();
         let cause = requested.or(own).unwrap_or(ExitCause::Killed);
         teardown(&process, cause);
@@ -304,7 +312,7 @@ pub fn reap(thread: Arc<Thread>) {
 /// A CPU exception in user mode (through [`crate::hooks::Hooks::user_fault`]):
 /// the current thread's process ends, never the kernel.
 pub fn user_fault(f: crate::hooks::Fault) -> ! {
-    let process = crate::sched::current_process().expect("user-mode code belongs to a process");
+    let process = super::current_process().expect("user-mode code belongs to a process");
     let others = process.threads.lock().live.len() > 1;
     if others {
         let tid = crate::sched::current().map_or(0, |t| t.tid);

@@ -17,8 +17,10 @@
 //! Blocking never loses a wake-up: a thread that is woken while still running
 //! records the wake-up and its next block returns at once.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::any::Any;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -27,7 +29,6 @@ use crate::arch::x86_64::percpu::{self, MAX_CPUS};
 use crate::arch::x86_64::trap::{TrapFrame, VEC_WAKEUP};
 use crate::arch::x86_64::{apic, gdt, tsc};
 use crate::mem::stacks::{self, KernelStack};
-use crate::proc::Process;
 use crate::sync::IrqLock;
 
 /// Scheduling state of a thread.
@@ -64,12 +65,22 @@ pub fn set_weight(thread: &Thread, weight: u32) {
     thread.sched.lock().weight = weight.clamp(MIN_WEIGHT, MAX_WEIGHT);
 }
 
+/// What a thread belongs to (a process), as far as the scheduler needs
+/// it. The layer that owns processes gets its own type back by upcasting to
+/// `Any` and downcasting.
+pub trait Owner: Any + Send + Sync {
+    /// Adds `ticks` TSC ticks of CPU time.
+    fn charge_cpu(&self, ticks: u64);
+    /// Switches this CPU to its address space.
+    fn activate_address_space(&self);
+}
+
 /// A kernel-scheduled thread of a process (or a CPU's idle thread).
 pub struct Thread {
     /// Thread id.
     pub tid: u64,
     /// Owning process (`None` for idle threads).
-    pub process: Option<Arc<Process>>,
+    pub process: Option<Arc<dyn Owner>>,
     /// CPU whose run queue holds this thread (changes only while the
     /// thread is on no queue and on no CPU, or under the queue's lock).
     cpu: AtomicU32,
@@ -80,8 +91,10 @@ pub struct Thread {
     /// and by `ThreadSpawner.setTls` ([`set_fs_base`]) only.
     fs_base: UnsafeCell<u64>,
     sched: IrqLock<SchedState>,
-    /// The user-thread part: ring, end state (`None` for idle threads).
-    pub user: Option<crate::proc::thread::UserThread>,
+    /// The user-thread part (ring, end state; `None` for idle threads),
+    /// owned by the layer that makes user threads: the scheduler never
+    /// looks inside.
+    pub user: Option<Box<dyn Any + Send + Sync>>,
     /// TSC ticks spent on a CPU.
     cpu_ticks: AtomicU64,
     /// Set from the moment a CPU picks the thread until that CPU has
@@ -160,7 +173,7 @@ impl CpuQueue {
         }
         cur.cpu_ticks.fetch_add(delta, Ordering::Relaxed);
         if let Some(p) = &cur.process {
-            p.cpu_ticks.fetch_add(delta, Ordering::Relaxed);
+            p.charge_cpu(delta);
         }
         let mut s = cur.sched.lock();
         s.vruntime = s.vruntime.saturating_add(capos_lib::sched::vruntime_delta(delta, s.weight));
@@ -301,11 +314,6 @@ pub fn current() -> Option<Arc<Thread>> {
     QUEUES[percpu::cpu_index() as usize].lock().current.clone()
 }
 
-/// The process of the thread running on this CPU.
-pub fn current_process() -> Option<Arc<Process>> {
-    current().and_then(|t| t.process.clone())
-}
-
 fn pick_cpu() -> u32 {
     let online: Vec<u32> =
         percpu::all().filter(|c| c.online.load(Ordering::Acquire)).map(|c| c.index).collect();
@@ -338,9 +346,9 @@ pub struct UserStart {
 /// says. It runs once passed to [`start`] (after the caller has recorded
 /// it, so it cannot finish before being known).
 pub fn spawn_user(
-    process: Arc<Process>,
+    process: Arc<dyn Owner>,
     start: UserStart,
-    user: crate::proc::thread::UserThread,
+    user: Box<dyn Any + Send + Sync>,
 ) -> Option<Arc<Thread>> {
     let stack = stacks::alloc(stacks::KERNEL_STACK_PAGES)?;
     let top = stack.top().as_u64();
@@ -729,7 +737,7 @@ extern "C" fn thread_first_run() {
 
 /// The CPUs (bit `n` for CPU `n`) whose running thread belongs to `process` (their TLBs may
 /// hold its translations).
-pub fn cpus_running(process: &Arc<Process>) -> u64 {
+pub fn cpus_running<T: ?Sized>(process: &Arc<T>) -> u64 {
     percpu::all()
         .filter(|c| c.online.load(Ordering::Acquire))
         .map(|c| c.index as usize)
@@ -738,7 +746,7 @@ pub fn cpus_running(process: &Arc<Process>) -> u64 {
             q.current
                 .as_ref()
                 .and_then(|t| t.process.as_ref())
-                .is_some_and(|p| Arc::ptr_eq(p, process))
+                .is_some_and(|p| core::ptr::addr_eq(Arc::as_ptr(p), Arc::as_ptr(process)))
         })
         .fold(0, |set, c| set | (1 << c))
 }
