@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// Kernel sources on system-call and completion paths.
 const FILES: &[&str] = &[
     "kernel/src/ring.rs",
+    "kernel/src/completion.rs",
     "kernel/src/time.rs",
     "kernel/src/mem/address_space.rs",
     "kernel/src/proc",
