@@ -37,9 +37,6 @@ pub fn ring_of(thread: &Thread) -> &crate::sync::IrqLock<RingState> {
     &thread.user.as_ref().expect("only user threads use rings").ring
 }
 
-/// Params up to this size are copied to the kernel stack, larger ones to the heap.
-const SMALL_PARAMS: usize = 256;
-
 /// Most pages one ring has.
 pub const MAX_RING_PAGES: usize = 8;
 
@@ -523,56 +520,102 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         Ok(r) => r,
         Err(_) => return Some(err(TransportError::BadPointer)),
     };
-    let results_range = match UserRange::new(sqe.results_addr, sqe.results_len as u64) {
-        Ok(r) => r,
-        Err(_) => return Some(err(TransportError::BadPointer)),
-    };
-    // Small params (the common case) are copied to the stack.
-    let mut small = [0u8; SMALL_PARAMS];
-    let mut large = Vec::new();
-    let params: &mut [u8] = if sqe.params_len as usize <= SMALL_PARAMS {
-        &mut small[..sqe.params_len as usize]
-    } else {
-        if large.try_reserve_exact(sqe.params_len as usize).is_err() {
-            return Some(err(TransportError::NoMemory));
-        }
-        large.resize(sqe.params_len as usize, 0);
-        &mut large
-    };
-    {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
-        if params_range.read(space, params).is_err()
-            || results_range.check(space, Access::Write).is_err()
+    // The results buffer must lie in the user half. Its first page's worth
+    // is checked before the call is performed (a buffer that is plainly
+    // wrong never lets a call run); the rest, which only large results
+    // reach, is checked as it is written.
+    if UserRange::new(sqe.results_addr, sqe.results_len as u64).is_err() {
+        return Some(err(TransportError::BadPointer));
+    }
+    let results_head = UserRange::new(sqe.results_addr, (sqe.results_len as u64).min(PAGE_SIZE))
+        .expect("a prefix of a valid user range is valid");
+    // The params are copied once, into this CPU's call frame, and read there
+    // in place; the results are built in the frame.
+    let served = crate::cap::frame::with(sqe.params_len as usize, |frame| {
         {
-            return Some(err(TransportError::BadPointer));
+            let space = process.space.lock();
+            let Some(space) = space.as_ref() else {
+                return Some(err(TransportError::Disconnected));
+            };
+            if params_range.read(space, frame.params_mut()).is_err()
+                || results_head.check(space, Access::Write).is_err()
+            {
+                return Some(err(TransportError::BadPointer));
+            }
+        }
+        // A call the object cannot take now (a full endpoint queue) fails
+        // before any moved cap leaves the table.
+        if let Err(e) = entry.object.admits() {
+            return Some(err(e));
+        }
+        // Last: take the transferred caps (nothing before this changed any
+        // table).
+        let caps_in = match take_caps(process, sqe) {
+            Ok(c) => c,
+            Err(e) => return Some(err(e)),
+        };
+        let ctx = CallContext {
+            caller: process,
+            thread,
+            user_data: sqe.user_data,
+            results_addr: sqe.results_addr,
+            results_len: sqe.results_len,
+            caps_in: core::cell::RefCell::new(caps_in),
+        };
+        let to = Dest { addr: sqe.results_addr, len: sqe.results_len };
+        match entry.object.call(&ctx, sqe.method, frame) {
+            CallOutcome::Built { caps } => {
+                let Some(results) = frame.results() else {
+                    return Some(err(TransportError::TooLarge));
+                };
+                Some(deliver(process, to, Message::Frame(&results), caps).map_err(|(e, _)| (e, 0)))
+            }
+            CallOutcome::Done { results, caps } => {
+                Some(deliver(process, to, Message::Bytes(&results), caps).map_err(|(e, _)| (e, 0)))
+            }
+            CallOutcome::Exception(bytes) => Some(deliver_exception(process, to, &bytes)),
+            CallOutcome::Pending => None,
+            CallOutcome::Failed(e) => Some(err(e)),
+        }
+    });
+    served.unwrap_or_else(|e| Some(err(e)))
+}
+
+/// Where a completion's results go: the caller's results buffer.
+#[derive(Clone, Copy)]
+struct Dest {
+    addr: u64,
+    len: u32,
+}
+
+impl From<&PendingCall> for Dest {
+    fn from(to: &PendingCall) -> Self {
+        Self { addr: to.results_addr, len: to.results_len }
+    }
+}
+
+/// A results message to deliver: encoded bytes, or one built in a call
+/// frame (segment table and segments, written without joining them).
+enum Message<'a> {
+    Bytes(&'a [u8]),
+    Frame(&'a crate::cap::frame::Results<'a>),
+}
+
+impl Message<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::Frame(r) => r.encoded_len(),
         }
     }
-    // A call the object cannot take now (a full endpoint queue) fails
-    // before any moved cap leaves the table.
-    if let Err(e) = entry.object.admits() {
-        return Some(err(e));
-    }
-    // Last: take the transferred caps (nothing before this changed any table).
-    let caps_in = match take_caps(process, sqe) {
-        Ok(c) => c,
-        Err(e) => return Some(err(e)),
-    };
-    let ctx = CallContext {
-        caller: process,
-        thread,
-        user_data: sqe.user_data,
-        results_addr: sqe.results_addr,
-        results_len: sqe.results_len,
-        caps_in: core::cell::RefCell::new(caps_in),
-    };
-    match entry.object.call(&ctx, sqe.method, params) {
-        CallOutcome::Done { results, caps } => {
-            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|(e, _)| (e, 0)))
+
+    /// Writes the message at the writer's position.
+    fn write_to(&self, w: &mut crate::mem::user::UserWriter<'_>) -> Result<(), TransportError> {
+        let bad = |_| TransportError::BadPointer;
+        match self {
+            Self::Bytes(b) => w.write(b).map_err(bad),
+            Self::Frame(r) => r.pieces().try_for_each(|p| w.write(p).map_err(bad)),
         }
-        CallOutcome::Exception(bytes) => Some(deliver_exception(process, &ctx.pending(), &bytes)),
-        CallOutcome::Pending => None,
-        CallOutcome::Failed(e) => Some(err(e)),
     }
 }
 
@@ -582,32 +625,32 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
 /// never under a lock of this process.
 fn deliver(
     process: &Arc<Process>,
-    to: &PendingCall,
-    results: &[u8],
+    to: Dest,
+    results: Message<'_>,
     mut caps: Vec<crate::cap::CapEntry>,
 ) -> Result<(u32, u32), (TransportError, Vec<CapEntry>)> {
-    let caps_at = capos_abi::caps_offset(results.len());
+    let len = results.len();
+    let caps_at = capos_abi::caps_offset(len);
     let needed = caps_at + caps.len() * 8;
-    if needed > to.results_len as usize {
+    if needed > to.len as usize {
         return Err((TransportError::Overflow, caps));
     }
+    let Ok(range) = UserRange::new(to.addr, needed as u64) else {
+        return Err((TransportError::BadPointer, caps));
+    };
     if caps.is_empty() {
         let space = process.space.lock();
         let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
-        return match UserRange::new(to.results_addr, results.len() as u64)
-            .and_then(|r| r.write(space, results))
-        {
-            Ok(()) => Ok((results.len() as u32, 0)),
-            Err(_) => Err((TransportError::BadPointer, caps)),
+        return match results.write_to(&mut range.writer(space)) {
+            Ok(()) => Ok((len as u32, 0)),
+            Err(e) => Err((e, caps)),
         };
     }
-    // The buffer must be writable before any cap enters the table.
+    // What is written must be writable before any cap enters the table.
     {
         let space = process.space.lock();
         let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
-        let ok = UserRange::new(to.results_addr, needed as u64)
-            .is_ok_and(|r| r.check(space, Access::Write).is_ok());
-        if !ok {
+        if range.check(space, Access::Write).is_err() {
             return Err((TransportError::BadPointer, caps));
         }
     }
@@ -631,26 +674,23 @@ fn deliver(
         }
     }
     let ids = &ids[..n];
-    // The message, then padding to 8 bytes and the CapIds: two writes, no
-    // copy of the message.
+    // The message, then padding to 8 bytes and the CapIds.
     let mut tail = [0u8; 8 + 8 * MAX_XFER as usize];
-    let pad = caps_at - results.len();
+    let pad = caps_at - len;
     for (i, id) in ids.iter().enumerate() {
         tail[pad + i * 8..pad + i * 8 + 8].copy_from_slice(&id.0.to_le_bytes());
     }
     let tail = &tail[..pad + n * 8];
     let space = process.space.lock();
     let written = space.as_ref().map(|s| {
-        UserRange::new(to.results_addr, results.len() as u64)
-            .and_then(|r| r.write(s, results))
-            .and_then(|()| {
-                UserRange::new(to.results_addr + results.len() as u64, tail.len() as u64)
-            })
-            .and_then(|r| r.write(s, tail))
+        let mut w = range.writer(s);
+        results
+            .write_to(&mut w)
+            .and_then(|()| w.write(tail).map_err(|_| TransportError::BadPointer))
     });
     drop(space);
     match written {
-        Some(Ok(())) => Ok((results.len() as u32, n as u32)),
+        Some(Ok(())) => Ok((len as u32, n as u32)),
         _ => {
             // Take the caps back out (into the buffer they came in: no
             // allocation); the caller drops them outside every lock.
@@ -669,11 +709,11 @@ fn deliver(
 
 /// Writes an encoded exception into the results buffer (truncated if it
 /// does not fit: the status alone still tells the caller what happened).
-fn deliver_exception(process: &Arc<Process>, to: &PendingCall, bytes: &[u8]) -> Status {
-    let n = bytes.len().min(to.results_len as usize);
+fn deliver_exception(process: &Arc<Process>, to: Dest, bytes: &[u8]) -> Status {
+    let n = bytes.len().min(to.len as usize);
     let space = process.space.lock();
     let ok = space.as_ref().is_some_and(|s| {
-        UserRange::new(to.results_addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
+        UserRange::new(to.addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
     });
     Err((TransportError::AppError, if ok && n == bytes.len() { n as u32 } else { 0 }))
 }
@@ -695,8 +735,11 @@ pub fn complete_reply(
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
         // Caps that could not be delivered are dropped here, no lock held.
-        Ok(results) => deliver(&process, &to, &results, caps).map_err(|(e, _)| (e, 0)),
-        Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
+        Ok(results) => deliver(&process, Dest::from(&to), Message::Bytes(&results), caps)
+            .map_err(|(e, _)| (e, 0)),
+        Err((TransportError::AppError, bytes)) => {
+            deliver_exception(&process, Dest::from(&to), &bytes)
+        }
         Err((e, _)) => err(e),
     };
     post_and_wake(&to, &cqe(to.user_data, status));
@@ -721,7 +764,7 @@ pub fn complete_recv(
     let Some(process) = to.process.upgrade() else {
         return Err((TransportError::Disconnected, caps));
     };
-    let delivered = deliver(&process, &to, bytes, caps);
+    let delivered = deliver(&process, Dest::from(&to), Message::Bytes(bytes), caps);
     let status = match &delivered {
         Ok(s) => Ok(*s),
         Err((e, _)) => err(*e),
