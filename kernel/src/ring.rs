@@ -146,8 +146,9 @@ impl RingState {
         Sqe::from_bytes(&bytes).expect("64 bytes form an SQE")
     }
 
-    /// Writes `cqe` to CQ slot `slot` and publishes `new_tail` (both from
-    /// [`ring_index::cq_push`]).
+    /// Writes `cqe` to CQ slot `slot` and advances the kernel's `cq_tail`
+    /// to `new_tail` (both from [`ring_index::cq_push`]); [`Self::publish`]
+    /// makes it visible.
     fn write_cqe(&mut self, cqe: &Cqe, slot: usize, new_tail: u32) {
         let slot = slot as u32 & (self.cq_entries - 1);
         let off = self.cqe_offset + slot * CQE_SIZE as u32;
@@ -155,6 +156,10 @@ impl RingState {
         // SAFETY: CQEs are 32-byte aligned records inside the ring mapping.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(off), CQE_SIZE) };
         self.cq_tail = new_tail;
+    }
+
+    /// Publishes the CQEs written so far: one release store of `cq_tail`.
+    fn publish(&self) {
         self.header_field(offset_of!(RingHeader, cq_tail)).store(self.cq_tail, Ordering::Release);
     }
 
@@ -172,6 +177,12 @@ impl RingState {
     /// Posts a completion if the ring is open (space is always reserved);
     /// a full CQ or a corrupt `cq_head` counts in `cq_overflow` instead.
     fn post(&mut self, cqe: &Cqe) {
+        self.post_unpublished(cqe);
+        self.publish();
+    }
+
+    /// [`Self::post`] without publishing: a batch publishes once at its end.
+    fn post_unpublished(&mut self, cqe: &Cqe) {
         if !self.open {
             return;
         }
@@ -256,8 +267,9 @@ pub fn cap_enter(
     }
 }
 
-/// SQEs taken from the ring per lock acquisition.
-const INTAKE_BATCH: usize = 8;
+/// SQEs taken from the ring per lock acquisition (their completions are
+/// posted under one lock and published with one store).
+const INTAKE_BATCH: usize = 32;
 
 /// Processes every submitted SQE the CQ has room for. SQEs are copied out
 /// of the ring in batches under one lock, executed without it, and their
@@ -270,19 +282,20 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
         if tail == ring.sq_head {
             return Ok(());
         }
-        let mut batch = [Sqe::default(); INTAKE_BATCH];
+        // Not initialised up front: only what is taken is written.
+        let mut batch: arrayvec::ArrayVec<Sqe, INTAKE_BATCH> = arrayvec::ArrayVec::new();
         let n = {
             // Each accepted SQE reserves its completion slot now. A corrupt
             // CQ head or SQ tail is Malformed (RingError's mapping).
             let room =
                 ring_index::cq_free(ring.cq_head(), ring.cq_tail, ring.cq_entries, ring.inflight)?;
             let mut sq = SqConsumer::new(ring.sq_head, tail, ring.sq_entries, room)?;
-            let mut n = 0;
-            // `batch` first: the consumer advances only for an SQE taken.
-            for (out, slot) in batch.iter_mut().zip(sq.by_ref()) {
-                *out = ring.read_sqe(slot);
-                n += 1;
+            // A full batch stops before the consumer takes one more slot.
+            while !batch.is_full() {
+                let Some(slot) = sq.next() else { break };
+                batch.push(ring.read_sqe(slot));
             }
+            let n = batch.len();
             ring.sq_head = sq.head();
             let head = ring.sq_head;
             ring.header_field(offset_of!(RingHeader, sq_head)).store(head, Ordering::Release);
@@ -293,15 +306,18 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
         if n == 0 {
             return Ok(());
         }
-        let mut done: [Option<Cqe>; INTAKE_BATCH] = [None; INTAKE_BATCH];
-        for (sqe, out) in batch.iter().zip(done.iter_mut()).take(n) {
-            *out = execute_counted(process, thread, sqe);
+        let mut done: arrayvec::ArrayVec<Cqe, INTAKE_BATCH> = arrayvec::ArrayVec::new();
+        for sqe in &batch {
+            if let Some(c) = execute_counted(process, thread, sqe) {
+                done.push(c);
+            }
         }
         let mut ring = shared.lock();
-        for c in done.iter().take(n).flatten() {
+        for c in &done {
             ring.inflight -= 1;
-            ring.post(c);
+            ring.post_unpublished(c);
         }
+        ring.publish();
     }
 }
 

@@ -11,24 +11,22 @@ use crate::{ring, sched};
 /// result in RAX.
 #[no_mangle]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    let me = sched::current().expect("SYSCALL comes from a thread");
-    let process = me.process.clone().expect("SYSCALL comes from a process thread");
-    // `me` is dropped before every path that may end the thread: nothing on
-    // this stack is dropped once the thread is gone.
+    // Borrowed: no lock and no reference count on the way in (the thread
+    // is alive while it runs), so nothing on this stack needs dropping on
+    // the paths that end the thread.
+    let me = sched::current_borrowed().expect("SYSCALL comes from a thread");
+    let process = me.process.as_ref().expect("SYSCALL comes from a process thread");
     match frame.rax {
-        SYS_EXIT => {
-            drop(me);
-            proc::exit_current_process(process, frame.rdi as i64)
-        }
+        SYS_EXIT => proc::exit_current_process(process.clone(), frame.rdi as i64),
         SYS_THREAD_EXIT => {
-            drop(me);
-            proc::thread::exit_current(process, ExitCause::Exited(frame.rdi as i64))
+            proc::thread::exit_current(process.clone(), ExitCause::Exited(frame.rdi as i64))
         }
-        SYS_CAP_ENTER => frame.rax = ring::cap_enter(&process, &me, frame.rdi, frame.rsi),
+        SYS_CAP_ENTER => frame.rax = ring::cap_enter(process, &me, frame.rdi, frame.rsi),
         _ => frame.rax = TransportError::BadOpcode.to_syscall_return(),
     }
-    drop(me);
-    proc::check_kill(process);
+    if process.kill_requested.load(core::sync::atomic::Ordering::Acquire) {
+        proc::check_kill(process.clone());
+    }
     // SYSRETQ loads RIP from the frame's RIP (via RCX); it must be a user
     // (canonical) address. Only a SYSCALL in the last two bytes below
     // USER_TOP leads past it, and no user mapping is executable there; the
