@@ -298,3 +298,49 @@ pub fn serve<P: Owned, R: Owned, C>(
     let value = handle(params, results.init_root::<R::Builder<'_>>())?;
     Ok((capnp::serialize::write_message_to_words(&results), value))
 }
+
+/// Where one call is served: it holds the params message and the memory the
+/// results are built in. Generated `dispatch_*_in` functions serve a call in
+/// a frame; the kernel's frame decodes params in place from a per-CPU scratch
+/// area and builds results in a preallocated segment, so a call allocates
+/// nothing. [`HeapFrame`] is the plain form on the heap.
+pub trait CallFrame {
+    /// Reads the params as a `P`, runs `handle` with them and an `R` results
+    /// builder, and keeps the results in the frame; `handle`'s own value is
+    /// passed back.
+    fn serve<P: Owned, R: Owned, C>(
+        &mut self,
+        handle: impl for<'a, 'b> FnOnce(P::Reader<'a>, R::Builder<'b>) -> Result<C, ServerError>,
+    ) -> Result<C, DispatchError>;
+}
+
+/// A call frame over a params message in memory, whose results are encoded
+/// into a fresh vector.
+pub struct HeapFrame<'p> {
+    params: &'p [u8],
+    results: Vec<u8>,
+}
+
+impl<'p> HeapFrame<'p> {
+    /// A frame for a call with the encoded `params`.
+    pub fn new(params: &'p [u8]) -> Self {
+        Self { params, results: Vec::new() }
+    }
+
+    /// The encoded results of the call served in the frame (empty if none
+    /// was).
+    pub fn into_results(self) -> Vec<u8> {
+        self.results
+    }
+}
+
+impl CallFrame for HeapFrame<'_> {
+    fn serve<P: Owned, R: Owned, C>(
+        &mut self,
+        handle: impl for<'a, 'b> FnOnce(P::Reader<'a>, R::Builder<'b>) -> Result<C, ServerError>,
+    ) -> Result<C, DispatchError> {
+        let (results, value) = serve::<P, R, C>(self.params, handle)?;
+        self.results = results;
+        Ok(value)
+    }
+}

@@ -137,8 +137,9 @@ impl RingState {
         Sqe::from_bytes(&bytes).expect("64 bytes form an SQE")
     }
 
-    /// Writes `cqe` to CQ slot `slot` and publishes `new_tail` (both from
-    /// [`ring_index::cq_push`]).
+    /// Writes `cqe` to CQ slot `slot` and advances the kernel's `cq_tail`
+    /// to `new_tail` (both from [`ring_index::cq_push`]); [`Self::publish`]
+    /// makes it visible.
     fn write_cqe(&mut self, cqe: &Cqe, slot: usize, new_tail: u32) {
         let slot = slot as u32 & (self.cq_entries - 1);
         let off = self.cqe_offset + slot * CQE_SIZE as u32;
@@ -146,6 +147,10 @@ impl RingState {
         // SAFETY: CQEs are 32-byte aligned records inside the ring mapping.
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr(off), CQE_SIZE) };
         self.cq_tail = new_tail;
+    }
+
+    /// Publishes the CQEs written so far: one release store of `cq_tail`.
+    pub(crate) fn publish(&self) {
         self.header_field(offset_of!(RingHeader, cq_tail)).store(self.cq_tail, Ordering::Release);
     }
 
@@ -163,6 +168,12 @@ impl RingState {
     /// Posts a completion if the ring is open (space is always reserved);
     /// a full CQ or a corrupt `cq_head` counts in `cq_overflow` instead.
     pub(crate) fn post(&mut self, cqe: &Cqe) {
+        self.post_unpublished(cqe);
+        self.publish();
+    }
+
+    /// [`Self::post`] without publishing: a batch publishes once at its end.
+    pub(crate) fn post_unpublished(&mut self, cqe: &Cqe) {
         if !self.open {
             return;
         }
@@ -192,38 +203,79 @@ pub(crate) fn cqe(user_data: u64, status: Status) -> Cqe {
     Cqe { user_data, status, result_len, cap_count, reserved: 0, aux: 0 }
 }
 
+/// Where a completion's results go: the caller's results buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Dest {
+    pub(crate) addr: u64,
+    pub(crate) len: u32,
+}
+
+impl From<&PendingCall> for Dest {
+    fn from(to: &PendingCall) -> Self {
+        Self { addr: to.results_addr, len: to.results_len }
+    }
+}
+
+/// A results message to deliver: encoded bytes, or one built in a call
+/// frame (segment table and segments, written without joining them).
+pub(crate) enum Message<'a> {
+    Bytes(&'a [u8]),
+    Frame(&'a crate::frame::Results<'a>),
+}
+
+impl Message<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::Frame(r) => r.encoded_len(),
+        }
+    }
+
+    /// Writes the message at the writer's position.
+    pub(crate) fn write_to(
+        &self,
+        w: &mut crate::mem::user::UserWriter<'_>,
+    ) -> Result<(), TransportError> {
+        let bad = |_| TransportError::BadPointer;
+        match self {
+            Self::Bytes(b) => w.write(b).map_err(bad),
+            Self::Frame(r) => r.pieces().try_for_each(|p| w.write(p).map_err(bad)),
+        }
+    }
+}
+
 /// Writes a results message (and result caps, as 8-byte CapIds after the
 /// message, 8-aligned) into the caller's results buffer. On failure the
 /// caps come back (none stays in the table); they are dropped by the caller,
 /// never under a lock of this process.
 pub(crate) fn deliver(
     process: &Arc<Process>,
-    to: &PendingCall,
-    results: &[u8],
+    to: Dest,
+    results: Message<'_>,
     mut caps: Vec<crate::cap::CapEntry>,
 ) -> Result<(u32, u32), (TransportError, Vec<CapEntry>)> {
-    let caps_at = capos_abi::caps_offset(results.len());
+    let len = results.len();
+    let caps_at = capos_abi::caps_offset(len);
     let needed = caps_at + caps.len() * 8;
-    if needed > to.results_len as usize {
+    if needed > to.len as usize {
         return Err((TransportError::Overflow, caps));
     }
+    let Ok(range) = UserRange::new(to.addr, needed as u64) else {
+        return Err((TransportError::BadPointer, caps));
+    };
     if caps.is_empty() {
         let space = process.space.lock();
         let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
-        return match UserRange::new(to.results_addr, results.len() as u64)
-            .and_then(|r| r.write(space, results))
-        {
-            Ok(()) => Ok((results.len() as u32, 0)),
-            Err(_) => Err((TransportError::BadPointer, caps)),
+        return match results.write_to(&mut range.writer(space)) {
+            Ok(()) => Ok((len as u32, 0)),
+            Err(e) => Err((e, caps)),
         };
     }
-    // The buffer must be writable before any cap enters the table.
+    // What is written must be writable before any cap enters the table.
     {
         let space = process.space.lock();
         let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
-        let ok = UserRange::new(to.results_addr, needed as u64)
-            .is_ok_and(|r| r.check(space, Access::Write).is_ok());
-        if !ok {
+        if range.check(space, Access::Write).is_err() {
             return Err((TransportError::BadPointer, caps));
         }
     }
@@ -247,26 +299,23 @@ pub(crate) fn deliver(
         }
     }
     let ids = &ids[..n];
-    // The message, then padding to 8 bytes and the CapIds: two writes, no
-    // copy of the message.
+    // The message, then padding to 8 bytes and the CapIds.
     let mut tail = [0u8; 8 + 8 * MAX_XFER as usize];
-    let pad = caps_at - results.len();
+    let pad = caps_at - len;
     for (i, id) in ids.iter().enumerate() {
         tail[pad + i * 8..pad + i * 8 + 8].copy_from_slice(&id.0.to_le_bytes());
     }
     let tail = &tail[..pad + n * 8];
     let space = process.space.lock();
     let written = space.as_ref().map(|s| {
-        UserRange::new(to.results_addr, results.len() as u64)
-            .and_then(|r| r.write(s, results))
-            .and_then(|()| {
-                UserRange::new(to.results_addr + results.len() as u64, tail.len() as u64)
-            })
-            .and_then(|r| r.write(s, tail))
+        let mut w = range.writer(s);
+        results
+            .write_to(&mut w)
+            .and_then(|()| w.write(tail).map_err(|_| TransportError::BadPointer))
     });
     drop(space);
     match written {
-        Some(Ok(())) => Ok((results.len() as u32, n as u32)),
+        Some(Ok(())) => Ok((len as u32, n as u32)),
         _ => {
             // Take the caps back out (into the buffer they came in: no
             // allocation); the caller drops them outside every lock.
@@ -285,11 +334,11 @@ pub(crate) fn deliver(
 
 /// Writes an encoded exception into the results buffer (truncated if it
 /// does not fit: the status alone still tells the caller what happened).
-pub(crate) fn deliver_exception(process: &Arc<Process>, to: &PendingCall, bytes: &[u8]) -> Status {
-    let n = bytes.len().min(to.results_len as usize);
+pub(crate) fn deliver_exception(process: &Arc<Process>, to: Dest, bytes: &[u8]) -> Status {
+    let n = bytes.len().min(to.len as usize);
     let space = process.space.lock();
     let ok = space.as_ref().is_some_and(|s| {
-        UserRange::new(to.results_addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
+        UserRange::new(to.addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
     });
     Err((TransportError::AppError, if ok && n == bytes.len() { n as u32 } else { 0 }))
 }
@@ -311,8 +360,11 @@ pub fn complete_reply(
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
         // Caps that could not be delivered are dropped here, no lock held.
-        Ok(results) => deliver(&process, &to, &results, caps).map_err(|(e, _)| (e, 0)),
-        Err((TransportError::AppError, bytes)) => deliver_exception(&process, &to, &bytes),
+        Ok(results) => deliver(&process, Dest::from(&to), Message::Bytes(&results), caps)
+            .map_err(|(e, _)| (e, 0)),
+        Err((TransportError::AppError, bytes)) => {
+            deliver_exception(&process, Dest::from(&to), &bytes)
+        }
         Err((e, _)) => err(e),
     };
     post_and_wake(&to, &cqe(to.user_data, status));
@@ -337,7 +389,7 @@ pub fn complete_recv(
     let Some(process) = to.process.upgrade() else {
         return Err((TransportError::Disconnected, caps));
     };
-    let delivered = deliver(&process, &to, bytes, caps);
+    let delivered = deliver(&process, Dest::from(&to), Message::Bytes(bytes), caps);
     let status = match &delivered {
         Ok(s) => Ok(*s),
         Err((e, _)) => err(*e),

@@ -15,6 +15,7 @@ mod boot;
 mod cap;
 mod completion;
 mod dev;
+mod frame;
 mod hooks;
 mod log;
 mod manifest;

@@ -26,15 +26,15 @@ use capos_lib::ring::{self as ring_index, check_sqe_header, check_sqe_limits, Sq
 
 use crate::cap::endpoint::Endpoint;
 use crate::cap::{CallContext, CallOutcome, CapEntry};
-use crate::completion::{cqe, deliver, deliver_exception, err, ring_of, PendingCall, Status};
+use crate::completion::{
+    cqe, deliver, deliver_exception, err, ring_of, Dest, Message, PendingCall, Status,
+};
 use crate::mem::address_space::Access;
 use crate::mem::user::UserRange;
+use crate::mem::PAGE_SIZE;
 use crate::proc::Process;
 use crate::sched::{self, Thread};
 use capos_abi::Cqe;
-
-/// Params up to this size are copied to the kernel stack, larger ones to the heap.
-const SMALL_PARAMS: usize = 256;
 
 /// `cap_enter(min_complete, timeout_ns)`: processes the submitted SQEs, then
 /// waits until `min_complete` completions are ready or the timeout passes.
@@ -91,8 +91,9 @@ pub fn cap_enter(
     }
 }
 
-/// SQEs taken from the ring per lock acquisition.
-const INTAKE_BATCH: usize = 8;
+/// SQEs taken from the ring per lock acquisition (their completions are
+/// posted under one lock and published with one store).
+const INTAKE_BATCH: usize = 32;
 
 /// Processes every submitted SQE the CQ has room for. SQEs are copied out
 /// of the ring in batches under one lock, executed without it, and their
@@ -105,19 +106,20 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
         if tail == ring.sq_head {
             return Ok(());
         }
-        let mut batch = [Sqe::default(); INTAKE_BATCH];
+        // Not initialised up front: only what is taken is written.
+        let mut batch: arrayvec::ArrayVec<Sqe, INTAKE_BATCH> = arrayvec::ArrayVec::new();
         let n = {
             // Each accepted SQE reserves its completion slot now. A corrupt
             // CQ head or SQ tail is Malformed (RingError's mapping).
             let room =
                 ring_index::cq_free(ring.cq_head(), ring.cq_tail, ring.cq_entries, ring.inflight)?;
             let mut sq = SqConsumer::new(ring.sq_head, tail, ring.sq_entries, room)?;
-            let mut n = 0;
-            // `batch` first: the consumer advances only for an SQE taken.
-            for (out, slot) in batch.iter_mut().zip(sq.by_ref()) {
-                *out = ring.read_sqe(slot);
-                n += 1;
+            // A full batch stops before the consumer takes one more slot.
+            while !batch.is_full() {
+                let Some(slot) = sq.next() else { break };
+                batch.push(ring.read_sqe(slot));
             }
+            let n = batch.len();
             ring.sq_head = sq.head();
             let head = ring.sq_head;
             ring.header_field(offset_of!(RingHeader, sq_head)).store(head, Ordering::Release);
@@ -128,15 +130,18 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
         if n == 0 {
             return Ok(());
         }
-        let mut done: [Option<Cqe>; INTAKE_BATCH] = [None; INTAKE_BATCH];
-        for (sqe, out) in batch.iter().zip(done.iter_mut()).take(n) {
-            *out = execute_counted(process, thread, sqe);
+        let mut done: arrayvec::ArrayVec<Cqe, INTAKE_BATCH> = arrayvec::ArrayVec::new();
+        for sqe in &batch {
+            if let Some(c) = execute_counted(process, thread, sqe) {
+                done.push(c);
+            }
         }
         let mut ring = shared.lock();
-        for c in done.iter().take(n).flatten() {
+        for c in &done {
             ring.inflight -= 1;
-            ring.post(c);
+            ring.post_unpublished(c);
         }
+        ring.publish();
     }
 }
 
@@ -355,55 +360,63 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         Ok(r) => r,
         Err(_) => return Some(err(TransportError::BadPointer)),
     };
-    let results_range = match UserRange::new(sqe.results_addr, sqe.results_len as u64) {
-        Ok(r) => r,
-        Err(_) => return Some(err(TransportError::BadPointer)),
-    };
-    // Small params (the common case) are copied to the stack.
-    let mut small = [0u8; SMALL_PARAMS];
-    let mut large = Vec::new();
-    let params: &mut [u8] = if sqe.params_len as usize <= SMALL_PARAMS {
-        &mut small[..sqe.params_len as usize]
-    } else {
-        if large.try_reserve_exact(sqe.params_len as usize).is_err() {
-            return Some(err(TransportError::NoMemory));
-        }
-        large.resize(sqe.params_len as usize, 0);
-        &mut large
-    };
-    {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
-        if params_range.read(space, params).is_err()
-            || results_range.check(space, Access::Write).is_err()
+    // The results buffer must lie in the user half. Its first page's worth
+    // is checked before the call is performed (a buffer that is plainly
+    // wrong never lets a call run); the rest, which only large results
+    // reach, is checked as it is written.
+    if UserRange::new(sqe.results_addr, sqe.results_len as u64).is_err() {
+        return Some(err(TransportError::BadPointer));
+    }
+    let results_head = UserRange::new(sqe.results_addr, (sqe.results_len as u64).min(PAGE_SIZE))
+        .expect("a prefix of a valid user range is valid");
+    // The params are copied once, into this CPU's call frame, and read there
+    // in place; the results are built in the frame.
+    let served = crate::frame::with(sqe.params_len as usize, |frame| {
         {
-            return Some(err(TransportError::BadPointer));
+            let space = process.space.lock();
+            let Some(space) = space.as_ref() else {
+                return Some(err(TransportError::Disconnected));
+            };
+            if params_range.read(space, frame.params_mut()).is_err()
+                || results_head.check(space, Access::Write).is_err()
+            {
+                return Some(err(TransportError::BadPointer));
+            }
         }
-    }
-    // A call the object cannot take now (a full endpoint queue) fails
-    // before any moved cap leaves the table.
-    if let Err(e) = entry.object.admits() {
-        return Some(err(e));
-    }
-    // Last: take the transferred caps (nothing before this changed any table).
-    let caps_in = match take_caps(process, sqe) {
-        Ok(c) => c,
-        Err(e) => return Some(err(e)),
-    };
-    let ctx = CallContext {
-        caller: process,
-        thread,
-        user_data: sqe.user_data,
-        results_addr: sqe.results_addr,
-        results_len: sqe.results_len,
-        caps_in: core::cell::RefCell::new(caps_in),
-    };
-    match entry.object.call(&ctx, sqe.method, params) {
-        CallOutcome::Done { results, caps } => {
-            Some(deliver(process, &ctx.pending(), &results, caps).map_err(|(e, _)| (e, 0)))
+        // A call the object cannot take now (a full endpoint queue) fails
+        // before any moved cap leaves the table.
+        if let Err(e) = entry.object.admits() {
+            return Some(err(e));
         }
-        CallOutcome::Exception(bytes) => Some(deliver_exception(process, &ctx.pending(), &bytes)),
-        CallOutcome::Pending => None,
-        CallOutcome::Failed(e) => Some(err(e)),
-    }
+        // Last: take the transferred caps (nothing before this changed any
+        // table).
+        let caps_in = match take_caps(process, sqe) {
+            Ok(c) => c,
+            Err(e) => return Some(err(e)),
+        };
+        let ctx = CallContext {
+            caller: process,
+            thread,
+            user_data: sqe.user_data,
+            results_addr: sqe.results_addr,
+            results_len: sqe.results_len,
+            caps_in: core::cell::RefCell::new(caps_in),
+        };
+        let to = Dest { addr: sqe.results_addr, len: sqe.results_len };
+        match entry.object.call(&ctx, sqe.method, frame) {
+            CallOutcome::Built { caps } => {
+                let Some(results) = frame.results() else {
+                    return Some(err(TransportError::TooLarge));
+                };
+                Some(deliver(process, to, Message::Frame(&results), caps).map_err(|(e, _)| (e, 0)))
+            }
+            CallOutcome::Done { results, caps } => {
+                Some(deliver(process, to, Message::Bytes(&results), caps).map_err(|(e, _)| (e, 0)))
+            }
+            CallOutcome::Exception(bytes) => Some(deliver_exception(process, to, &bytes)),
+            CallOutcome::Pending => None,
+            CallOutcome::Failed(e) => Some(err(e)),
+        }
+    });
+    served.unwrap_or_else(|e| Some(err(e)))
 }

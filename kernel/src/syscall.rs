@@ -11,23 +11,17 @@ use crate::{ring, sched};
 /// result in RAX.
 #[no_mangle]
 extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    let me = sched::current().expect("SYSCALL comes from a thread");
+    // The thread is borrowed: no run-queue lock and no reference count on
+    // the way in (it is alive while it runs). The process is owned, and
+    // moved into the paths that end the thread.
+    let me = sched::current_borrowed().expect("SYSCALL comes from a thread");
     let process = proc::of(&me).expect("SYSCALL comes from a process thread");
-    // `me` is dropped before every path that may end the thread: nothing on
-    // this stack is dropped once the thread is gone.
     match frame.rax {
-        SYS_EXIT => {
-            drop(me);
-            proc::exit_current_process(process, frame.rdi as i64)
-        }
-        SYS_THREAD_EXIT => {
-            drop(me);
-            proc::thread::exit_current(process, ExitCause::Exited(frame.rdi as i64))
-        }
+        SYS_EXIT => proc::exit_current_process(process, frame.rdi as i64),
+        SYS_THREAD_EXIT => proc::thread::exit_current(process, ExitCause::Exited(frame.rdi as i64)),
         SYS_CAP_ENTER => frame.rax = ring::cap_enter(&process, &me, frame.rdi, frame.rsi),
         _ => frame.rax = TransportError::BadOpcode.to_syscall_return(),
     }
-    drop(me);
     proc::check_kill(process);
     // SYSRETQ loads RIP from the frame's RIP (via RCX); it must be a user
     // (canonical) address. Only a SYSCALL in the last two bytes below

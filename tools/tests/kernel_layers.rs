@@ -23,6 +23,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("panic", 1),
     ("qemu", 1),
     ("hooks", 1),
+    // Call frames: per-CPU scratch memory a call is served in.
+    ("frame", 1),
     // The log macros are exported at the crate root from `log`.
     ("kerror", 1),
     ("kwarn", 1),

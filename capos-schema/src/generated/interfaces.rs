@@ -774,34 +774,43 @@ pub trait ConsoleServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `Console` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `Console` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_console_in<S: ConsoleServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        console::method::WRITE => F::serve::<
+            crate::capos_capnp::console::write_params::Owned,
+            crate::capos_capnp::console::write_results::Owned,
+            _,
+        >(frame, |params, results| server.write(params, results)),
+        console::method::WRITE_LINE => {
+            F::serve::<
+                crate::capos_capnp::console::write_line_params::Owned,
+                crate::capos_capnp::console::write_line_results::Owned,
+                _,
+            >(frame, |params, results| server.write_line(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Console` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_console_in`]).
 pub fn dispatch_console<S: ConsoleServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        console::method::WRITE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::console::write_params::Owned,
-                crate::capos_capnp::console::write_results::Owned,
-                _,
-            >(params, |params, results| server.write(params, results))
-            .map(|(results, ())| results)
-        }
-        console::method::WRITE_LINE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::console::write_line_params::Owned,
-                crate::capos_capnp::console::write_line_results::Owned,
-                _,
-            >(params, |params, results| server.write_line(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_console_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Read-only facts about the running system: name, version, CPUs, memory.
@@ -886,26 +895,38 @@ pub trait SystemInfoServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `SystemInfo` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `SystemInfo` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_system_info_in<S: SystemInfoServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        system_info::method::INFO => {
+            F::serve::<
+                crate::capos_capnp::system_info::info_params::Owned,
+                crate::capos_capnp::system_info::info_results::Owned,
+                _,
+            >(frame, |params, results| server.info(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `SystemInfo` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_system_info_in`]).
 pub fn dispatch_system_info<S: SystemInfoServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        system_info::method::INFO => {
-            crate::rpc::serve::<
-                crate::capos_capnp::system_info::info_params::Owned,
-                crate::capos_capnp::system_info::info_results::Owned,
-                _,
-            >(params, |params, results| server.info(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_system_info_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Calendar time, read from the CMOS real-time clock.
@@ -1000,24 +1021,36 @@ pub trait WallClockServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `WallClock` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `WallClock` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_wall_clock_in<S: WallClockServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        wall_clock::method::NOW => F::serve::<
+            crate::capos_capnp::wall_clock::now_params::Owned,
+            crate::capos_capnp::wall_clock::now_results::Owned,
+            _,
+        >(frame, |params, results| server.now(params, results)),
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `WallClock` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_wall_clock_in`]).
 pub fn dispatch_wall_clock<S: WallClockServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        wall_clock::method::NOW => crate::rpc::serve::<
-            crate::capos_capnp::wall_clock::now_params::Owned,
-            crate::capos_capnp::wall_clock::now_results::Owned,
-            _,
-        >(params, |params, results| server.now(params, results))
-        .map(|(results, ())| results),
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_wall_clock_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Monotonic time since boot, and sleeping on it.
@@ -1161,38 +1194,48 @@ pub trait TimerServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `Timer` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `Timer` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_timer_in<S: TimerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        timer::method::NOW => F::serve::<
+            crate::capos_capnp::timer::now_params::Owned,
+            crate::capos_capnp::timer::now_results::Owned,
+            _,
+        >(frame, |params, results| server.now(params, results)),
+        timer::method::SLEEP => F::serve::<
+            crate::capos_capnp::timer::sleep_params::Owned,
+            crate::capos_capnp::timer::sleep_results::Owned,
+            _,
+        >(frame, |params, results| server.sleep(params, results)),
+        timer::method::SLEEP_UNTIL => {
+            F::serve::<
+                crate::capos_capnp::timer::sleep_until_params::Owned,
+                crate::capos_capnp::timer::sleep_until_results::Owned,
+                _,
+            >(frame, |params, results| server.sleep_until(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Timer` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_timer_in`]).
 pub fn dispatch_timer<S: TimerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        timer::method::NOW => crate::rpc::serve::<
-            crate::capos_capnp::timer::now_params::Owned,
-            crate::capos_capnp::timer::now_results::Owned,
-            _,
-        >(params, |params, results| server.now(params, results))
-        .map(|(results, ())| results),
-        timer::method::SLEEP => crate::rpc::serve::<
-            crate::capos_capnp::timer::sleep_params::Owned,
-            crate::capos_capnp::timer::sleep_results::Owned,
-            _,
-        >(params, |params, results| server.sleep(params, results))
-        .map(|(results, ())| results),
-        timer::method::SLEEP_UNTIL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::timer::sleep_until_params::Owned,
-                crate::capos_capnp::timer::sleep_until_results::Owned,
-                _,
-            >(params, |params, results| server.sleep_until(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_timer_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Appends to the system log. Holding it grants writing only.
@@ -1283,26 +1326,38 @@ pub trait LogSinkServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `LogSink` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `LogSink` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_log_sink_in<S: LogSinkServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        log_sink::method::WRITE => {
+            F::serve::<
+                crate::capos_capnp::log_sink::write_params::Owned,
+                crate::capos_capnp::log_sink::write_results::Owned,
+                _,
+            >(frame, |params, results| server.write(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `LogSink` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_log_sink_in`]).
 pub fn dispatch_log_sink<S: LogSinkServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        log_sink::method::WRITE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::log_sink::write_params::Owned,
-                crate::capos_capnp::log_sink::write_results::Owned,
-                _,
-            >(params, |params, results| server.write(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_log_sink_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Reads the system log. Holding it grants reading only.
@@ -1461,34 +1516,45 @@ pub trait LogReaderServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `LogReader` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `LogReader` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_log_reader_in<S: LogReaderServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        log_reader::method::READ => {
+            F::serve::<
+                crate::capos_capnp::log_reader::read_params::Owned,
+                crate::capos_capnp::log_reader::read_results::Owned,
+                _,
+            >(frame, |params, results| server.read(params, results))
+        }
+        log_reader::method::TAIL => {
+            F::serve::<
+                crate::capos_capnp::log_reader::tail_params::Owned,
+                crate::capos_capnp::log_reader::tail_results::Owned,
+                _,
+            >(frame, |params, results| server.tail(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `LogReader` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_log_reader_in`]).
 pub fn dispatch_log_reader<S: LogReaderServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        log_reader::method::READ => {
-            crate::rpc::serve::<
-                crate::capos_capnp::log_reader::read_params::Owned,
-                crate::capos_capnp::log_reader::read_results::Owned,
-                _,
-            >(params, |params, results| server.read(params, results))
-            .map(|(results, ())| results)
-        }
-        log_reader::method::TAIL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::log_reader::tail_params::Owned,
-                crate::capos_capnp::log_reader::tail_results::Owned,
-                _,
-            >(params, |params, results| server.tail(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_log_reader_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Cryptographically secure random bytes.
@@ -1574,26 +1640,38 @@ pub trait EntropySourceServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `EntropySource` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `EntropySource` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_entropy_source_in<S: EntropySourceServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        entropy_source::method::READ => {
+            F::serve::<
+                crate::capos_capnp::entropy_source::read_params::Owned,
+                crate::capos_capnp::entropy_source::read_results::Owned,
+                _,
+            >(frame, |params, results| server.read(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `EntropySource` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_entropy_source_in`]).
 pub fn dispatch_entropy_source<S: EntropySourceServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        entropy_source::method::READ => {
-            crate::rpc::serve::<
-                crate::capos_capnp::entropy_source::read_params::Owned,
-                crate::capos_capnp::entropy_source::read_results::Owned,
-                _,
-            >(params, |params, results| server.read(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_entropy_source_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Starts processes from binaries in the boot package.
@@ -1786,34 +1864,47 @@ pub trait ProcessSpawnerServer {
     ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ProcessSpawner` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ProcessSpawner` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_process_spawner_in<S: ProcessSpawnerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        process_spawner::method::SPAWN => {
+            F::serve::<
+                crate::capos_capnp::process_spawner::spawn_params::Owned,
+                crate::capos_capnp::process_spawner::spawn_results::Owned,
+                _,
+            >(frame, |params, results| server.spawn(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        process_spawner::method::SPAWN_LIMITED => {
+            F::serve::<
+                crate::capos_capnp::process_spawner::spawn_limited_params::Owned,
+                crate::capos_capnp::process_spawner::spawn_limited_results::Owned,
+                _,
+            >(frame, |params, results| server.spawn_limited(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ProcessSpawner` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_process_spawner_in`]).
 pub fn dispatch_process_spawner<S: ProcessSpawnerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
-    match method {
-        process_spawner::method::SPAWN => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_spawner::spawn_params::Owned,
-                crate::capos_capnp::process_spawner::spawn_results::Owned,
-                _,
-            >(params, |params, results| server.spawn(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        process_spawner::method::SPAWN_LIMITED => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_spawner::spawn_limited_params::Owned,
-                crate::capos_capnp::process_spawner::spawn_limited_results::Owned,
-                _,
-            >(params, |params, results| server.spawn_limited(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_process_spawner_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// Control of one spawned process.
@@ -2019,58 +2110,66 @@ pub trait ProcessHandleServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ProcessHandle` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ProcessHandle` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_process_handle_in<S: ProcessHandleServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        process_handle::method::WAIT => {
+            F::serve::<
+                crate::capos_capnp::process_handle::wait_params::Owned,
+                crate::capos_capnp::process_handle::wait_results::Owned,
+                _,
+            >(frame, |params, results| server.wait(params, results))
+        }
+        process_handle::method::KILL => {
+            F::serve::<
+                crate::capos_capnp::process_handle::kill_params::Owned,
+                crate::capos_capnp::process_handle::kill_results::Owned,
+                _,
+            >(frame, |params, results| server.kill(params, results))
+        }
+        process_handle::method::ID => {
+            F::serve::<
+                crate::capos_capnp::process_handle::id_params::Owned,
+                crate::capos_capnp::process_handle::id_results::Owned,
+                _,
+            >(frame, |params, results| server.id(params, results))
+        }
+        process_handle::method::STATUS => {
+            F::serve::<
+                crate::capos_capnp::process_handle::status_params::Owned,
+                crate::capos_capnp::process_handle::status_results::Owned,
+                _,
+            >(frame, |params, results| server.status(params, results))
+        }
+        process_handle::method::USAGE => {
+            F::serve::<
+                crate::capos_capnp::process_handle::usage_params::Owned,
+                crate::capos_capnp::process_handle::usage_results::Owned,
+                _,
+            >(frame, |params, results| server.usage(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ProcessHandle` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_process_handle_in`]).
 pub fn dispatch_process_handle<S: ProcessHandleServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        process_handle::method::WAIT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_handle::wait_params::Owned,
-                crate::capos_capnp::process_handle::wait_results::Owned,
-                _,
-            >(params, |params, results| server.wait(params, results))
-            .map(|(results, ())| results)
-        }
-        process_handle::method::KILL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_handle::kill_params::Owned,
-                crate::capos_capnp::process_handle::kill_results::Owned,
-                _,
-            >(params, |params, results| server.kill(params, results))
-            .map(|(results, ())| results)
-        }
-        process_handle::method::ID => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_handle::id_params::Owned,
-                crate::capos_capnp::process_handle::id_results::Owned,
-                _,
-            >(params, |params, results| server.id(params, results))
-            .map(|(results, ())| results)
-        }
-        process_handle::method::STATUS => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_handle::status_params::Owned,
-                crate::capos_capnp::process_handle::status_results::Owned,
-                _,
-            >(params, |params, results| server.status(params, results))
-            .map(|(results, ())| results)
-        }
-        process_handle::method::USAGE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_handle::usage_params::Owned,
-                crate::capos_capnp::process_handle::usage_results::Owned,
-                _,
-            >(params, |params, results| server.usage(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_process_handle_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Every process of the system: listing them and ending one. An operator
@@ -2194,34 +2293,45 @@ pub trait ProcessTableServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ProcessTable` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ProcessTable` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_process_table_in<S: ProcessTableServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        process_table::method::LIST => {
+            F::serve::<
+                crate::capos_capnp::process_table::list_params::Owned,
+                crate::capos_capnp::process_table::list_results::Owned,
+                _,
+            >(frame, |params, results| server.list(params, results))
+        }
+        process_table::method::KILL => {
+            F::serve::<
+                crate::capos_capnp::process_table::kill_params::Owned,
+                crate::capos_capnp::process_table::kill_results::Owned,
+                _,
+            >(frame, |params, results| server.kill(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ProcessTable` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_process_table_in`]).
 pub fn dispatch_process_table<S: ProcessTableServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        process_table::method::LIST => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_table::list_params::Owned,
-                crate::capos_capnp::process_table::list_results::Owned,
-                _,
-            >(params, |params, results| server.list(params, results))
-            .map(|(results, ())| results)
-        }
-        process_table::method::KILL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::process_table::kill_params::Owned,
-                crate::capos_capnp::process_table::kill_results::Owned,
-                _,
-            >(params, |params, results| server.kill(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_process_table_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Maps and unmaps anonymous memory in the holder's own address space.
@@ -2344,34 +2454,45 @@ pub trait VirtualMemoryServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `VirtualMemory` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `VirtualMemory` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_virtual_memory_in<S: VirtualMemoryServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        virtual_memory::method::MAP => {
+            F::serve::<
+                crate::capos_capnp::virtual_memory::map_params::Owned,
+                crate::capos_capnp::virtual_memory::map_results::Owned,
+                _,
+            >(frame, |params, results| server.map(params, results))
+        }
+        virtual_memory::method::UNMAP => {
+            F::serve::<
+                crate::capos_capnp::virtual_memory::unmap_params::Owned,
+                crate::capos_capnp::virtual_memory::unmap_results::Owned,
+                _,
+            >(frame, |params, results| server.unmap(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `VirtualMemory` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_virtual_memory_in`]).
 pub fn dispatch_virtual_memory<S: VirtualMemoryServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        virtual_memory::method::MAP => {
-            crate::rpc::serve::<
-                crate::capos_capnp::virtual_memory::map_params::Owned,
-                crate::capos_capnp::virtual_memory::map_results::Owned,
-                _,
-            >(params, |params, results| server.map(params, results))
-            .map(|(results, ())| results)
-        }
-        virtual_memory::method::UNMAP => {
-            crate::rpc::serve::<
-                crate::capos_capnp::virtual_memory::unmap_params::Owned,
-                crate::capos_capnp::virtual_memory::unmap_results::Owned,
-                _,
-            >(params, |params, results| server.unmap(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_virtual_memory_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Creates kernel IPC objects for the holder.
@@ -2547,42 +2668,55 @@ pub trait IpcManagerServer {
     ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `IpcManager` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `IpcManager` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_ipc_manager_in<S: IpcManagerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        ipc_manager::method::CREATE_ENDPOINT => {
+            F::serve::<
+                crate::capos_capnp::ipc_manager::create_endpoint_params::Owned,
+                crate::capos_capnp::ipc_manager::create_endpoint_results::Owned,
+                _,
+            >(frame, |params, results| server.create_endpoint(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        ipc_manager::method::MAKE_REVOCABLE => {
+            F::serve::<
+                crate::capos_capnp::ipc_manager::make_revocable_params::Owned,
+                crate::capos_capnp::ipc_manager::make_revocable_results::Owned,
+                _,
+            >(frame, |params, results| server.make_revocable(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        ipc_manager::method::CREATE_NOTIFICATION => {
+            F::serve::<
+                crate::capos_capnp::ipc_manager::create_notification_params::Owned,
+                crate::capos_capnp::ipc_manager::create_notification_results::Owned,
+                _,
+            >(frame, |params, results| server.create_notification(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `IpcManager` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_ipc_manager_in`]).
 pub fn dispatch_ipc_manager<S: IpcManagerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
-    match method {
-        ipc_manager::method::CREATE_ENDPOINT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::ipc_manager::create_endpoint_params::Owned,
-                crate::capos_capnp::ipc_manager::create_endpoint_results::Owned,
-                _,
-            >(params, |params, results| server.create_endpoint(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        ipc_manager::method::MAKE_REVOCABLE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::ipc_manager::make_revocable_params::Owned,
-                crate::capos_capnp::ipc_manager::make_revocable_results::Owned,
-                _,
-            >(params, |params, results| server.make_revocable(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        ipc_manager::method::CREATE_NOTIFICATION => {
-            crate::rpc::serve::<
-                crate::capos_capnp::ipc_manager::create_notification_params::Owned,
-                crate::capos_capnp::ipc_manager::create_notification_results::Owned,
-                _,
-            >(params, |params, results| server.create_notification(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_ipc_manager_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// Control of one revocable wrapper.
@@ -2665,26 +2799,38 @@ pub trait RevokerServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `Revoker` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `Revoker` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_revoker_in<S: RevokerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        revoker::method::REVOKE => {
+            F::serve::<
+                crate::capos_capnp::revoker::revoke_params::Owned,
+                crate::capos_capnp::revoker::revoke_results::Owned,
+                _,
+            >(frame, |params, results| server.revoke(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Revoker` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_revoker_in`]).
 pub fn dispatch_revoker<S: RevokerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        revoker::method::REVOKE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::revoker::revoke_params::Owned,
-                crate::capos_capnp::revoker::revoke_results::Owned,
-                _,
-            >(params, |params, results| server.revoke(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_revoker_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// A word of signal bits: signal sets bits, wait takes them. For events
@@ -2804,34 +2950,45 @@ pub trait NotificationServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `Notification` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `Notification` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_notification_in<S: NotificationServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        notification::method::SIGNAL => {
+            F::serve::<
+                crate::capos_capnp::notification::signal_params::Owned,
+                crate::capos_capnp::notification::signal_results::Owned,
+                _,
+            >(frame, |params, results| server.signal(params, results))
+        }
+        notification::method::WAIT => {
+            F::serve::<
+                crate::capos_capnp::notification::wait_params::Owned,
+                crate::capos_capnp::notification::wait_results::Owned,
+                _,
+            >(frame, |params, results| server.wait(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Notification` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_notification_in`]).
 pub fn dispatch_notification<S: NotificationServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        notification::method::SIGNAL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::notification::signal_params::Owned,
-                crate::capos_capnp::notification::signal_results::Owned,
-                _,
-            >(params, |params, results| server.signal(params, results))
-            .map(|(results, ())| results)
-        }
-        notification::method::WAIT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::notification::wait_params::Owned,
-                crate::capos_capnp::notification::wait_results::Owned,
-                _,
-            >(params, |params, results| server.wait(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_notification_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// The serving side of an endpoint. Calls made through caps minted here
@@ -2978,32 +3135,43 @@ pub trait EndpointServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `Endpoint` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `Endpoint` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_endpoint_in<S: EndpointServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        endpoint::method::MINT => F::serve::<
+            crate::capos_capnp::endpoint::mint_params::Owned,
+            crate::capos_capnp::endpoint::mint_results::Owned,
+            _,
+        >(frame, |params, results| server.mint(params, results)),
+        endpoint::method::IDENTIFY => {
+            F::serve::<
+                crate::capos_capnp::endpoint::identify_params::Owned,
+                crate::capos_capnp::endpoint::identify_results::Owned,
+                _,
+            >(frame, |params, results| server.identify(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Endpoint` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_endpoint_in`]).
 pub fn dispatch_endpoint<S: EndpointServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        endpoint::method::MINT => crate::rpc::serve::<
-            crate::capos_capnp::endpoint::mint_params::Owned,
-            crate::capos_capnp::endpoint::mint_results::Owned,
-            _,
-        >(params, |params, results| server.mint(params, results))
-        .map(|(results, ())| results),
-        endpoint::method::IDENTIFY => {
-            crate::rpc::serve::<
-                crate::capos_capnp::endpoint::identify_params::Owned,
-                crate::capos_capnp::endpoint::identify_results::Owned,
-                _,
-            >(params, |params, results| server.identify(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_endpoint_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Returns what it is given: the service the IPC proofs and benchmark use.
@@ -3087,24 +3255,36 @@ pub trait EchoServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `Echo` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `Echo` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_echo_in<S: EchoServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        echo::method::ECHO => F::serve::<
+            crate::capos_capnp::echo::echo_params::Owned,
+            crate::capos_capnp::echo::echo_results::Owned,
+            _,
+        >(frame, |params, results| server.echo(params, results)),
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Echo` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_echo_in`]).
 pub fn dispatch_echo<S: EchoServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        echo::method::ECHO => crate::rpc::serve::<
-            crate::capos_capnp::echo::echo_params::Owned,
-            crate::capos_capnp::echo::echo_results::Owned,
-            _,
-        >(params, |params, results| server.echo(params, results))
-        .map(|(results, ())| results),
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_echo_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// The files GRUB loaded for init: the manifest and the service binaries.
@@ -3224,34 +3404,45 @@ pub trait BootPackageServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `BootPackage` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `BootPackage` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_boot_package_in<S: BootPackageServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        boot_package::method::MANIFEST => {
+            F::serve::<
+                crate::capos_capnp::boot_package::manifest_params::Owned,
+                crate::capos_capnp::boot_package::manifest_results::Owned,
+                _,
+            >(frame, |params, results| server.manifest(params, results))
+        }
+        boot_package::method::BINARIES => {
+            F::serve::<
+                crate::capos_capnp::boot_package::binaries_params::Owned,
+                crate::capos_capnp::boot_package::binaries_results::Owned,
+                _,
+            >(frame, |params, results| server.binaries(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `BootPackage` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_boot_package_in`]).
 pub fn dispatch_boot_package<S: BootPackageServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        boot_package::method::MANIFEST => {
-            crate::rpc::serve::<
-                crate::capos_capnp::boot_package::manifest_params::Owned,
-                crate::capos_capnp::boot_package::manifest_results::Owned,
-                _,
-            >(params, |params, results| server.manifest(params, results))
-            .map(|(results, ())| results)
-        }
-        boot_package::method::BINARIES => {
-            crate::rpc::serve::<
-                crate::capos_capnp::boot_package::binaries_params::Owned,
-                crate::capos_capnp::boot_package::binaries_results::Owned,
-                _,
-            >(params, |params, results| server.binaries(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_boot_package_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Held by a service that exports caps: how it hands them to init.
@@ -3338,26 +3529,38 @@ pub trait ServiceExporterServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ServiceExporter` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ServiceExporter` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_service_exporter_in<S: ServiceExporterServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        service_exporter::method::EXPORT => {
+            F::serve::<
+                crate::capos_capnp::service_exporter::export_params::Owned,
+                crate::capos_capnp::service_exporter::export_results::Owned,
+                _,
+            >(frame, |params, results| server.export(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ServiceExporter` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_service_exporter_in`]).
 pub fn dispatch_service_exporter<S: ServiceExporterServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        service_exporter::method::EXPORT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::service_exporter::export_params::Owned,
-                crate::capos_capnp::service_exporter::export_results::Owned,
-                _,
-            >(params, |params, results| server.export(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_service_exporter_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Password verifiers of the local accounts (memory-hard hashes; salts
@@ -3531,42 +3734,52 @@ pub trait CredentialStoreServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `CredentialStore` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `CredentialStore` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_credential_store_in<S: CredentialStoreServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        credential_store::method::ACCOUNT_COUNT => {
+            F::serve::<
+                crate::capos_capnp::credential_store::account_count_params::Owned,
+                crate::capos_capnp::credential_store::account_count_results::Owned,
+                _,
+            >(frame, |params, results| server.account_count(params, results))
+        }
+        credential_store::method::VERIFY => {
+            F::serve::<
+                crate::capos_capnp::credential_store::verify_params::Owned,
+                crate::capos_capnp::credential_store::verify_results::Owned,
+                _,
+            >(frame, |params, results| server.verify(params, results))
+        }
+        credential_store::method::CREATE => {
+            F::serve::<
+                crate::capos_capnp::credential_store::create_params::Owned,
+                crate::capos_capnp::credential_store::create_results::Owned,
+                _,
+            >(frame, |params, results| server.create(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `CredentialStore` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_credential_store_in`]).
 pub fn dispatch_credential_store<S: CredentialStoreServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        credential_store::method::ACCOUNT_COUNT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::credential_store::account_count_params::Owned,
-                crate::capos_capnp::credential_store::account_count_results::Owned,
-                _,
-            >(params, |params, results| server.account_count(params, results))
-            .map(|(results, ())| results)
-        }
-        credential_store::method::VERIFY => {
-            crate::rpc::serve::<
-                crate::capos_capnp::credential_store::verify_params::Owned,
-                crate::capos_capnp::credential_store::verify_results::Owned,
-                _,
-            >(params, |params, results| server.verify(params, results))
-            .map(|(results, ())| results)
-        }
-        credential_store::method::CREATE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::credential_store::create_params::Owned,
-                crate::capos_capnp::credential_store::create_results::Owned,
-                _,
-            >(params, |params, results| server.create(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_credential_store_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Logs principals in and out.
@@ -3766,50 +3979,63 @@ pub trait SessionManagerServer {
     ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `SessionManager` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `SessionManager` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_session_manager_in<S: SessionManagerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        session_manager::method::NEEDS_SETUP => {
+            F::serve::<
+                crate::capos_capnp::session_manager::needs_setup_params::Owned,
+                crate::capos_capnp::session_manager::needs_setup_results::Owned,
+                _,
+            >(frame, |params, results| server.needs_setup(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        session_manager::method::SETUP => {
+            F::serve::<
+                crate::capos_capnp::session_manager::setup_params::Owned,
+                crate::capos_capnp::session_manager::setup_results::Owned,
+                _,
+            >(frame, |params, results| server.setup(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        session_manager::method::LOGIN => {
+            F::serve::<
+                crate::capos_capnp::session_manager::login_params::Owned,
+                crate::capos_capnp::session_manager::login_results::Owned,
+                _,
+            >(frame, |params, results| server.login(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        session_manager::method::ANONYMOUS => {
+            F::serve::<
+                crate::capos_capnp::session_manager::anonymous_params::Owned,
+                crate::capos_capnp::session_manager::anonymous_results::Owned,
+                _,
+            >(frame, |params, results| server.anonymous(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `SessionManager` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_session_manager_in`]).
 pub fn dispatch_session_manager<S: SessionManagerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
-    match method {
-        session_manager::method::NEEDS_SETUP => {
-            crate::rpc::serve::<
-                crate::capos_capnp::session_manager::needs_setup_params::Owned,
-                crate::capos_capnp::session_manager::needs_setup_results::Owned,
-                _,
-            >(params, |params, results| server.needs_setup(params, results))
-            .map(|(results, ())| crate::rpc::Dispatched::without_caps(results))
-        }
-        session_manager::method::SETUP => {
-            crate::rpc::serve::<
-                crate::capos_capnp::session_manager::setup_params::Owned,
-                crate::capos_capnp::session_manager::setup_results::Owned,
-                _,
-            >(params, |params, results| server.setup(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        session_manager::method::LOGIN => {
-            crate::rpc::serve::<
-                crate::capos_capnp::session_manager::login_params::Owned,
-                crate::capos_capnp::session_manager::login_results::Owned,
-                _,
-            >(params, |params, results| server.login(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        session_manager::method::ANONYMOUS => {
-            crate::rpc::serve::<
-                crate::capos_capnp::session_manager::anonymous_params::Owned,
-                crate::capos_capnp::session_manager::anonymous_results::Owned,
-                _,
-            >(params, |params, results| server.anonymous(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_session_manager_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// One login. Ended by `logout` (or the session manager): from then on
@@ -3917,34 +4143,45 @@ pub trait UserSessionServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `UserSession` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `UserSession` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_user_session_in<S: UserSessionServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        user_session::method::INFO => {
+            F::serve::<
+                crate::capos_capnp::user_session::info_params::Owned,
+                crate::capos_capnp::user_session::info_results::Owned,
+                _,
+            >(frame, |params, results| server.info(params, results))
+        }
+        user_session::method::LOGOUT => {
+            F::serve::<
+                crate::capos_capnp::user_session::logout_params::Owned,
+                crate::capos_capnp::user_session::logout_results::Owned,
+                _,
+            >(frame, |params, results| server.logout(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `UserSession` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_user_session_in`]).
 pub fn dispatch_user_session<S: UserSessionServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        user_session::method::INFO => {
-            crate::rpc::serve::<
-                crate::capos_capnp::user_session::info_params::Owned,
-                crate::capos_capnp::user_session::info_results::Owned,
-                _,
-            >(params, |params, results| server.info(params, results))
-            .map(|(results, ())| results)
-        }
-        user_session::method::LOGOUT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::user_session::logout_params::Owned,
-                crate::capos_capnp::user_session::logout_results::Owned,
-                _,
-            >(params, |params, results| server.logout(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_user_session_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Turns a session's profile into the caps its shell holds.
@@ -4089,34 +4326,47 @@ pub trait AuthorityBrokerServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `AuthorityBroker` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `AuthorityBroker` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_authority_broker_in<S: AuthorityBrokerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        authority_broker::method::LAUNCH_SHELL => {
+            F::serve::<
+                crate::capos_capnp::authority_broker::launch_shell_params::Owned,
+                crate::capos_capnp::authority_broker::launch_shell_results::Owned,
+                _,
+            >(frame, |params, results| server.launch_shell(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        authority_broker::method::PROFILE_CAPS => {
+            F::serve::<
+                crate::capos_capnp::authority_broker::profile_caps_params::Owned,
+                crate::capos_capnp::authority_broker::profile_caps_results::Owned,
+                _,
+            >(frame, |params, results| server.profile_caps(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `AuthorityBroker` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_authority_broker_in`]).
 pub fn dispatch_authority_broker<S: AuthorityBrokerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
-    match method {
-        authority_broker::method::LAUNCH_SHELL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::authority_broker::launch_shell_params::Owned,
-                crate::capos_capnp::authority_broker::launch_shell_results::Owned,
-                _,
-            >(params, |params, results| server.launch_shell(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        authority_broker::method::PROFILE_CAPS => {
-            crate::rpc::serve::<
-                crate::capos_capnp::authority_broker::profile_caps_params::Owned,
-                crate::capos_capnp::authority_broker::profile_caps_results::Owned,
-                _,
-            >(params, |params, results| server.profile_caps(params, results))
-            .map(|(results, ())| crate::rpc::Dispatched::without_caps(results))
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_authority_broker_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// Appends to the audit trail; records cannot be changed or removed.
@@ -4209,26 +4459,38 @@ pub trait AuditLogServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `AuditLog` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `AuditLog` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_audit_log_in<S: AuditLogServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        audit_log::method::APPEND => {
+            F::serve::<
+                crate::capos_capnp::audit_log::append_params::Owned,
+                crate::capos_capnp::audit_log::append_results::Owned,
+                _,
+            >(frame, |params, results| server.append(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `AuditLog` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_audit_log_in`]).
 pub fn dispatch_audit_log<S: AuditLogServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        audit_log::method::APPEND => {
-            crate::rpc::serve::<
-                crate::capos_capnp::audit_log::append_params::Owned,
-                crate::capos_capnp::audit_log::append_results::Owned,
-                _,
-            >(params, |params, results| server.append(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_audit_log_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Reads the audit trail.
@@ -4325,26 +4587,38 @@ pub trait AuditReaderServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `AuditReader` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `AuditReader` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_audit_reader_in<S: AuditReaderServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        audit_reader::method::TAIL => {
+            F::serve::<
+                crate::capos_capnp::audit_reader::tail_params::Owned,
+                crate::capos_capnp::audit_reader::tail_results::Owned,
+                _,
+            >(frame, |params, results| server.tail(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `AuditReader` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_audit_reader_in`]).
 pub fn dispatch_audit_reader<S: AuditReaderServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        audit_reader::method::TAIL => {
-            crate::rpc::serve::<
-                crate::capos_capnp::audit_reader::tail_params::Owned,
-                crate::capos_capnp::audit_reader::tail_results::Owned,
-                _,
-            >(params, |params, results| server.tail(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_audit_reader_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// A line-oriented terminal (the operator console on COM1): output, and
@@ -4522,42 +4796,52 @@ pub trait TerminalSessionServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `TerminalSession` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `TerminalSession` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_terminal_session_in<S: TerminalSessionServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        terminal_session::method::WRITE => {
+            F::serve::<
+                crate::capos_capnp::terminal_session::write_params::Owned,
+                crate::capos_capnp::terminal_session::write_results::Owned,
+                _,
+            >(frame, |params, results| server.write(params, results))
+        }
+        terminal_session::method::READ_LINE => {
+            F::serve::<
+                crate::capos_capnp::terminal_session::read_line_params::Owned,
+                crate::capos_capnp::terminal_session::read_line_results::Owned,
+                _,
+            >(frame, |params, results| server.read_line(params, results))
+        }
+        terminal_session::method::CANCEL_READ => {
+            F::serve::<
+                crate::capos_capnp::terminal_session::cancel_read_params::Owned,
+                crate::capos_capnp::terminal_session::cancel_read_results::Owned,
+                _,
+            >(frame, |params, results| server.cancel_read(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `TerminalSession` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_terminal_session_in`]).
 pub fn dispatch_terminal_session<S: TerminalSessionServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        terminal_session::method::WRITE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::terminal_session::write_params::Owned,
-                crate::capos_capnp::terminal_session::write_results::Owned,
-                _,
-            >(params, |params, results| server.write(params, results))
-            .map(|(results, ())| results)
-        }
-        terminal_session::method::READ_LINE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::terminal_session::read_line_params::Owned,
-                crate::capos_capnp::terminal_session::read_line_results::Owned,
-                _,
-            >(params, |params, results| server.read_line(params, results))
-            .map(|(results, ())| results)
-        }
-        terminal_session::method::CANCEL_READ => {
-            crate::rpc::serve::<
-                crate::capos_capnp::terminal_session::cancel_read_params::Owned,
-                crate::capos_capnp::terminal_session::cancel_read_results::Owned,
-                _,
-            >(params, |params, results| server.cancel_read(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_terminal_session_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Starts threads in the holder's own process: they share its address
@@ -4702,34 +4986,47 @@ pub trait ThreadSpawnerServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ThreadSpawner` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ThreadSpawner` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_thread_spawner_in<S: ThreadSpawnerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        thread_spawner::method::SPAWN => {
+            F::serve::<
+                crate::capos_capnp::thread_spawner::spawn_params::Owned,
+                crate::capos_capnp::thread_spawner::spawn_results::Owned,
+                _,
+            >(frame, |params, results| server.spawn(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        thread_spawner::method::SET_TLS => {
+            F::serve::<
+                crate::capos_capnp::thread_spawner::set_tls_params::Owned,
+                crate::capos_capnp::thread_spawner::set_tls_results::Owned,
+                _,
+            >(frame, |params, results| server.set_tls(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ThreadSpawner` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_thread_spawner_in`]).
 pub fn dispatch_thread_spawner<S: ThreadSpawnerServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
-    match method {
-        thread_spawner::method::SPAWN => {
-            crate::rpc::serve::<
-                crate::capos_capnp::thread_spawner::spawn_params::Owned,
-                crate::capos_capnp::thread_spawner::spawn_results::Owned,
-                _,
-            >(params, |params, results| server.spawn(params, results))
-            .map(|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] })
-        }
-        thread_spawner::method::SET_TLS => {
-            crate::rpc::serve::<
-                crate::capos_capnp::thread_spawner::set_tls_params::Owned,
-                crate::capos_capnp::thread_spawner::set_tls_results::Owned,
-                _,
-            >(params, |params, results| server.set_tls(params, results))
-            .map(|(results, ())| crate::rpc::Dispatched::without_caps(results))
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_thread_spawner_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// Control of one thread.
@@ -4850,34 +5147,45 @@ pub trait ThreadHandleServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ThreadHandle` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ThreadHandle` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_thread_handle_in<S: ThreadHandleServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        thread_handle::method::JOIN => {
+            F::serve::<
+                crate::capos_capnp::thread_handle::join_params::Owned,
+                crate::capos_capnp::thread_handle::join_results::Owned,
+                _,
+            >(frame, |params, results| server.join(params, results))
+        }
+        thread_handle::method::INFO => {
+            F::serve::<
+                crate::capos_capnp::thread_handle::info_params::Owned,
+                crate::capos_capnp::thread_handle::info_results::Owned,
+                _,
+            >(frame, |params, results| server.info(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ThreadHandle` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_thread_handle_in`]).
 pub fn dispatch_thread_handle<S: ThreadHandleServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        thread_handle::method::JOIN => {
-            crate::rpc::serve::<
-                crate::capos_capnp::thread_handle::join_params::Owned,
-                crate::capos_capnp::thread_handle::join_results::Owned,
-                _,
-            >(params, |params, results| server.join(params, results))
-            .map(|(results, ())| results)
-        }
-        thread_handle::method::INFO => {
-            crate::rpc::serve::<
-                crate::capos_capnp::thread_handle::info_params::Owned,
-                crate::capos_capnp::thread_handle::info_results::Owned,
-                _,
-            >(params, |params, results| server.info(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_thread_handle_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Futex-like parking on 32-bit words of the holder's memory: the basis of
@@ -5010,34 +5318,45 @@ pub trait ParkSpaceServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `ParkSpace` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `ParkSpace` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_park_space_in<S: ParkSpaceServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        park_space::method::WAIT => {
+            F::serve::<
+                crate::capos_capnp::park_space::wait_params::Owned,
+                crate::capos_capnp::park_space::wait_results::Owned,
+                _,
+            >(frame, |params, results| server.wait(params, results))
+        }
+        park_space::method::WAKE => {
+            F::serve::<
+                crate::capos_capnp::park_space::wake_params::Owned,
+                crate::capos_capnp::park_space::wake_results::Owned,
+                _,
+            >(frame, |params, results| server.wake(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `ParkSpace` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_park_space_in`]).
 pub fn dispatch_park_space<S: ParkSpaceServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        park_space::method::WAIT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::park_space::wait_params::Owned,
-                crate::capos_capnp::park_space::wait_results::Owned,
-                _,
-            >(params, |params, results| server.wait(params, results))
-            .map(|(results, ())| results)
-        }
-        park_space::method::WAKE => {
-            crate::rpc::serve::<
-                crate::capos_capnp::park_space::wake_params::Owned,
-                crate::capos_capnp::park_space::wake_results::Owned,
-                _,
-            >(params, |params, results| server.wake(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_park_space_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }
 
 /// Scheduler control, granted by init; nothing else can change weights.
@@ -5176,32 +5495,46 @@ pub trait SchedulingPolicyServer {
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `SchedulingPolicy` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results. An unknown ordinal is
+/// Serves one call to a `SchedulingPolicy` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_scheduling_policy_in<
+    S: SchedulingPolicyServer + ?Sized,
+    F: crate::rpc::CallFrame,
+>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        scheduling_policy::method::SET_WEIGHT => {
+            F::serve::<
+                crate::capos_capnp::scheduling_policy::set_weight_params::Owned,
+                crate::capos_capnp::scheduling_policy::set_weight_results::Owned,
+                _,
+            >(frame, |params, results| server.set_weight(params, results))
+        }
+        scheduling_policy::method::CPU_STATS => {
+            F::serve::<
+                crate::capos_capnp::scheduling_policy::cpu_stats_params::Owned,
+                crate::capos_capnp::scheduling_policy::cpu_stats_results::Owned,
+                _,
+            >(frame, |params, results| server.cpu_stats(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `SchedulingPolicy` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_scheduling_policy_in`]).
 pub fn dispatch_scheduling_policy<S: SchedulingPolicyServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
-    match method {
-        scheduling_policy::method::SET_WEIGHT => {
-            crate::rpc::serve::<
-                crate::capos_capnp::scheduling_policy::set_weight_params::Owned,
-                crate::capos_capnp::scheduling_policy::set_weight_results::Owned,
-                _,
-            >(params, |params, results| server.set_weight(params, results))
-            .map(|(results, ())| results)
-        }
-        scheduling_policy::method::CPU_STATS => {
-            crate::rpc::serve::<
-                crate::capos_capnp::scheduling_policy::cpu_stats_params::Owned,
-                crate::capos_capnp::scheduling_policy::cpu_stats_results::Owned,
-                _,
-            >(params, |params, results| server.cpu_stats(params, results))
-            .map(|(results, ())| results)
-        }
-        other => Err(crate::rpc::DispatchError::BadMethod(other)),
-    }
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_scheduling_policy_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
 }

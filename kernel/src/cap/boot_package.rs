@@ -2,7 +2,7 @@
 //! (`manifest.bin`) and the service binaries ProcessSpawner can start.
 
 use capos_schema::capos_capnp::boot_package;
-use capos_schema::{dispatch_boot_package, BootPackageServer, ServerError};
+use capos_schema::{dispatch_boot_package_in, BootPackageServer, ServerError};
 
 use super::{outcome, CallContext, CallOutcome, CapObject};
 
@@ -75,7 +75,12 @@ impl CapObject for KernelBootPackage {
         capos_schema::boot_package::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_boot_package(&mut Server, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_boot_package_in(&mut Server, method, frame))
     }
 }

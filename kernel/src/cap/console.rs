@@ -12,7 +12,7 @@ use core::fmt::Write;
 
 use capos_lib::escape;
 use capos_schema::capos_capnp::console;
-use capos_schema::{dispatch_console, ConsoleServer, ServerError};
+use capos_schema::{dispatch_console_in, ConsoleServer, ServerError};
 
 use super::{outcome, CallContext, CallOutcome, CapObject};
 use crate::dev::serial::COM1;
@@ -87,7 +87,12 @@ impl CapObject for KernelConsole {
         capos_schema::console::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_console(&mut Server { ctx }, method, params))
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_console_in(&mut Server { ctx }, method, frame))
     }
 }

@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use capos_abi::{RecvHeader, TransportError, RECV_HEADER_SIZE};
 use capos_schema::capos_capnp::endpoint;
-use capos_schema::{dispatch_endpoint, EndpointServer as EndpointServerTrait, ServerError};
+use capos_schema::{dispatch_endpoint_in, EndpointServer as EndpointServerTrait, ServerError};
 
 use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
 use crate::completion::PendingCall;
@@ -498,12 +498,16 @@ impl CapObject for EndpointServer {
         method == capos_schema::endpoint::method::IDENTIFY
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut minter = Minter { ctx, endpoint: &self.endpoint, request: None };
-        match dispatch_endpoint(&mut minter, method, params) {
-            Ok(results) => match minter.request {
-                Some((interface_id, cookie)) => CallOutcome::Done {
-                    results,
+        match dispatch_endpoint_in(&mut minter, method, frame) {
+            Ok(()) => match minter.request {
+                Some((interface_id, cookie)) => CallOutcome::Built {
                     // alloc: one cap
                     caps: alloc::vec![CapEntry {
                         object: Arc::new(EndpointClient {
@@ -514,7 +518,7 @@ impl CapObject for EndpointServer {
                         interface_id,
                     }],
                 },
-                None => CallOutcome::done(results),
+                None => CallOutcome::built(),
             },
             Err(e) => failure(e),
         }
@@ -555,9 +559,15 @@ impl CapObject for EndpointClient {
         self.endpoint.admits()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         // The copy of the params waits in the kernel: charged to the caller,
         // and allocated fallibly.
+        let params = frame.params();
         let bytes = (RECV_HEADER_SIZE + params.len()) as u64 + CALL_RECORD_BYTES;
         let charge = match Charge::new(&ctx.caller.account, 0, bytes) {
             Ok(c) => c,

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use capos_schema::capos_capnp::entropy_source;
-use capos_schema::{dispatch_entropy_source, EntropySourceServer, ServerError};
+use capos_schema::{dispatch_entropy_source_in, EntropySourceServer, ServerError};
 
 use super::{exception, outcome, CallContext, CallOutcome, CapObject};
 
@@ -95,7 +95,12 @@ impl CapObject for KernelEntropy {
         capos_schema::entropy_source::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_entropy_source(&mut Server, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_entropy_source_in(&mut Server, method, frame))
     }
 }

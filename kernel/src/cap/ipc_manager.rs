@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 
 use capos_schema::capos_capnp::ipc_manager;
-use capos_schema::{dispatch_ipc_manager, IpcManagerServer, ServerError};
+use capos_schema::{dispatch_ipc_manager_in, IpcManagerServer, ServerError};
 
 use super::endpoint::{Endpoint, EndpointServer};
 use super::notification::KernelNotification;
@@ -87,12 +87,17 @@ impl CapObject for KernelIpcManager {
         method == capos_schema::ipc_manager::method::MAKE_REVOCABLE
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server = Server { ctx, wrapped: None };
-        match dispatch_ipc_manager(&mut server, method, params) {
+        match dispatch_ipc_manager_in(&mut server, method, frame) {
             Ok(mut d) => {
-                d.caps.extend(server.wrapped.take());
-                CallOutcome::Done { results: d.results, caps: d.caps }
+                d.extend(server.wrapped.take());
+                CallOutcome::Built { caps: d }
             }
             Err(e) => failure(e),
         }

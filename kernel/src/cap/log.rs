@@ -12,7 +12,7 @@ use alloc::string::String;
 
 use capos_schema::capos_capnp::{log_reader, log_sink, LogLevel};
 use capos_schema::{
-    dispatch_log_reader, dispatch_log_sink, LogReaderServer, LogRecord, LogSinkServer,
+    dispatch_log_reader_in, dispatch_log_sink_in, LogReaderServer, LogRecord, LogSinkServer,
     SchemaStruct, ServerError,
 };
 
@@ -145,8 +145,13 @@ impl CapObject for KernelLogSink {
         capos_schema::log_sink::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_log_sink(&mut Sink { ctx }, method, params))
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_log_sink_in(&mut Sink { ctx }, method, frame))
     }
 }
 
@@ -163,7 +168,12 @@ impl CapObject for KernelLogReader {
         capos_schema::log_reader::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_log_reader(&mut Reader, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_log_reader_in(&mut Reader, method, frame))
     }
 }

@@ -66,7 +66,8 @@ pub struct CallContext<'a> {
     pub thread: &'a Arc<crate::sched::Thread>,
     /// The SQE's user data, echoed in the completion.
     pub user_data: u64,
-    /// Results buffer (validated writable before the call is performed).
+    /// Results buffer (inside the user half; its pages are checked as the
+    /// results are written).
     pub results_addr: u64,
     /// Results buffer length.
     pub results_len: u32,
@@ -92,9 +93,18 @@ impl CallContext<'_> {
     }
 }
 
+pub use crate::frame::KernelFrame;
+
 /// The result of invoking a kernel object.
 pub enum CallOutcome {
-    /// Finished: the results message and any result caps.
+    /// Finished, with the results built in the call's frame, and any result
+    /// caps.
+    Built {
+        /// Caps to insert into the caller's table.
+        caps: Vec<CapEntry>,
+    },
+    /// Finished: a results message encoded outside the frame, and any
+    /// result caps.
     Done {
         /// Cap'n Proto results message.
         results: Vec<u8>,
@@ -116,12 +126,18 @@ impl CallOutcome {
     pub fn done(results: Vec<u8>) -> Self {
         Self::Done { results, caps: Vec::new() }
     }
+
+    /// A call finished with its results in the frame and no result caps.
+    pub fn built() -> Self {
+        Self::Built { caps: Vec::new() }
+    }
 }
 
-/// Turns a generated dispatcher's answer into a call outcome.
-pub fn outcome(r: Result<Vec<u8>, capos_schema::DispatchError>) -> CallOutcome {
+/// Turns a generated dispatcher's answer (results in the frame) into a call
+/// outcome.
+pub fn outcome(r: Result<(), capos_schema::DispatchError>) -> CallOutcome {
     match r {
-        Ok(results) => CallOutcome::done(results),
+        Ok(()) => CallOutcome::built(),
         Err(e) => failure(e),
     }
 }
@@ -211,8 +227,9 @@ pub trait CapObject: Send + Sync {
     /// lengths and pointers, so an unknown method is always `BadMethod`).
     fn has_method(&self, method: u16) -> bool;
 
-    /// Invokes `method` with the Cap'n Proto `params` message.
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome;
+    /// Invokes `method` with the Cap'n Proto params message in `frame`,
+    /// building its results there (see [`crate::frame`]).
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome;
 
     /// Whether `method` takes caps transferred with the CALL (others fail
     /// with `Malformed` when sent any).

@@ -9,7 +9,7 @@ use core::cell::Cell;
 
 use capos_abi::TransportError;
 use capos_schema::capos_capnp::notification;
-use capos_schema::{dispatch_notification, NotificationServer, ServerError};
+use capos_schema::{dispatch_notification_in, NotificationServer, ServerError};
 
 use super::{exception, failure, CallContext, CallOutcome, CapObject};
 use crate::completion::PendingCall;
@@ -159,14 +159,19 @@ impl CapObject for KernelNotification {
         capos_schema::notification::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server = Server { object: self, defer: Cell::new(None) };
-        let results = match dispatch_notification(&mut server, method, params) {
+        let () = match dispatch_notification_in(&mut server, method, frame) {
             Ok(r) => r,
             Err(e) => return failure(e),
         };
         let Some((mask, timeout_ns)) = server.defer.get() else {
-            return CallOutcome::done(results);
+            return CallOutcome::built();
         };
         let mut s = self.state.lock();
         // A signal may have arrived since the check.

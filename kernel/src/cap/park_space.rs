@@ -15,7 +15,7 @@ use core::cell::Cell;
 
 use capos_abi::TransportError;
 use capos_schema::capos_capnp::{park_space, ParkResult};
-use capos_schema::{dispatch_park_space, ParkSpaceServer, ServerError};
+use capos_schema::{dispatch_park_space_in, ParkSpaceServer, ServerError};
 
 use super::{failure, CallContext, CallOutcome, CapObject};
 use crate::completion::PendingCall;
@@ -202,9 +202,14 @@ impl CapObject for KernelParkSpace {
         capos_schema::park_space::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server = Server { ctx, refused: Cell::new(None), decision: Cell::new(None) };
-        let results = match dispatch_park_space(&mut server, method, params) {
+        let () = match dispatch_park_space_in(&mut server, method, frame) {
             Ok(r) => r,
             Err(e) => return failure(e),
         };
@@ -213,7 +218,7 @@ impl CapObject for KernelParkSpace {
         }
         match server.decision.get() {
             Some((addr, expected, timeout_ns)) => Self::wait(ctx, addr, expected, timeout_ns),
-            None => CallOutcome::done(results),
+            None => CallOutcome::built(),
         }
     }
 }

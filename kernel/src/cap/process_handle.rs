@@ -5,7 +5,7 @@ use core::cell::Cell;
 
 use capos_schema::capos_capnp::process_handle;
 use capos_schema::{
-    dispatch_process_handle, ProcessHandleServer, ProcessStatus, SchemaStruct, ServerError,
+    dispatch_process_handle_in, ProcessHandleServer, ProcessStatus, SchemaStruct, ServerError,
 };
 
 use super::{failure, profile_of, CallContext, CallOutcome, CapObject};
@@ -128,10 +128,15 @@ impl CapObject for KernelProcessHandle {
         capos_schema::process_handle::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server = Server { process: &self.process, defer_wait: Cell::new(false) };
-        match dispatch_process_handle(&mut server, method, params) {
-            Ok(results) if server.defer_wait.get() => {
+        match dispatch_process_handle_in(&mut server, method, frame) {
+            Ok(()) if server.defer_wait.get() => {
                 let mut exit = self.process.exit.lock();
                 match exit.cause.as_ref() {
                     // It exited between the check and now.
@@ -139,13 +144,12 @@ impl CapObject for KernelProcessHandle {
                         let code = cause.code();
                         drop(exit);
                         complete_wait(ctx.pending(), code);
-                        let _ = results;
                     }
                     None => exit.waiters.push(ctx.pending()),
                 }
                 CallOutcome::Pending
             }
-            Ok(results) => CallOutcome::done(results),
+            Ok(()) => CallOutcome::built(),
             Err(e) => failure(e),
         }
     }

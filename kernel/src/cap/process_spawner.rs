@@ -12,7 +12,7 @@ use capos_abi::resources::{PROGRAM_DEFAULTS, SERVICE_DEFAULTS};
 use capos_abi::{CapId, TransportError};
 use capos_schema::capos_capnp::process_spawner;
 use capos_schema::{
-    dispatch_process_spawner, ProcessSpawnerServer, ResourceProfile, SchemaStruct, ServerError,
+    dispatch_process_spawner_in, ProcessSpawnerServer, ResourceProfile, SchemaStruct, ServerError,
 };
 
 use super::process_handle::KernelProcessHandle;
@@ -159,11 +159,16 @@ impl CapObject for KernelSpawner {
         capos_schema::process_spawner::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let refusal = Refusal::default();
-        let r = dispatch_process_spawner(&mut Server { ctx, refusal: &refusal }, method, params);
+        let r = dispatch_process_spawner_in(&mut Server { ctx, refusal: &refusal }, method, frame);
         refusal.or(|| match r {
-            Ok(d) => CallOutcome::Done { results: d.results, caps: d.caps },
+            Ok(caps) => CallOutcome::Built { caps },
             Err(e) => failure(e),
         })
     }

@@ -4,7 +4,7 @@
 
 use capos_schema::capos_capnp::process_table;
 use capos_schema::{
-    dispatch_process_table, ProcessEntry, ProcessTableServer, SchemaStruct, ServerError,
+    dispatch_process_table_in, ProcessEntry, ProcessTableServer, SchemaStruct, ServerError,
 };
 
 use super::{outcome, CallContext, CallOutcome, CapObject};
@@ -85,7 +85,12 @@ impl CapObject for KernelProcessTable {
         capos_schema::process_table::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_process_table(&mut Server, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_process_table_in(&mut Server, method, frame))
     }
 }

@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use capos_schema::capos_capnp::revoker;
-use capos_schema::{dispatch_revoker, RevokerServer, ServerError};
+use capos_schema::{dispatch_revoker_in, RevokerServer, ServerError};
 
 use super::endpoint::Endpoint;
 use super::{outcome, CallContext, CallOutcome, CapEntry, CapObject};
@@ -87,11 +87,16 @@ impl CapObject for Revocable {
         self.levels.iter().any(|l| l.load(Ordering::Acquire)) || self.base.object.revoked()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         if self.revoked() {
             return CallOutcome::Failed(capos_abi::TransportError::Revoked);
         }
-        self.base.object.call(ctx, method, params)
+        self.base.object.call(ctx, method, frame)
     }
 
     fn admits(&self) -> Result<(), capos_abi::TransportError> {
@@ -139,7 +144,12 @@ impl CapObject for KernelRevoker {
         capos_schema::revoker::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_revoker(&mut Server { revoked: &self.revoked }, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_revoker_in(&mut Server { revoked: &self.revoked }, method, frame))
     }
 }

@@ -3,7 +3,7 @@
 use core::sync::atomic::Ordering;
 
 use capos_schema::capos_capnp::scheduling_policy;
-use capos_schema::{dispatch_scheduling_policy, SchedulingPolicyServer, ServerError};
+use capos_schema::{dispatch_scheduling_policy_in, SchedulingPolicyServer, ServerError};
 
 use super::{exception, failure, CallContext, CallOutcome, CapObject};
 use crate::arch::x86_64::percpu;
@@ -86,9 +86,14 @@ impl CapObject for KernelSchedulingPolicy {
         method == capos_schema::scheduling_policy::method::SET_WEIGHT
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        match dispatch_scheduling_policy(&mut Server { ctx }, method, params) {
-            Ok(r) => CallOutcome::done(r),
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        match dispatch_scheduling_policy_in(&mut Server { ctx }, method, frame) {
+            Ok(()) => CallOutcome::built(),
             Err(e) => failure(e),
         }
     }

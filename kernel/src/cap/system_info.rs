@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 
 use capos_schema::capos_capnp::system_info;
 use capos_schema::{
-    dispatch_system_info, SchemaStruct, ServerError, SystemDescription, SystemInfoServer,
+    dispatch_system_info_in, SchemaStruct, ServerError, SystemDescription, SystemInfoServer,
 };
 
 use spin::Once;
@@ -76,7 +76,12 @@ impl CapObject for KernelSystemInfo {
         capos_schema::system_info::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_system_info(&mut Server, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_system_info_in(&mut Server, method, frame))
     }
 }

@@ -8,7 +8,7 @@ use core::cell::Cell;
 
 use capos_lib::line_edit::{Event, LineEditor, MAX_LINE};
 use capos_schema::capos_capnp::{terminal_session, ReadStatus};
-use capos_schema::{dispatch_terminal_session, ServerError, TerminalSessionServer};
+use capos_schema::{dispatch_terminal_session_in, ServerError, TerminalSessionServer};
 
 use super::{exception, failure, CallContext, CallOutcome, CapObject};
 use crate::completion::PendingCall;
@@ -148,14 +148,19 @@ impl CapObject for KernelTerminal {
         capos_schema::terminal_session::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server =
             Server { read: Cell::new(None), prompt: Default::default(), caller: ctx.caller };
-        let results = match dispatch_terminal_session(&mut server, method, params) {
+        let () = match dispatch_terminal_session_in(&mut server, method, frame) {
             Ok(r) => r,
             Err(e) => return failure(e),
         };
-        let Some((echo_on, max)) = server.read.get() else { return CallOutcome::done(results) };
+        let Some((echo_on, max)) = server.read.get() else { return CallOutcome::built() };
         {
             let mut t = TERMINAL.lock();
             // A read left by a process that has ended is dropped; one of a

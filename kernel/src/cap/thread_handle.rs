@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use capos_abi::TransportError;
 use capos_schema::capos_capnp::{thread_handle, ThreadEnd};
 use capos_schema::{
-    dispatch_thread_handle, SchemaStruct, ServerError, ThreadHandleServer, ThreadInfo,
+    dispatch_thread_handle_in, SchemaStruct, ServerError, ThreadHandleServer, ThreadInfo,
 };
 
 use super::{failure, CallContext, CallOutcome, CapObject};
@@ -94,14 +94,19 @@ impl CapObject for KernelThreadHandle {
         capos_schema::thread_handle::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        let results =
-            match dispatch_thread_handle(&mut Server { thread: &self.thread }, method, params) {
-                Ok(r) => r,
-                Err(e) => return failure(e),
-            };
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        if let Err(e) =
+            dispatch_thread_handle_in(&mut Server { thread: &self.thread }, method, frame)
+        {
+            return failure(e);
+        }
         if method != capos_schema::thread_handle::method::JOIN {
-            return CallOutcome::done(results);
+            return CallOutcome::built();
         }
         if Arc::ptr_eq(&self.thread, ctx.thread) {
             // A thread waiting for its own end would wait forever.

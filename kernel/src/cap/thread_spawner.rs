@@ -5,7 +5,7 @@ use core::cell::Cell;
 
 use capos_abi::TransportError;
 use capos_schema::capos_capnp::thread_spawner;
-use capos_schema::{dispatch_thread_spawner, ServerError, ThreadSpawnerServer};
+use capos_schema::{dispatch_thread_spawner_in, ServerError, ThreadSpawnerServer};
 
 use super::thread_handle::KernelThreadHandle;
 use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
@@ -74,16 +74,18 @@ impl CapObject for KernelThreadSpawner {
         capos_schema::thread_spawner::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server = Server { ctx, refused: Cell::new(None) };
-        match dispatch_thread_spawner(&mut server, method, params) {
+        match dispatch_thread_spawner_in(&mut server, method, frame) {
             Ok(_) if server.refused.get().is_some() => {
                 CallOutcome::Failed(server.refused.get().expect("checked just above"))
             }
-            Ok(d) => CallOutcome::Done {
-                results: d.results,
-                caps: d.caps.into_iter().flatten().collect(),
-            },
+            Ok(d) => CallOutcome::Built { caps: d.into_iter().flatten().collect() },
             Err(e) => failure(e),
         }
     }

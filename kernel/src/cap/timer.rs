@@ -3,7 +3,7 @@
 use core::cell::Cell;
 
 use capos_schema::capos_capnp::timer;
-use capos_schema::{dispatch_timer, ServerError, TimerServer};
+use capos_schema::{dispatch_timer_in, ServerError, TimerServer};
 
 use super::{failure, CallContext, CallOutcome, CapObject};
 use crate::completion::PendingCall;
@@ -69,10 +69,15 @@ impl CapObject for KernelTimer {
         capos_schema::timer::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let mut server = Server { deadline: Cell::new(None) };
-        match dispatch_timer(&mut server, method, params) {
-            Ok(results) => match server.deadline.get() {
+        match dispatch_timer_in(&mut server, method, frame) {
+            Ok(()) => match server.deadline.get() {
                 // A sleep that never ends is not queued: nothing would
                 // ever complete it (its CQ slot stays reserved).
                 Some(crate::time::NEVER) => CallOutcome::Pending,
@@ -85,8 +90,8 @@ impl CapObject for KernelTimer {
                     );
                     CallOutcome::Pending
                 }
-                Some(_) => CallOutcome::done(results),
-                None => CallOutcome::done(results),
+                Some(_) => CallOutcome::built(),
+                None => CallOutcome::built(),
             },
             Err(e) => failure(e),
         }

@@ -11,7 +11,7 @@
 //! fails with `NoMemory`, and what it mapped is given back first.
 
 use capos_schema::capos_capnp::virtual_memory;
-use capos_schema::{dispatch_virtual_memory, ServerError, VirtualMemoryServer};
+use capos_schema::{dispatch_virtual_memory_in, ServerError, VirtualMemoryServer};
 
 use capos_abi::TransportError;
 
@@ -174,9 +174,14 @@ impl CapObject for KernelVirtualMemory {
         capos_schema::virtual_memory::method::name(method).is_some()
     }
 
-    fn call(&self, ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
+    fn call(
+        &self,
+        ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
         let refusal = Refusal::default();
-        let r = dispatch_virtual_memory(&mut Server { ctx, refusal: &refusal }, method, params);
+        let r = dispatch_virtual_memory_in(&mut Server { ctx, refusal: &refusal }, method, frame);
         refusal.or(|| outcome(r))
     }
 }

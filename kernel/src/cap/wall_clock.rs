@@ -2,7 +2,7 @@
 //! boot and advanced with the monotonic clock.
 
 use capos_schema::capos_capnp::wall_clock;
-use capos_schema::{dispatch_wall_clock, ServerError, WallClockServer};
+use capos_schema::{dispatch_wall_clock_in, ServerError, WallClockServer};
 use spin::Once;
 
 use super::{exception, outcome, CallContext, CallOutcome, CapObject};
@@ -67,7 +67,12 @@ impl CapObject for KernelWallClock {
         capos_schema::wall_clock::method::name(method).is_some()
     }
 
-    fn call(&self, _ctx: &CallContext<'_>, method: u16, params: &[u8]) -> CallOutcome {
-        outcome(dispatch_wall_clock(&mut Server, method, params))
+    fn call(
+        &self,
+        _ctx: &CallContext<'_>,
+        method: u16,
+        frame: &mut super::KernelFrame<'_>,
+    ) -> CallOutcome {
+        outcome(dispatch_wall_clock_in(&mut Server, method, frame))
     }
 }

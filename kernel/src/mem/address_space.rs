@@ -371,6 +371,34 @@ impl AddressSpace {
         if !(USER_MIN..USER_TOP).contains(&vaddr) {
             return None;
         }
+        // The common case, 4 KiB pages, by a direct walk: every level must
+        // be present and allow user access (and writing, for a write).
+        let need = F::PRESENT
+            | F::USER_ACCESSIBLE
+            | if access == Access::Write { F::WRITABLE } else { F::empty() };
+        let mut table = self.root;
+        for level in (1..=4u32).rev() {
+            let index = (vaddr >> (12 + 9 * (level - 1))) & 0x1ff;
+            // SAFETY: `table` is the physical address of a page table of
+            // this address space (the root, or a frame a present entry of
+            // the level above names), reached through the direct map; the
+            // caller holds the address-space lock, so no table is freed
+            // under the walk. Entries are read as plain u64s.
+            let entry = unsafe { *(phys_to_virt(table) as *const u64).add(index as usize) };
+            let flags = F::from_bits_truncate(entry);
+            if !flags.contains(need) {
+                return None;
+            }
+            if level > 1 && flags.contains(F::HUGE_PAGE) {
+                return self.translate_user_slow(vaddr, access);
+            }
+            table = entry & 0x000f_ffff_ffff_f000;
+        }
+        Some(table + vaddr % PAGE_SIZE)
+    }
+
+    /// `translate_user` through the mapper (huge pages).
+    fn translate_user_slow(&self, vaddr: u64, access: Access) -> Option<u64> {
         match self.mapper.translate(VirtAddr::new(vaddr)) {
             TranslateResult::Mapped { frame, offset, flags } => {
                 if !flags.contains(F::USER_ACCESSIBLE) {

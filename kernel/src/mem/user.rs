@@ -99,6 +99,12 @@ impl UserRange {
         })
     }
 
+    /// A writer that fills the range from its start, piece by piece,
+    /// translating each page once.
+    pub fn writer<'s>(&self, space: &'s AddressSpace) -> UserWriter<'s> {
+        UserWriter { space, range: *self, at: 0, page: u64::MAX, phys: 0 }
+    }
+
     fn each_chunk(
         &self,
         space: &AddressSpace,
@@ -128,6 +134,56 @@ impl UserRange {
                 space.translate_user(addr, access).ok_or(UserMemError::NotMapped { addr })?;
             f(phys, at, n);
             at += n;
+        }
+        Ok(())
+    }
+}
+
+/// Sequential writes into a [`UserRange`] (see [`UserRange::writer`]). A
+/// failed write may leave the earlier bytes written.
+pub struct UserWriter<'s> {
+    space: &'s AddressSpace,
+    range: UserRange,
+    at: u64,
+    /// The user page last translated, and its frame.
+    page: u64,
+    phys: u64,
+}
+
+impl UserWriter<'_> {
+    /// Appends `data`; fails if it does not fit the range or a page is not
+    /// user-writable.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), UserMemError> {
+        let end = self.at.checked_add(data.len() as u64);
+        if end.is_none_or(|e| e > self.range.len) {
+            return Err(UserMemError::OutOfRange { addr: self.range.addr, len: self.range.len });
+        }
+        while !data.is_empty() {
+            let addr = self.range.addr + self.at;
+            let page = addr & !(PAGE_SIZE - 1);
+            if page != self.page {
+                let phys = self
+                    .space
+                    .translate_user(page, Access::Write)
+                    .ok_or(UserMemError::NotMapped { addr })?;
+                self.page = page;
+                self.phys = phys;
+            }
+            let off = addr - page;
+            let n = ((PAGE_SIZE - off) as usize).min(data.len());
+            // SAFETY: `phys..phys+PAGE_SIZE` is the user-writable frame of
+            // the page at `page` in this address space (translate_user
+            // checked it, and the address-space lock the caller holds keeps
+            // it mapped); `off + n` stays inside that page.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    phys_to_virt(self.phys + off) as *mut u8,
+                    n,
+                )
+            }
+            data = &data[n..];
+            self.at += n as u64;
         }
         Ok(())
     }

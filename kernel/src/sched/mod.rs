@@ -299,7 +299,7 @@ pub fn init_cpu() {
         on_cpu: AtomicBool::new(true),
     });
     let mut q = QUEUES[cpu as usize].lock();
-    q.current = Some(idle.clone());
+    set_current(&mut q, idle.clone());
     q.idle = Some(idle);
     // Room for a busy queue up front, so the heap the scheduler uses does
     // not drift with the most threads ever runnable at once.
@@ -311,7 +311,30 @@ const RUN_QUEUE_ROOM: usize = 256;
 
 /// The thread running on this CPU.
 pub fn current() -> Option<Arc<Thread>> {
-    QUEUES[percpu::cpu_index() as usize].lock().current.clone()
+    current_borrowed().map(|t| Arc::clone(&t))
+}
+
+/// The thread running on this CPU, without taking the run-queue lock or a
+/// reference count: for use by that thread itself (its syscall path), or
+/// by an interrupt taken while it runs. A running thread stays alive while
+/// it runs (its process owns it until it is reaped, after its last switch),
+/// so the borrowed `Arc` is valid as long as the caller is that thread's
+/// code; it must not be stored.
+pub fn current_borrowed() -> Option<core::mem::ManuallyDrop<Arc<Thread>>> {
+    let ptr = percpu::current().current_thread.load(Ordering::Acquire);
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `set_current` stores only `Arc::as_ptr` of the thread in the
+    // run queue's `current`, which holds a strong reference while that
+    // thread runs here; ManuallyDrop keeps this copy from releasing it.
+    Some(core::mem::ManuallyDrop::new(unsafe { Arc::from_raw(ptr as *const Thread) }))
+}
+
+/// Records `thread` as this CPU's running thread (under its queue lock).
+fn set_current(q: &mut CpuQueue, thread: Arc<Thread>) {
+    percpu::current().current_thread.store(Arc::as_ptr(&thread) as *mut (), Ordering::Release);
+    q.current = Some(thread);
 }
 
 fn pick_cpu() -> u32 {
@@ -599,7 +622,7 @@ pub fn schedule() {
         next.sched.lock().state = State::Running;
         q.run_start = now;
         percpu::current().switches.fetch_add(1, Ordering::Relaxed);
-        q.current = Some(next.clone());
+        set_current(&mut q, next.clone());
         if prev_state == State::Dead {
             q.reap = Some(prev.clone());
         }

@@ -984,58 +984,81 @@ impl Schema {
         }
         out.push_str("}\n\n");
 
-        let ok = if returns_caps {
-            "crate::rpc::Dispatched<S::Cap>".to_string()
+        let (ok, ok_in) = if returns_caps {
+            ("crate::rpc::Dispatched<S::Cap>", "::alloc::vec::Vec<S::Cap>")
         } else {
-            "::alloc::vec::Vec<u8>".to_string()
+            ("::alloc::vec::Vec<u8>", "()")
         };
         let _ = writeln!(
             out,
-            "/// Serves one call to a `{}` cap: decodes `params` for `method`, calls\n\
-             /// `server` and encodes its results. An unknown ordinal is\n\
+            "/// Serves one call to a `{}` cap in `frame`: reads the params for\n\
+             /// `method` from the frame, calls `server` and builds its results in the\n\
+             /// frame. An unknown ordinal is\n\
              /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not\n\
              /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).",
             i.display
         );
-        let (server_arg, params_arg) =
-            if i.methods.is_empty() { ("_server", "_params") } else { ("server", "params") };
+        let (server_arg, frame_arg) =
+            if i.methods.is_empty() { ("_server", "_frame") } else { ("server", "frame") };
         let _ = writeln!(
             out,
-            "pub fn dispatch_{}<S: {server} + ?Sized>({server_arg}: &mut S, method: u16, {params_arg}: &[u8]) -> Result<{ok}, crate::rpc::DispatchError> {{",
+            "pub fn dispatch_{}_in<S: {server} + ?Sized, F: crate::rpc::CallFrame>({server_arg}: &mut S, method: u16, {frame_arg}: &mut F) -> Result<{ok_in}, crate::rpc::DispatchError> {{",
             i.module
         );
         if i.methods.is_empty() {
             out.push_str("Err(crate::rpc::DispatchError::BadMethod(method))\n}\n\n");
-            return;
+        } else {
+            out.push_str("match method {\n");
+            for m in &i.methods {
+                let caps = Self::cap_fields(&m.results);
+                let map = match (returns_caps, caps.len()) {
+                    (false, _) => String::new(),
+                    (true, 0) => ".map(|()| ::alloc::vec::Vec::new())".to_string(),
+                    (true, 1) => ".map(|cap| ::alloc::vec![cap])".to_string(),
+                    (true, n) => {
+                        let names: Vec<String> = (0..n).map(|k| format!("cap{k}")).collect();
+                        format!(
+                            ".map(|({})| ::alloc::vec![{}])",
+                            names.join(", "),
+                            names.join(", ")
+                        )
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "{}::method::{} => F::serve::<{}::Owned, {}::Owned, _>(frame, |params, results| server.{}(params, results)){map},",
+                    i.module, m.konst, m.params_path, m.results_path, m.ident
+                );
+            }
+            out.push_str("other => Err(crate::rpc::DispatchError::BadMethod(other)),\n}\n}\n\n");
         }
-        out.push_str("match method {\n");
-        for m in &i.methods {
-            let caps = Self::cap_fields(&m.results);
-            let map = match (returns_caps, caps.len()) {
-                (false, _) => "|(results, ())| results".to_string(),
-                (true, 0) => {
-                    "|(results, ())| crate::rpc::Dispatched::without_caps(results)".to_string()
-                }
-                (true, 1) => {
-                    "|(results, cap)| crate::rpc::Dispatched { results, caps: ::alloc::vec![cap] }"
-                        .to_string()
-                }
-                (true, n) => {
-                    let names: Vec<String> = (0..n).map(|k| format!("cap{k}")).collect();
-                    format!(
-                        "|(results, ({}))| crate::rpc::Dispatched {{ results, caps: ::alloc::vec![{}] }}",
-                        names.join(", "),
-                        names.join(", ")
-                    )
-                }
-            };
+
+        let _ = writeln!(
+            out,
+            "/// Serves one call to a `{}` cap: decodes `params` for `method`, calls\n\
+             /// `server` and encodes its results (see [`dispatch_{}_in`]).",
+            i.display, i.module
+        );
+        let _ = writeln!(
+            out,
+            "pub fn dispatch_{m}<S: {server} + ?Sized>(server: &mut S, method: u16, params: &[u8]) -> Result<{ok}, crate::rpc::DispatchError> {{\n\
+             let mut frame = crate::rpc::HeapFrame::new(params);",
+            m = i.module
+        );
+        if returns_caps {
             let _ = writeln!(
                 out,
-                "{}::method::{} => crate::rpc::serve::<{}::Owned, {}::Owned, _>(params, |params, results| server.{}(params, results)).map({map}),",
-                i.module, m.konst, m.params_path, m.results_path, m.ident
+                "let caps = dispatch_{}_in(server, method, &mut frame)?;\n\
+                 Ok(crate::rpc::Dispatched {{ results: frame.into_results(), caps }})\n}}\n",
+                i.module
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "dispatch_{}_in(server, method, &mut frame)?;\nOk(frame.into_results())\n}}\n",
+                i.module
             );
         }
-        out.push_str("other => Err(crate::rpc::DispatchError::BadMethod(other)),\n}\n}\n\n");
     }
 }
 

@@ -35,6 +35,9 @@ pub struct PerCpu {
     pub steals: AtomicU64,
     /// Set once the CPU runs its idle loop with interrupts on.
     pub online: AtomicBool,
+    /// The thread this CPU runs, as an opaque pointer the scheduler sets
+    /// (so the syscall path finds it without a lock).
+    pub current_thread: AtomicPtr<()>,
     pub(super) gdt: UnsafeCell<GlobalDescriptorTable<8>>,
     pub(super) tss: UnsafeCell<TaskStateSegment>,
 }
@@ -60,6 +63,7 @@ impl PerCpu {
             switches: AtomicU64::new(0),
             steals: AtomicU64::new(0),
             online: AtomicBool::new(false),
+            current_thread: AtomicPtr::new(core::ptr::null_mut()),
             gdt: UnsafeCell::new(GlobalDescriptorTable::empty()),
             tss: UnsafeCell::new(TaskStateSegment::new()),
         }
