@@ -186,6 +186,18 @@ fn probe_bars(cfg: &Config<'_>, header: &Header) -> [BarSlot; MAX_BARS] {
             cfg.write32(reg::COMMAND, cmd as u32);
         }
     });
+    // Everything written must read back as it was: a device that does not
+    // take its BARs or command register back is named, not silently broken.
+    for (i, &was) in raw.iter().enumerate().take(count) {
+        let now = cfg.read32(bar_offset(i));
+        if now != was {
+            crate::kwarn!("pci", "{}: BAR {i} reads {now:#x} after sizing, was {was:#x}", cfg.addr);
+        }
+    }
+    let now = cfg.read16(reg::COMMAND);
+    if now != cmd {
+        crate::kwarn!("pci", "{}: command reads {now:#06x} after sizing, was {cmd:#06x}", cfg.addr);
+    }
     decode_bars(&raw[..count], &probe[..count])
 }
 
