@@ -53,7 +53,7 @@ impl Window {
             return Err(EcamError::EmptyRange { start: region.bus_start, end: region.bus_end });
         }
         let len = (region.bus_end as u64 + 1) * BUS_SIZE;
-        if region.base % BUS_SIZE != 0 || region.base.checked_add(len).is_none() {
+        if !region.base.is_multiple_of(BUS_SIZE) || region.base.checked_add(len).is_none() {
             return Err(EcamError::BadBase(region.base));
         }
         Ok(Window { region, buses: [const { AtomicU64::new(0) }; 256] })
