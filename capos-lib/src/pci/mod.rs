@@ -331,3 +331,56 @@ impl Header {
 pub const fn bar_offset(index: usize) -> u16 {
     reg::BAR0 + 4 * index as u16
 }
+
+/// One function in one line, as the kernel logs it at boot:
+/// `00:03.0 1af4:1005 class 00ff00 bars [0:io 0x20 at 0xc040, ...] caps [msix(2 ...) ...]`,
+/// with `buses 00 -> 01..01` after the class for a bridge and
+/// `error(...)` for a BAR or a capability entry that could not be decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a> {
+    /// Where the function sits.
+    pub addr: Address,
+    /// Its header.
+    pub header: &'a Header,
+    /// Its BAR registers.
+    pub bars: &'a [BarSlot],
+    /// Its capability list as the walk yielded it.
+    pub caps: &'a [Result<Capability, CapError>],
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = self.header;
+        write!(
+            f,
+            "{} {:04x}:{:04x} class {:06x}",
+            self.addr,
+            h.vendor_id,
+            h.device_id,
+            h.class_code()
+        )?;
+        if let Some(b) = h.bridge() {
+            write!(f, " {b}")?;
+        }
+        f.write_str(" bars [")?;
+        let mut sep = "";
+        for slot in self.bars {
+            match slot {
+                BarSlot::Bar(b) => write!(f, "{sep}{b}")?,
+                BarSlot::Invalid(e) => write!(f, "{sep}error({e})")?,
+                BarSlot::Unused | BarSlot::Upper => continue,
+            }
+            sep = ", ";
+        }
+        f.write_str("] caps [")?;
+        let mut sep = "";
+        for c in self.caps {
+            match c {
+                Ok(c) => write!(f, "{sep}{c}")?,
+                Err(e) => write!(f, "{sep}error({e})")?,
+            }
+            sep = " ";
+        }
+        f.write_str("]")
+    }
+}

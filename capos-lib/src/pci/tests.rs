@@ -533,3 +533,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn summary_lines() {
+    let m = virtio_net();
+    let h = Header::read(&m).unwrap();
+    let bars = decode_bars(
+        &[0xc041, 0xfebd_1000, 0, 0, 0xfe00_000c, 0],
+        &[0xffff_ffe1, 0xffff_f000, 0, 0, 0xffff_c00c, 0xffff_ffff],
+    );
+    let caps: Vec<_> = capabilities(&m, &h).take(2).collect();
+    let addr = Address::new(0, 0, 4, 0).unwrap();
+    assert_eq!(
+        Summary { addr, header: &h, bars: &bars, caps: &caps }.to_string(),
+        "00:04.0 1af4:1000 class 020000 bars [0:io 0x20 at 0xc040, 1:mem32 0x1000 at 0xfebd1000, \
+         4:mem64 pf 0x4000 at 0xfe000000] caps [msix(3 table 1+0x0 pba 1+0x800) virtio(pci-cfg 0:0x0+0x0)]"
+    );
+
+    let mut m = Mem::new(0x1b36, 0x000c);
+    m.set32(reg::CLASS_REVISION, 0x0604_0000);
+    m.set8(reg::HEADER_TYPE, 0x01);
+    m.set32(reg::BRIDGE_BUSES, 0x0001_0100);
+    m.cap_list(0x40);
+    m.cap(0x40, id::PCI_EXPRESS, 0x40, 0x0042);
+    let h = Header::read(&m).unwrap();
+    let caps: Vec<_> = capabilities(&m, &h).collect();
+    let bars = decode_bars(&[0, 0xfe00_0004], &[0, 0xffff_c004]);
+    let addr = Address::new(0, 0, 7, 0).unwrap();
+    assert_eq!(
+        Summary { addr, header: &h, bars: &bars, caps: &caps }.to_string(),
+        "00:07.0 1b36:000c class 060400 buses 00 -> 01..01 bars [error(1:64-bit BAR in the last \
+         register)] caps [pcie(v2 root-port) error(loop back to 0x40)]"
+    );
+    let none: [BarSlot; 0] = [];
+    assert_eq!(
+        Summary {
+            addr,
+            header: &Header::read(&Mem::new(0x8086, 0x29c0)).unwrap(),
+            bars: &none,
+            caps: &[]
+        }
+        .to_string(),
+        "00:07.0 8086:29c0 class 000000 bars [] caps []"
+    );
+}

@@ -16,7 +16,7 @@ use core::fmt;
 
 use capos_lib::pci::{
     bar_offset, capabilities, command, decode_bars, reg, Address, BarSlot, CapError, Capability,
-    ConfigSpace, Header, DEVICES_PER_BUS, FUNCTIONS_PER_DEVICE, MAX_BARS,
+    ConfigSpace, Header, Summary, DEVICES_PER_BUS, FUNCTIONS_PER_DEVICE, MAX_BARS,
 };
 use spin::Once;
 
@@ -35,22 +35,29 @@ enum Mechanism {
 }
 
 impl Mechanism {
+    /// The MCFG window covering `bus` of `segment`.
+    fn window(&self, segment: u16, bus: u8) -> Option<&ecam::Window> {
+        match self {
+            Self::Ecam(windows) => {
+                windows.iter().find(|w| w.region.segment == segment && w.covers(bus))
+            }
+            Self::Legacy => None,
+        }
+    }
+
     fn read32(&self, addr: Address, offset: u16) -> u32 {
         match self {
-            Self::Ecam(windows) => windows
-                .iter()
-                .find(|w| w.region.segment == addr.segment && w.covers(addr.bus))
-                .map_or(u32::MAX, |w| w.read32(addr, offset)),
+            Self::Ecam(_) => {
+                self.window(addr.segment, addr.bus).map_or(u32::MAX, |w| w.read32(addr, offset))
+            }
             Self::Legacy => legacy::read32(addr, offset),
         }
     }
 
     fn write32(&self, addr: Address, offset: u16, value: u32) {
         match self {
-            Self::Ecam(windows) => {
-                if let Some(w) =
-                    windows.iter().find(|w| w.region.segment == addr.segment && w.covers(addr.bus))
-                {
+            Self::Ecam(_) => {
+                if let Some(w) = self.window(addr.segment, addr.bus) {
                     w.write32(addr, offset, value)
                 }
             }
@@ -61,10 +68,7 @@ impl Mechanism {
     /// Makes `bus` reachable (maps its ECAM; nothing for the ports).
     fn map_bus(&self, segment: u16, bus: u8) -> Result<(), PagingError> {
         match self {
-            Self::Ecam(windows) => windows
-                .iter()
-                .find(|w| w.region.segment == segment && w.covers(bus))
-                .map_or(Ok(()), |w| w.map_bus(bus)),
+            Self::Ecam(_) => self.window(segment, bus).map_or(Ok(()), |w| w.map_bus(bus)),
             Self::Legacy => Ok(()),
         }
     }
@@ -109,41 +113,9 @@ pub struct Function {
 }
 
 impl fmt::Display for Function {
-    /// `00:03.0 1af4:1005 class 00ff00 bars [0:io 0x20 at 0xc040, ...] caps [msix(2 ...) ...]`,
-    /// with `buses 00 -> 01..01` after the class for a bridge.
+    /// The boot log line ([`Summary`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = &self.header;
-        write!(
-            f,
-            "{} {:04x}:{:04x} class {:06x}",
-            self.addr,
-            h.vendor_id,
-            h.device_id,
-            h.class_code()
-        )?;
-        if let Some(b) = h.bridge() {
-            write!(f, " {b}")?;
-        }
-        f.write_str(" bars [")?;
-        let mut first = true;
-        for slot in &self.bars {
-            let sep = if first { "" } else { ", " };
-            match slot {
-                BarSlot::Bar(b) => write!(f, "{sep}{b}")?,
-                BarSlot::Invalid(e) => write!(f, "{sep}{e}")?,
-                BarSlot::Unused | BarSlot::Upper => continue,
-            }
-            first = false;
-        }
-        f.write_str("] caps [")?;
-        for (i, c) in self.caps.iter().enumerate() {
-            let sep = if i == 0 { "" } else { " " };
-            match c {
-                Ok(c) => write!(f, "{sep}{c}")?,
-                Err(e) => write!(f, "{sep}error({e})")?,
-            }
-        }
-        f.write_str("]")
+        Summary { addr: self.addr, header: &self.header, bars: &self.bars, caps: &self.caps }.fmt(f)
     }
 }
 
