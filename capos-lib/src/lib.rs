@@ -14,6 +14,7 @@ pub mod frame_bitmap;
 pub mod line_edit;
 pub mod memmap;
 pub mod multiboot2;
+pub mod pci;
 pub mod ring;
 pub mod sched;
 pub mod shell;

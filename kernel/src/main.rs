@@ -229,6 +229,7 @@ extern "C" fn kernel_main() -> ! {
         Ok(gsi) => kinfo!("serial", "COM1 receive interrupts on GSI {gsi}"),
         Err(e) => kwarn!("serial", "COM1 input unavailable: {e}"),
     }
+    dev::pci::init(&acpi);
     let deadline_mode = apic::choose_timer_mode();
     kinfo!(
         "time",
