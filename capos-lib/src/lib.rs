@@ -16,5 +16,6 @@ pub mod memmap;
 pub mod multiboot2;
 pub mod ring;
 pub mod sched;
+pub mod shared_ring;
 pub mod shell;
 pub mod time;
