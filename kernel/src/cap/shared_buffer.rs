@@ -330,7 +330,9 @@ impl SharedBufferServer for Server<'_> {
         params: shared_buffer::unmap_params::Reader<'_>,
         _results: shared_buffer::unmap_results::Builder<'_>,
     ) -> Result<(), ServerError> {
-        self.cap.unmap(self.ctx.caller, params.get_addr()).map_err(|e| server_error(e, self.refusal))
+        self.cap
+            .unmap(self.ctx.caller, params.get_addr())
+            .map_err(|e| server_error(e, self.refusal))
     }
 
     fn read_only(

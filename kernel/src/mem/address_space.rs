@@ -414,7 +414,8 @@ impl AddressSpace {
             }
         }
         let len = frames.bytes_len();
-        let start = self.shared_find_free(len + PAGE_SIZE).ok_or((PagingError::WindowFull, false))?;
+        let start =
+            self.shared_find_free(len + PAGE_SIZE).ok_or((PagingError::WindowFull, false))?;
         let pages = frames.pages();
         if self.account.left().frames < table_frames_bound(start, pages) {
             let q = QuotaExceeded {
@@ -466,10 +467,8 @@ impl AddressSpace {
         start: u64,
         frames: &Arc<SharedFrames>,
     ) -> Option<Arc<SharedFrames>> {
-        let i = self
-            .shared
-            .iter()
-            .position(|m| m.start == start && Arc::ptr_eq(&m.frames, frames))?;
+        let i =
+            self.shared.iter().position(|m| m.start == start && Arc::ptr_eq(&m.frames, frames))?;
         let record = self.shared.remove(i);
         for p in 0..record.frames.pages() {
             self.unmap_leaf(start + p * PAGE_SIZE);
