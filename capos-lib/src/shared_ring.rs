@@ -65,6 +65,10 @@ pub const BIT_DATA: u64 = 1 << 0;
 /// Notification bit the consumer signals when it freed slots.
 pub const BIT_SPACE: u64 = 1 << 1;
 
+// The descriptors of the largest ring fit the header page, after `head`.
+const _: () = assert!(DESC_OFFSET + MAX_SLOTS as usize * DESC_BYTES <= DATA_OFFSET);
+const _: () = assert!(HEAD_OFFSET + 4 <= DESC_OFFSET);
+
 /// Why a layout or a peer's counters are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingError {
@@ -258,12 +262,6 @@ mod tests {
         assert_eq!(l.bytes(), 4096 + (1 << 20));
         assert_eq!(l.data_offset(17), DATA_OFFSET + 65536);
         assert_eq!(l.desc_offset(16), DESC_OFFSET);
-    }
-
-    #[test]
-    fn descriptors_fit_the_header_page() {
-        assert!(DESC_OFFSET + MAX_SLOTS as usize * DESC_BYTES <= DATA_OFFSET);
-        assert!(HEAD_OFFSET + 4 <= DESC_OFFSET);
     }
 
     #[test]

@@ -325,7 +325,7 @@ fn producer(rt: &'static Runtime) -> i64 {
     let _ = notification.signal(BIT_STOP);
     let stopped = notification.wait(BIT_STOPPED, 5_000_000_000);
     // The mapping goes with the revocation: `tx` is not used after it.
-    drop(tx);
+    let _gone = tx.into_mappings();
     let free_mapped = free_bytes(&sysinfo);
     let revoked = data.client().revoke();
     let free_after = free_bytes(&sysinfo);
@@ -646,7 +646,7 @@ fn consumer(rt: &'static Runtime) -> i64 {
             outcome(&map)
         ),
     );
-    drop(rx);
+    let _gone = rx.into_mappings();
     code(&checks)
 }
 
