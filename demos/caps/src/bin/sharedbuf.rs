@@ -325,7 +325,7 @@ fn producer(rt: &'static Runtime) -> i64 {
     let _ = notification.signal(BIT_STOP);
     let stopped = notification.wait(BIT_STOPPED, 5_000_000_000);
     // The mapping goes with the revocation: `tx` is not used after it.
-    let _gone = tx.into_mappings();
+    let (_gone, tail_map) = tx.into_mappings();
     let free_mapped = free_bytes(&sysinfo);
     let revoked = data.client().revoke();
     let free_after = free_bytes(&sysinfo);
@@ -357,6 +357,29 @@ fn producer(rt: &'static Runtime) -> i64 {
     later.check(
         matches!(code, Ok(0)),
         format!("consumer exited with code {}", code.map_or_else(|e| name(&e), |c| c.to_string())),
+    );
+
+    // The consumer's exit unmapped its own mappings, not the frames of its
+    // tail page, which this process still maps.
+    let final_tail = tail_map.atomic_u32(0).load(core::sync::atomic::Ordering::Acquire);
+    let info = tail.client().info();
+    let free_held = free_bytes(&sysinfo);
+    let unmapped = tail.unmap(tail_map);
+    let released = rt.release(tail.client().cap_id());
+    let freed = free_bytes(&sysinfo).saturating_sub(free_held) / 4096;
+    let sent = chunks as u32 + 1 + SECOND_CHUNKS;
+    later.check(
+        final_tail == sent
+            && matches!(&info, Ok(i) if i.mappings == 1)
+            && unmapped.is_ok()
+            && released.is_ok()
+            && freed >= 2,
+        format!(
+            "after the consumer's exit its tail page is still mapped here: tail reads {final_tail} \
+             (of {sent} entries sent), info shows {} mapping(s); unmapped and released: free \
+             memory up by {freed} frames (its page and index frame)",
+            info.map_or(0, |i| i.mappings)
+        ),
     );
     later.finish(rt, &mut checks)
 }
