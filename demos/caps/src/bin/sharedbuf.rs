@@ -5,7 +5,8 @@
 //! fails with Revoked, and the buffer's frames come back. Also the refused
 //! cases: bad sizes, a writable map or a revoke through a read-only cap, an
 //! unknown unmap address, too many mappings, calls after revocation, a
-//! buffer over the creator's quota.
+//! buffer over the creator's quota, a holder that touches its mapping
+//! after the revocation (ended by the page fault, nothing else harmed).
 //!
 //! Caps: `console`, `vm`, `ipc`, `spawner`, `timer`, `sysinfo`.
 //!
@@ -13,7 +14,9 @@
 //! profile, granting `console`, `timer`, `vm` and a client cap of an
 //! endpoint it serves. The consumer makes its tail page, sends its
 //! read-only cap in a CALL on that cap; the producer answers with the data
-//! buffer's read-only cap and the Notification both use.
+//! buffer's read-only cap and the Notification both use. Before that it
+//! starts itself as `toucher`, which maps a read-only cap of a page, and
+//! reads it again after the revocation: the page fault ends it.
 //!
 //! Output: one `sharedbuf: <case>: <result>` line per check (a wrong result
 //! is printed as `sharedbuf: FAILED ...`), the consumer's lines prefixed
@@ -74,6 +77,7 @@ fn main(rt: &'static Runtime) -> i64 {
     let args: Vec<&str> = rt.args().collect();
     match args.as_slice() {
         ["consumer"] => consumer(rt),
+        ["toucher"] => toucher(rt),
         _ => producer(rt),
     }
 }
@@ -157,6 +161,9 @@ fn producer(rt: &'static Runtime) -> i64 {
         Ok(cap) => small_buffer_cases(rt, &mut checks, cap),
         Err(e) => checks.check(false, format!("createSharedBuffer(4096): {}", name(&e))),
     }
+
+    // A holder that touches its mapping after the revocation.
+    revoked_touch(rt, &mut checks, &vmc, spawner.cap);
 
     // The stream.
     let free_before = free_bytes(&sysinfo);
@@ -382,6 +389,82 @@ fn producer(rt: &'static Runtime) -> i64 {
         ),
     );
     later.finish(rt, &mut checks)
+}
+
+/// The word the toucher finds in its mapping before the revocation.
+const TOUCH_WORD: u64 = 0x0770_0770;
+/// Start and end of the shared-buffer window (where the fault must be).
+const SHARED_WINDOW: core::ops::Range<u64> = 0x2000_0000_0000..0x3000_0000_0000;
+
+/// A child maps a read-only cap of a one-page buffer, reads it, reports;
+/// the buffer is revoked; the child reads its old mapping again and is
+/// ended by the page fault, which the parent sees in its status.
+fn revoked_touch(
+    rt: &'static Runtime,
+    checks: &mut Checks<'_>,
+    vmc: &VirtualMemoryClient<&'static Runtime>,
+    spawner: u64,
+) {
+    let Ok(buf) = vmc.create_shared_buffer(4096).map(|c| SharedBufferClient::new(rt, c)) else {
+        return checks.check(false, "toucher: createSharedBuffer failed".to_string());
+    };
+    let (Ok(addr), Ok(ro), Ok(n)) = (
+        buf.map(true),
+        buf.read_only(),
+        rt.cap("ipc").map_or(Err(CallError::Transport(1)), |ipc| {
+            IpcManagerClient::new(rt, ipc.cap).create_notification()
+        }),
+    ) else {
+        return checks.check(false, "toucher: map, readOnly or notification failed".to_string());
+    };
+    capos_rt::probe::write_u64(addr, TOUCH_WORD);
+    let grants =
+        [Grant { name: "buffer".into(), cap: ro }, Grant { name: "notification".into(), cap: n }];
+    let child =
+        match ProcessSpawnerClient::new(rt, spawner).spawn("sharedbuf", &["toucher"], &grants) {
+            Ok(h) => ProcessHandleClient::new(rt, h),
+            Err(e) => return checks.check(false, format!("toucher: spawn: {}", name(&e))),
+        };
+    let _ = rt.release(ro);
+    let notification = NotificationClient::new(rt, n);
+    let mapped = notification.wait(0b1, 5_000_000_000);
+    let revoked = buf.revoke();
+    let _ = notification.signal(0b10);
+    let code = child.wait();
+    let status = child.status();
+    let in_window = matches!(&status, Ok(st) if st.cause == "page fault" && SHARED_WINDOW.contains(&st.fault_address));
+    checks.check(
+        matches!(mapped, Ok(0b1)) && revoked.is_ok() && matches!(code, Ok(-270)) && in_window,
+        format!(
+            "a holder that read {TOUCH_WORD:#x} through its mapping, then touched it after the \
+             revocation: exit code {}, cause {}, fault address in the shared-buffer window: \
+             {in_window}",
+            code.map_or_else(|e| name(&e), |c| c.to_string()),
+            status.map_or_else(|e| name(&e), |st| st.cause)
+        ),
+    );
+    let _ = rt.release(child.cap_id());
+    let _ = rt.release(n);
+    let _ = rt.release(buf.cap_id());
+}
+
+/// The toucher child: maps `buffer`, checks the word, signals bit 0 of
+/// `notification`, waits for bit 1 (the buffer revoked), then reads the
+/// old mapping: the page fault ends it (a return means the read worked,
+/// which is wrong).
+fn toucher(rt: &'static Runtime) -> i64 {
+    let (Some(buffer), Some(n)) = (rt.cap("buffer"), rt.cap("notification")) else { return 2 };
+    let buf = SharedBufferClient::new(rt, buffer.cap);
+    let notification = NotificationClient::new(rt, n.cap);
+    let Ok(addr) = buf.map(false) else { return 3 };
+    if capos_rt::probe::read_u64(addr) != TOUCH_WORD {
+        return 4;
+    }
+    if notification.signal(0b1).is_err() || notification.wait(0b10, 5_000_000_000).is_err() {
+        return 5;
+    }
+    let _ = capos_rt::probe::read_u64(addr);
+    6
 }
 
 /// Attenuation, unknown unmap, the mapping limit, on a one-page buffer.
