@@ -412,7 +412,7 @@ fn main(rt: &'static Runtime) -> i64 {
     let mut i = 0u32;
     let code = measure(rt, &sysinfo, &timer, "shared-buffer map, unmap and revoke", CYCLES, || {
         i += 1;
-        shared_cycle(rt, vm.cap, i % 2 == 0).is_some()
+        shared_cycle(rt, vm.cap, i.is_multiple_of(2)).is_some()
     });
     if code != 0 {
         return code;
@@ -420,6 +420,6 @@ fn main(rt: &'static Runtime) -> i64 {
     let mut i = 0u32;
     measure(rt, &sysinfo, &timer, "spawn/exit holding a shared mapping", MAPPER_CYCLES, || {
         i += 1;
-        mapper_cycle(rt, &spawner, vm.cap, i % 2 == 0).is_some()
+        mapper_cycle(rt, &spawner, vm.cap, i.is_multiple_of(2)).is_some()
     })
 }
