@@ -39,6 +39,12 @@
 //! consuming; each waits for its bit only after finding the ring empty
 //! (consumer) or full (producer). Notification bits stay set until taken,
 //! so a signal sent before the wait is not lost.
+//!
+//! Revocation unmaps the data buffer from the consumer at once, and a
+//! touch of it afterwards faults the consumer's process. A producer that
+//! means to revoke while the consumer runs signals [`BIT_STOP`] and waits
+//! for [`BIT_STOPPED`] first; a consumer checks for [`BIT_STOP`] in every
+//! wake-up before it reads the ring.
 
 /// `"SBRG"`: the first word of a data buffer laid out by this convention.
 pub const MAGIC: u32 = 0x4752_4253;
@@ -64,6 +70,13 @@ pub const FLAG_END: u32 = 1;
 pub const BIT_DATA: u64 = 1 << 0;
 /// Notification bit the consumer signals when it freed slots.
 pub const BIT_SPACE: u64 = 1 << 1;
+/// Notification bit the producer signals before it revokes the data
+/// buffer: the consumer is to keep off its mapping from now on.
+pub const BIT_STOP: u64 = 1 << 2;
+/// Notification bit the consumer answers [`BIT_STOP`] with: it will not
+/// touch the mapping again, and learns of the revocation from its next
+/// call on the buffer's cap (`Revoked`).
+pub const BIT_STOPPED: u64 = 1 << 3;
 
 // The descriptors of the largest ring fit the header page, after `head`.
 const _: () = assert!(DESC_OFFSET + MAX_SLOTS as usize * DESC_BYTES <= DATA_OFFSET);

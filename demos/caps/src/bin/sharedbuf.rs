@@ -34,7 +34,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use cap_programs::Checks;
-use capos_lib::shared_ring::{checksum, combine, BIT_DATA, BIT_SPACE, CHECKSUM_SEED, FLAG_END};
+use capos_lib::shared_ring::{
+    checksum, combine, BIT_DATA, BIT_SPACE, BIT_STOP, BIT_STOPPED, CHECKSUM_SEED, FLAG_END,
+};
 use capos_rt::abi::TransportError;
 use capos_rt::schema::{
     shared_buffer, CallError, Grant, IpcManagerClient, NotificationClient, ProcessHandleClient,
@@ -56,11 +58,8 @@ const DATA_BYTES: u64 = 4096 + SLOTS as u64 * SLOT_BYTES as u64;
 const STREAM_BYTES: u64 = 100 * 1024 * 1024;
 /// Chunks the second phase sends before the revocation.
 const SECOND_CHUNKS: u32 = 5;
-/// The producer asks the consumer to keep off the mapping.
-const BIT_STOP: u64 = 1 << 2;
-/// The consumer will not touch the mapping again.
-const BIT_STOPPED: u64 = 1 << 3;
-/// The buffer is revoked.
+/// The buffer is revoked (the proof's own bit: the consumer waits for it
+/// before it calls the cap, so its call comes after the revocation).
 const BIT_REVOKED: u64 = 1 << 4;
 /// The consumer's frame limit (its own memory; the data buffer is the
 /// producer's).
