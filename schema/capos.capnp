@@ -262,6 +262,55 @@ interface VirtualMemory {
 
   unmap @1 (addr :UInt64, bytes :UInt64) -> ();
   # Unmaps the pages of `addr .. addr + bytes` (page aligned, in the window).
+
+  createSharedBuffer @2 (bytes :UInt64) -> (buffer :SharedBuffer);
+  # A new buffer of `bytes` (a whole number of pages, at most 256 MiB) of
+  # zeroed memory that processes holding a cap to it map into their own
+  # address spaces. It is made here, not by IpcManager, because it is
+  # memory: its frames are charged to the caller's frame quota exactly as
+  # `map` charges them, and only a holder of VirtualMemory may spend that
+  # quota. The result is the creator's cap: writable, and the only kind
+  # that may `revoke`. Errors: 0, not a page multiple or over 256 MiB is
+  # an application error (code 2); more frames than the caller has left is
+  # QuotaExceeded; the machine out of frames is NoMemory.
+}
+
+interface SharedBuffer {
+  # Memory shared between processes: a fixed set of frames that each holder
+  # maps into its own address space (in the shared-buffer window, apart
+  # from VirtualMemory's). Bulk data moves through it with a descriptor
+  # ring and a Notification (capos-rt `shared`). The frames are charged to
+  # the creator and freed when the buffer is revoked, or when the last cap
+  # is gone and the last mapping unmapped (a process's exit unmaps its own).
+  #
+  # Errors: a writable map through a read-only cap and revoke through one
+  # are application errors with code 6 (denied); an address `unmap` does
+  # not know, code 1 (not found); more mappings than the buffer allows (16),
+  # code 4 (exhausted). Once revoked, every call on every cap to the buffer
+  # fails with Revoked.
+
+  info @0 () -> (bytes :UInt64, writable :Bool, mappings :UInt32);
+  # The buffer's size, whether this cap may map it writable, and how many
+  # mappings of it exist now (over every holder).
+
+  map @1 (writable :Bool) -> (addr :UInt64);
+  # Maps the whole buffer into the caller's address space where the kernel
+  # chooses, read-only or writable (only through a writable cap), never
+  # executable; returns the address.
+
+  unmap @2 (addr :UInt64) -> ();
+  # Unmaps the caller's mapping of this buffer at `addr` (as `map` returned
+  # it), with a TLB shootdown on the CPUs running the caller's threads.
+
+  readOnly @3 () -> (buffer :SharedBuffer);
+  # A cap to the same buffer that maps it only read-only and cannot revoke:
+  # the one to hand to a consumer through cap transfer.
+
+  revoke @4 () -> ();
+  # Ends the buffer (creator's cap only): every mapping in every holder's
+  # address space is unmapped (TLB shootdown first), the frames are freed
+  # and uncharged, and every cap to it fails with Revoked from now on. A
+  # holder that touches its old mapping afterwards takes a page fault.
 }
 
 # --- IPC --------------------------------------------------------------------

@@ -17,5 +17,6 @@ pub mod multiboot2;
 pub mod pci;
 pub mod ring;
 pub mod sched;
+pub mod shared_ring;
 pub mod shell;
 pub mod time;

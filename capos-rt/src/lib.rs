@@ -22,7 +22,8 @@
 //! `unsafe` is confined to audited places: the system-call instructions
 //! (`syscall.rs`), the fixed startup-page and ring mappings the kernel
 //! provides (`startup.rs`, `ring.rs`), the heap arena (`heap.rs`),
-//! deliberate raw probes for fault tests (`probe.rs`), the per-thread
+//! deliberate raw probes for fault tests (`probe.rs`), shared-buffer
+//! mappings (`shared.rs`), the per-thread
 //! context reached through the FS base (`runtime.rs`), a new thread's start
 //! argument (`thread.rs`) and the `Mutex`'s guarded data (`sync.rs`).
 #![no_std]
@@ -33,6 +34,7 @@ pub mod heap;
 pub mod ipc;
 pub mod probe;
 pub mod ring;
+pub mod shared;
 pub mod startup;
 pub mod sync;
 pub mod syscall;

@@ -77,6 +77,8 @@ impl ProcessSpawnerServer for Everything {
 }
 
 impl VirtualMemoryServer for Everything {
+    type Cap = ();
+
     fn map(
         &mut self,
         params: virtual_memory::map_params::Reader<'_>,
@@ -90,6 +92,14 @@ impl VirtualMemoryServer for Everything {
         &mut self,
         _: virtual_memory::unmap_params::Reader<'_>,
         _: virtual_memory::unmap_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        Ok(())
+    }
+
+    fn create_shared_buffer(
+        &mut self,
+        _: virtual_memory::create_shared_buffer_params::Reader<'_>,
+        _: virtual_memory::create_shared_buffer_results::Builder<'_>,
     ) -> Result<(), ServerError> {
         Ok(())
     }

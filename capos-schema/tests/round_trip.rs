@@ -328,6 +328,9 @@ struct Memory {
 }
 
 impl VirtualMemoryServer for Memory {
+    /// No shared buffers here: `createSharedBuffer` is refused.
+    type Cap = ();
+
     fn map(
         &mut self,
         params: virtual_memory::map_params::Reader<'_>,
@@ -347,6 +350,14 @@ impl VirtualMemoryServer for Memory {
         let at = (params.get_addr(), params.get_bytes());
         self.mapped.retain(|(addr, bytes, _)| (*addr, *bytes) != at);
         Ok(())
+    }
+
+    fn create_shared_buffer(
+        &mut self,
+        _: virtual_memory::create_shared_buffer_params::Reader<'_>,
+        _: virtual_memory::create_shared_buffer_results::Builder<'_>,
+    ) -> Result<(), ServerError> {
+        Err(ServerError::exception(3, "no shared buffers in this test"))
     }
 }
 
@@ -444,7 +455,9 @@ impl Transport for Loopback {
             Object::LogSink => dispatch_log_sink(&mut w.log, method, params),
             Object::LogReader => dispatch_log_reader(&mut w.log, method, params),
             Object::Entropy => dispatch_entropy_source(&mut Entropy, method, params),
-            Object::Memory => dispatch_virtual_memory(&mut w.memory, method, params),
+            Object::Memory => {
+                dispatch_virtual_memory(&mut w.memory, method, params).map(|d| d.results)
+            }
             Object::Child(index) => {
                 let mut handle = Handle { child: &mut w.spawner.children[index] };
                 dispatch_process_handle(&mut handle, method, params)

@@ -15,6 +15,7 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (process_handle::INTERFACE_ID, process_handle::NAME),
     (process_table::INTERFACE_ID, process_table::NAME),
     (virtual_memory::INTERFACE_ID, virtual_memory::NAME),
+    (shared_buffer::INTERFACE_ID, shared_buffer::NAME),
     (ipc_manager::INTERFACE_ID, ipc_manager::NAME),
     (revoker::INTERFACE_ID, revoker::NAME),
     (notification::INTERFACE_ID, notification::NAME),
@@ -2347,19 +2348,23 @@ pub mod virtual_memory {
         pub const MAP: u16 = 0;
         /// `VirtualMemory.unmap`
         pub const UNMAP: u16 = 1;
+        /// `VirtualMemory.createSharedBuffer`
+        pub const CREATE_SHARED_BUFFER: u16 = 2;
 
         /// The schema name of the method with ordinal `ordinal`.
         pub fn name(ordinal: u16) -> Option<&'static str> {
             match ordinal {
                 MAP => Some("map"),
                 UNMAP => Some("unmap"),
+                CREATE_SHARED_BUFFER => Some("createSharedBuffer"),
                 _ => None,
             }
         }
     }
 
     pub use crate::capos_capnp::virtual_memory::{
-        map_params, map_results, unmap_params, unmap_results,
+        create_shared_buffer_params, create_shared_buffer_results, map_params, map_results,
+        unmap_params, unmap_results,
     };
 }
 
@@ -2432,11 +2437,48 @@ impl<T: crate::rpc::Transport> VirtualMemoryClient<T> {
             |_| Ok(()),
         )
     }
+
+    /// A new buffer of `bytes` (a whole number of pages, at most 256 MiB) of
+    /// zeroed memory that processes holding a cap to it map into their own
+    /// address spaces. It is made here, not by IpcManager, because it is
+    /// memory: its frames are charged to the caller's frame quota exactly as
+    /// `map` charges them, and only a holder of VirtualMemory may spend that
+    /// quota. The result is the creator's cap: writable, and the only kind
+    /// that may `revoke`. Errors: 0, not a page multiple or over 256 MiB is
+    /// an application error (code 2); more frames than the caller has left is
+    /// QuotaExceeded; the machine out of frames is NoMemory.
+    ///
+    /// Result caps (`buffer`) arrive through the ring; their CapIds are returned.
+    pub fn create_shared_buffer(&self, bytes: u64) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<
+            crate::capos_capnp::virtual_memory::create_shared_buffer_params::Owned,
+            T,
+        >(
+            &self.transport,
+            self.cap,
+            virtual_memory::INTERFACE_ID,
+            virtual_memory::method::CREATE_SHARED_BUFFER,
+            |mut params| {
+                params.set_bytes(bytes);
+                Ok(())
+            },
+        )?;
+        let buffer = reply.cap(0)?;
+        crate::rpc::read_results::<
+            crate::capos_capnp::virtual_memory::create_shared_buffer_results::Owned,
+            _,
+        >(&reply, |_| Ok(buffer))
+    }
 }
 
 /// The server side of `VirtualMemory`: one method per schema method, each reading
 /// its params and filling in its results; see [`dispatch_virtual_memory`].
 pub trait VirtualMemoryServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
     /// Maps `bytes` (a whole number of pages) of zeroed memory at the
     /// page-aligned `addr` inside the anonymous-memory window, or where the
     /// kernel chooses when `addr` is 0, and returns the address used.
@@ -2452,6 +2494,24 @@ pub trait VirtualMemoryServer {
         params: crate::capos_capnp::virtual_memory::unmap_params::Reader<'_>,
         results: crate::capos_capnp::virtual_memory::unmap_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
+
+    /// A new buffer of `bytes` (a whole number of pages, at most 256 MiB) of
+    /// zeroed memory that processes holding a cap to it map into their own
+    /// address spaces. It is made here, not by IpcManager, because it is
+    /// memory: its frames are charged to the caller's frame quota exactly as
+    /// `map` charges them, and only a holder of VirtualMemory may spend that
+    /// quota. The result is the creator's cap: writable, and the only kind
+    /// that may `revoke`. Errors: 0, not a page multiple or over 256 MiB is
+    /// an application error (code 2); more frames than the caller has left is
+    /// QuotaExceeded; the machine out of frames is NoMemory.
+    ///
+    /// Returns the result caps (`buffer`), in that order; their fields in
+    /// `results` stay null.
+    fn create_shared_buffer(
+        &mut self,
+        params: crate::capos_capnp::virtual_memory::create_shared_buffer_params::Reader<'_>,
+        results: crate::capos_capnp::virtual_memory::create_shared_buffer_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
 /// Serves one call to a `VirtualMemory` cap in `frame`: reads the params for
@@ -2463,7 +2523,7 @@ pub fn dispatch_virtual_memory_in<S: VirtualMemoryServer + ?Sized, F: crate::rpc
     server: &mut S,
     method: u16,
     frame: &mut F,
-) -> Result<(), crate::rpc::DispatchError> {
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
     match method {
         virtual_memory::method::MAP => {
             F::serve::<
@@ -2471,6 +2531,7 @@ pub fn dispatch_virtual_memory_in<S: VirtualMemoryServer + ?Sized, F: crate::rpc
                 crate::capos_capnp::virtual_memory::map_results::Owned,
                 _,
             >(frame, |params, results| server.map(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
         }
         virtual_memory::method::UNMAP => {
             F::serve::<
@@ -2478,6 +2539,15 @@ pub fn dispatch_virtual_memory_in<S: VirtualMemoryServer + ?Sized, F: crate::rpc
                 crate::capos_capnp::virtual_memory::unmap_results::Owned,
                 _,
             >(frame, |params, results| server.unmap(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        virtual_memory::method::CREATE_SHARED_BUFFER => {
+            F::serve::<
+                crate::capos_capnp::virtual_memory::create_shared_buffer_params::Owned,
+                crate::capos_capnp::virtual_memory::create_shared_buffer_results::Owned,
+                _,
+            >(frame, |params, results| server.create_shared_buffer(params, results))
+            .map(|cap| ::alloc::vec![cap])
         }
         other => Err(crate::rpc::DispatchError::BadMethod(other)),
     }
@@ -2489,10 +2559,319 @@ pub fn dispatch_virtual_memory<S: VirtualMemoryServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
-) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
     let mut frame = crate::rpc::HeapFrame::new(params);
-    dispatch_virtual_memory_in(server, method, &mut frame)?;
-    Ok(frame.into_results())
+    let caps = dispatch_virtual_memory_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
+}
+
+/// Memory shared between processes: a fixed set of frames that each holder
+/// maps into its own address space (in the shared-buffer window, apart
+/// from VirtualMemory's). Bulk data moves through it with a descriptor
+/// ring and a Notification (capos-rt `shared`). The frames are charged to
+/// the creator and freed when the buffer is revoked, or when the last cap
+/// is gone and the last mapping unmapped (a process's exit unmaps its own).
+///
+/// Errors: a writable map through a read-only cap and revoke through one
+/// are application errors with code 6 (denied); an address `unmap` does
+/// not know, code 1 (not found); more mappings than the buffer allows (16),
+/// code 4 (exhausted). Once revoked, every call on every cap to the buffer
+/// fails with Revoked.
+pub mod shared_buffer {
+    /// The interface id of `SharedBuffer`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x86fff44d2c3db6c3;
+    /// The schema name of the interface.
+    pub const NAME: &str = "SharedBuffer";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `SharedBuffer.info`
+        pub const INFO: u16 = 0;
+        /// `SharedBuffer.map`
+        pub const MAP: u16 = 1;
+        /// `SharedBuffer.unmap`
+        pub const UNMAP: u16 = 2;
+        /// `SharedBuffer.readOnly`
+        pub const READ_ONLY: u16 = 3;
+        /// `SharedBuffer.revoke`
+        pub const REVOKE: u16 = 4;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                INFO => Some("info"),
+                MAP => Some("map"),
+                UNMAP => Some("unmap"),
+                READ_ONLY => Some("readOnly"),
+                REVOKE => Some("revoke"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::shared_buffer::{
+        info_params, info_results, map_params, map_results, read_only_params, read_only_results,
+        revoke_params, revoke_results, unmap_params, unmap_results,
+    };
+
+    /// Results of [`SharedBufferClient::info`](super::SharedBufferClient::info).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct InfoReply {
+        pub bytes: u64,
+        pub writable: bool,
+        pub mappings: u32,
+    }
+}
+
+/// A typed client for `SharedBuffer` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct SharedBufferClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> SharedBufferClient<T> {
+    /// A client calling the `SharedBuffer` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The buffer's size, whether this cap may map it writable, and how many
+    /// mappings of it exist now (over every holder).
+    pub fn info(&self) -> Result<shared_buffer::InfoReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::shared_buffer::info_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            shared_buffer::INTERFACE_ID,
+            shared_buffer::method::INFO,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::shared_buffer::info_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(shared_buffer::InfoReply {
+                    bytes: results.get_bytes(),
+                    writable: results.get_writable(),
+                    mappings: results.get_mappings(),
+                })
+            },
+        )
+    }
+
+    /// Maps the whole buffer into the caller's address space where the kernel
+    /// chooses, read-only or writable (only through a writable cap), never
+    /// executable; returns the address.
+    pub fn map(&self, writable: bool) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::shared_buffer::map_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            shared_buffer::INTERFACE_ID,
+            shared_buffer::method::MAP,
+            |mut params| {
+                params.set_writable(writable);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::shared_buffer::map_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_addr()),
+        )
+    }
+
+    /// Unmaps the caller's mapping of this buffer at `addr` (as `map` returned
+    /// it), with a TLB shootdown on the CPUs running the caller's threads.
+    pub fn unmap(&self, addr: u64) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::shared_buffer::unmap_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            shared_buffer::INTERFACE_ID,
+            shared_buffer::method::UNMAP,
+            |mut params| {
+                params.set_addr(addr);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::shared_buffer::unmap_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+
+    /// A cap to the same buffer that maps it only read-only and cannot revoke:
+    /// the one to hand to a consumer through cap transfer.
+    ///
+    /// Result caps (`buffer`) arrive through the ring; their CapIds are returned.
+    pub fn read_only(&self) -> Result<u64, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::shared_buffer::read_only_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                shared_buffer::INTERFACE_ID,
+                shared_buffer::method::READ_ONLY,
+                |_| Ok(()),
+            )?;
+        let buffer = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::shared_buffer::read_only_results::Owned, _>(
+            &reply,
+            |_| Ok(buffer),
+        )
+    }
+
+    /// Ends the buffer (creator's cap only): every mapping in every holder's
+    /// address space is unmapped (TLB shootdown first), the frames are freed
+    /// and uncharged, and every cap to it fails with Revoked from now on. A
+    /// holder that touches its old mapping afterwards takes a page fault.
+    pub fn revoke(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::shared_buffer::revoke_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            shared_buffer::INTERFACE_ID,
+            shared_buffer::method::REVOKE,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::shared_buffer::revoke_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `SharedBuffer`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_shared_buffer`].
+pub trait SharedBufferServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// The buffer's size, whether this cap may map it writable, and how many
+    /// mappings of it exist now (over every holder).
+    fn info(
+        &mut self,
+        params: crate::capos_capnp::shared_buffer::info_params::Reader<'_>,
+        results: crate::capos_capnp::shared_buffer::info_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Maps the whole buffer into the caller's address space where the kernel
+    /// chooses, read-only or writable (only through a writable cap), never
+    /// executable; returns the address.
+    fn map(
+        &mut self,
+        params: crate::capos_capnp::shared_buffer::map_params::Reader<'_>,
+        results: crate::capos_capnp::shared_buffer::map_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Unmaps the caller's mapping of this buffer at `addr` (as `map` returned
+    /// it), with a TLB shootdown on the CPUs running the caller's threads.
+    fn unmap(
+        &mut self,
+        params: crate::capos_capnp::shared_buffer::unmap_params::Reader<'_>,
+        results: crate::capos_capnp::shared_buffer::unmap_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// A cap to the same buffer that maps it only read-only and cannot revoke:
+    /// the one to hand to a consumer through cap transfer.
+    ///
+    /// Returns the result caps (`buffer`), in that order; their fields in
+    /// `results` stay null.
+    fn read_only(
+        &mut self,
+        params: crate::capos_capnp::shared_buffer::read_only_params::Reader<'_>,
+        results: crate::capos_capnp::shared_buffer::read_only_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// Ends the buffer (creator's cap only): every mapping in every holder's
+    /// address space is unmapped (TLB shootdown first), the frames are freed
+    /// and uncharged, and every cap to it fails with Revoked from now on. A
+    /// holder that touches its old mapping afterwards takes a page fault.
+    fn revoke(
+        &mut self,
+        params: crate::capos_capnp::shared_buffer::revoke_params::Reader<'_>,
+        results: crate::capos_capnp::shared_buffer::revoke_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `SharedBuffer` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_shared_buffer_in<S: SharedBufferServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        shared_buffer::method::INFO => {
+            F::serve::<
+                crate::capos_capnp::shared_buffer::info_params::Owned,
+                crate::capos_capnp::shared_buffer::info_results::Owned,
+                _,
+            >(frame, |params, results| server.info(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        shared_buffer::method::MAP => {
+            F::serve::<
+                crate::capos_capnp::shared_buffer::map_params::Owned,
+                crate::capos_capnp::shared_buffer::map_results::Owned,
+                _,
+            >(frame, |params, results| server.map(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        shared_buffer::method::UNMAP => {
+            F::serve::<
+                crate::capos_capnp::shared_buffer::unmap_params::Owned,
+                crate::capos_capnp::shared_buffer::unmap_results::Owned,
+                _,
+            >(frame, |params, results| server.unmap(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        shared_buffer::method::READ_ONLY => {
+            F::serve::<
+                crate::capos_capnp::shared_buffer::read_only_params::Owned,
+                crate::capos_capnp::shared_buffer::read_only_results::Owned,
+                _,
+            >(frame, |params, results| server.read_only(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        shared_buffer::method::REVOKE => {
+            F::serve::<
+                crate::capos_capnp::shared_buffer::revoke_params::Owned,
+                crate::capos_capnp::shared_buffer::revoke_results::Owned,
+                _,
+            >(frame, |params, results| server.revoke(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `SharedBuffer` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_shared_buffer_in`]).
+pub fn dispatch_shared_buffer<S: SharedBufferServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_shared_buffer_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// Creates kernel IPC objects for the holder.

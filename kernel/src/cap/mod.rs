@@ -19,6 +19,7 @@ pub mod process_spawner;
 pub mod process_table;
 pub mod revocable;
 pub mod scheduling_policy;
+pub mod shared_buffer;
 pub mod system_info;
 pub mod terminal;
 pub mod thread_handle;

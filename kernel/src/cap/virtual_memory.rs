@@ -9,13 +9,16 @@
 //! a request the account cannot hold fails with `QuotaExceeded` before any
 //! frame moves; one the machine cannot hold (the kernel's reserve reached)
 //! fails with `NoMemory`, and what it mapped is given back first.
+//!
+//! `createSharedBuffer` makes a [`super::shared_buffer`] buffer charged the
+//! same way; its mappings live in a window of their own above this one.
 
 use capos_schema::capos_capnp::virtual_memory;
 use capos_schema::{dispatch_virtual_memory_in, ServerError, VirtualMemoryServer};
 
 use capos_abi::TransportError;
 
-use super::{exception, outcome, CallContext, CallOutcome, CapObject, Refusal};
+use super::{exception, CallContext, CallOutcome, CapEntry, CapObject, Refusal};
 use crate::mem::address_space::table_frames_bound;
 use crate::mem::PAGE_SIZE;
 
@@ -82,6 +85,8 @@ fn unmap_shared(ctx: &CallContext<'_>, addr: u64, pages: u64) {
 }
 
 impl VirtualMemoryServer for Server<'_> {
+    type Cap = CapEntry;
+
     fn map(
         &mut self,
         params: virtual_memory::map_params::Reader<'_>,
@@ -159,6 +164,15 @@ impl VirtualMemoryServer for Server<'_> {
         unmap_shared(self.ctx, addr, pages);
         Ok(())
     }
+
+    fn create_shared_buffer(
+        &mut self,
+        params: virtual_memory::create_shared_buffer_params::Reader<'_>,
+        _results: virtual_memory::create_shared_buffer_results::Builder<'_>,
+    ) -> Result<CapEntry, ServerError> {
+        super::shared_buffer::create(self.ctx.caller, params.get_bytes())
+            .map_err(|e| super::shared_buffer::server_error(e, self.refusal))
+    }
 }
 
 impl CapObject for KernelVirtualMemory {
@@ -182,6 +196,9 @@ impl CapObject for KernelVirtualMemory {
     ) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_virtual_memory_in(&mut Server { ctx, refusal: &refusal }, method, frame);
-        refusal.or(|| outcome(r))
+        refusal.or(|| match r {
+            Ok(caps) => CallOutcome::Built { caps },
+            Err(e) => super::failure(e),
+        })
     }
 }

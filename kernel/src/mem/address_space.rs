@@ -24,6 +24,7 @@ use x86_64::{PhysAddr, VirtAddr};
 
 use super::account::{Account, QuotaExceeded, Resource};
 use super::paging::{kernel_root, PagingError};
+use super::shared::SharedFrames;
 use super::{frames, phys_to_virt, HHDM_BASE, PAGE_SIZE};
 
 /// First address user mappings may use (page 0..64 KiB stays unmapped).
@@ -42,6 +43,24 @@ pub enum Access {
 
 /// Most regions the `VirtualMemory` window of one process holds.
 pub const MAX_VM_REGIONS: usize = 1024;
+
+/// Start of the window `SharedBuffer` mappings go in (apart from the
+/// `VirtualMemory` window below it, so an anonymous-memory unmap can never
+/// reach a shared frame).
+pub const SHARED_WINDOW_START: u64 = 0x0000_2000_0000_0000;
+/// End of the shared-buffer window (exclusive).
+pub const SHARED_WINDOW_END: u64 = 0x0000_3000_0000_0000;
+/// Most shared-buffer mappings one process holds.
+pub const MAX_SHARED_MAPS: usize = 64;
+/// Kernel bytes charged per shared mapping record (room for all
+/// [`MAX_SHARED_MAPS`] is charged at the first mapping).
+const SHARED_MAP_BYTES: u64 = core::mem::size_of::<SharedMap>() as u64;
+
+/// One shared-buffer mapping: its frames, mapped whole from `start`.
+struct SharedMap {
+    start: u64,
+    frames: Arc<SharedFrames>,
+}
 
 /// Page-table frames, charged to the account as the mapper takes them.
 struct UserFrames<'a> {
@@ -81,6 +100,10 @@ pub struct AddressSpace {
     account: Arc<Account>,
     /// `VirtualMemory` mappings: sorted, disjoint `(start, end)` ranges.
     vm: Vec<(u64, u64)>,
+    /// Shared-buffer mappings, sorted by start. Their leaf frames belong
+    /// to the [`SharedFrames`] (not counted in `pages` nor `charged`); the
+    /// page tables above them are this space's.
+    shared: Vec<SharedMap>,
 }
 
 /// Kernel bytes charged per `VirtualMemory` region record.
@@ -121,10 +144,10 @@ impl AddressSpace {
         }
         // SAFETY: the direct map covers every page-table frame.
         let mapper = unsafe { OffsetPageTable::new(table, VirtAddr::new(HHDM_BASE)) };
-        Ok(Self { root, mapper, pages: 0, charged: 1, account, vm: Vec::new() })
+        Ok(Self { root, mapper, pages: 0, charged: 1, account, vm: Vec::new(), shared: Vec::new() })
     }
 
-    /// User pages mapped.
+    /// Private user pages mapped (shared-buffer pages not included).
     pub fn pages(&self) -> u64 {
         self.pages
     }
@@ -359,6 +382,121 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Maps all of `frames` at a free place in the shared-buffer window
+    /// (with an unmapped page after it), user-readable, writable if
+    /// `writable`, never executable, and records the mapping (which keeps
+    /// the frames alive). Only page tables are charged to this space's
+    /// account. On failure returns the error and whether any page was
+    /// mapped (and unmapped again): then the caller shoots down the TLBs
+    /// of the CPUs running this space before the frames may be freed.
+    pub fn map_shared(
+        &mut self,
+        frames: &Arc<SharedFrames>,
+        writable: bool,
+    ) -> Result<u64, (PagingError, bool)> {
+        if self.shared.len() >= MAX_SHARED_MAPS {
+            return Err((
+                PagingError::Quota(QuotaExceeded {
+                    resource: Resource::KernelBytes,
+                    limit: MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES,
+                    used: self.shared.len() as u64 * SHARED_MAP_BYTES,
+                    asked: SHARED_MAP_BYTES,
+                }),
+                false,
+            ));
+        }
+        if self.shared.capacity() == 0 {
+            let bytes = MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES;
+            self.account.charge_bytes(bytes).map_err(|q| (PagingError::Quota(q), false))?;
+            if self.shared.try_reserve_exact(MAX_SHARED_MAPS).is_err() {
+                self.account.uncharge_bytes(bytes);
+                return Err((PagingError::OutOfFrames, false));
+            }
+        }
+        let len = frames.bytes_len();
+        let start =
+            self.shared_find_free(len + PAGE_SIZE).ok_or((PagingError::WindowFull, false))?;
+        let pages = frames.pages();
+        if self.account.left().frames < table_frames_bound(start, pages) {
+            let q = QuotaExceeded {
+                resource: Resource::Frames,
+                limit: self.account.limits().frames,
+                used: self.account.used().frames,
+                asked: table_frames_bound(start, pages),
+            };
+            return Err((PagingError::Quota(q), false));
+        }
+        let mut flags = F::PRESENT | F::USER_ACCESSIBLE | F::NO_EXECUTE;
+        if writable {
+            flags |= F::WRITABLE;
+        }
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(start + i * PAGE_SIZE));
+            let frame = PhysFrame::containing_address(PhysAddr::new(frames.frame(i)));
+            let mut tables = UserFrames { account: &self.account, taken: 0, refused: None };
+            // SAFETY: a user address of this space in the shared window,
+            // where nothing else is mapped (checked by the map itself); the
+            // frame stays allocated while the record made below (or, on
+            // failure, the caller's `frames`) holds the SharedFrames.
+            let mapped = unsafe { self.mapper.map_to(page, frame, flags, &mut tables) };
+            self.charged += tables.taken;
+            match mapped {
+                Ok(flush) => flush.flush(),
+                Err(e) => {
+                    let e = tables.refused.unwrap_or_else(|| e.into());
+                    for j in 0..i {
+                        self.unmap_leaf(start + j * PAGE_SIZE);
+                    }
+                    return Err((e, i > 0));
+                }
+            }
+        }
+        let at = self.shared.partition_point(|m| m.start < start);
+        // Room for MAX_SHARED_MAPS was reserved above: no allocation.
+        self.shared.insert(at, SharedMap { start, frames: frames.clone() });
+        Ok(start)
+    }
+
+    /// Removes the mapping of `frames` at `start` and unmaps its pages
+    /// (flushing this CPU's TLB only); returns the record's reference to
+    /// the frames, which the caller drops once the other CPUs running this
+    /// space have flushed theirs. `None` if no such mapping exists.
+    /// Allocates nothing.
+    pub fn unmap_shared(
+        &mut self,
+        start: u64,
+        frames: &Arc<SharedFrames>,
+    ) -> Option<Arc<SharedFrames>> {
+        let i =
+            self.shared.iter().position(|m| m.start == start && Arc::ptr_eq(&m.frames, frames))?;
+        let record = self.shared.remove(i);
+        for p in 0..record.frames.pages() {
+            self.unmap_leaf(start + p * PAGE_SIZE);
+        }
+        Some(record.frames)
+    }
+
+    /// The lowest `len`-byte gap in the shared window.
+    fn shared_find_free(&self, len: u64) -> Option<u64> {
+        let mut at = SHARED_WINDOW_START;
+        for m in &self.shared {
+            if m.start >= at && m.start - at >= len {
+                break;
+            }
+            at = at.max(m.start + m.frames.bytes_len() + PAGE_SIZE);
+        }
+        (at.checked_add(len)? <= SHARED_WINDOW_END).then_some(at)
+    }
+
+    /// Clears the leaf entry of `v` without freeing or uncharging its
+    /// frame (a shared frame). Flushes this CPU's TLB entry.
+    fn unmap_leaf(&mut self, v: u64) {
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(v));
+        if let Ok((_, flush)) = self.mapper.unmap(page) {
+            flush.flush();
+        }
+    }
+
     /// Whether any page in `count` pages at `vaddr` is mapped.
     pub fn any_mapped(&self, vaddr: u64, count: u64) -> bool {
         (0..count)
@@ -444,6 +582,15 @@ impl Drop for AddressSpace {
                 )
             };
         }
+        // Shared frames are not ours to free: clear their entries first
+        // (no CPU runs in this space any more, so no shootdown), and let
+        // the records' references go once the tables are freed.
+        let shared = core::mem::take(&mut self.shared);
+        for m in &shared {
+            for p in 0..m.frames.pages() {
+                self.unmap_leaf(m.start + p * PAGE_SIZE);
+            }
+        }
         // SAFETY: the root frame is ours and mapped in the direct map.
         let pml4 = unsafe { &mut *(phys_to_virt(self.root) as *mut PageTable) };
         for slot in 0..256 {
@@ -457,6 +604,10 @@ impl Drop for AddressSpace {
         self.account.uncharge_frames(self.charged);
         let cap = self.vm.capacity() as u64;
         self.account.uncharge_bytes(cap * VM_REGION_BYTES);
+        if shared.capacity() > 0 {
+            self.account.uncharge_bytes(MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES);
+        }
+        drop(shared);
     }
 }
 

@@ -15,6 +15,7 @@ pub mod address_space;
 pub mod frames;
 pub mod heap;
 pub mod paging;
+pub mod shared;
 pub mod stacks;
 pub mod user;
 

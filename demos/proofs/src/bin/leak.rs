@@ -14,6 +14,17 @@
 //!   RECV taking both, a signal, the revocation, a RETURN moving a cap back,
 //!   and every cap released.
 //!
+//! When it also holds `vm`:
+//!
+//! - 1,000 shared-buffer cycles in this process: a 4-page buffer mapped
+//!   writable, a read-only cap mapped too, a word written through one
+//!   mapping and read through the other; then either both unmapped and both
+//!   caps released (the last holder lets go), or the buffer revoked with
+//!   both mappings in place and the caps released;
+//! - 200 children (`leak mapper`) that map a read-only cap of such a buffer
+//!   and exit holding the mapping, the parent then revoking the buffer or
+//!   unmapping and releasing its own.
+//!
 //! Ten warm-up cycles come first (the kernel's queues and tables reach their
 //! working size). A child's kernel stack is freed just after it leaves its
 //! CPU, which can be a moment after its exit is reported, so the final
@@ -31,7 +42,8 @@ use capos_rt::abi::{Sqe, STATUS_OK};
 use capos_rt::schema::capos_capnp::{console, notification, timer};
 use capos_rt::schema::{
     self, ConsoleClient, Grant, IpcManagerClient, NotificationClient, ProcessHandleClient,
-    ProcessSpawnerClient, RevokerClient, SystemDescription, SystemInfoClient, TimerClient,
+    ProcessSpawnerClient, RevokerClient, SharedBufferClient, SystemDescription, SystemInfoClient,
+    TimerClient, VirtualMemoryClient,
 };
 use capos_rt::{println, Runtime};
 
@@ -211,6 +223,69 @@ fn ipc_cycle(rt: &'static Runtime, ipc: u64, console: u64) -> Option<()> {
     (r.status == STATUS_OK && answer.status == STATUS_OK && bits == Some(1)).then_some(())
 }
 
+/// Children that exit holding a shared mapping.
+const MAPPER_CYCLES: u32 = 200;
+
+/// One shared-buffer cycle (see the module comment); `revoke` picks the
+/// ending. True when each step gave what it must.
+fn shared_cycle(rt: &'static Runtime, vm: u64, revoke: bool) -> Option<()> {
+    let buf = SharedBufferClient::new(
+        rt,
+        VirtualMemoryClient::new(rt, vm).create_shared_buffer(4 * 4096).ok()?,
+    );
+    let ro = SharedBufferClient::new(rt, buf.read_only().ok()?);
+    let w = buf.map(true).ok()?;
+    let r = ro.map(false).ok()?;
+    capos_rt::probe::write_u64(w + 3 * 4096, 0xfeed);
+    let seen = capos_rt::probe::read_u64(r + 3 * 4096);
+    if revoke {
+        buf.revoke().ok()?;
+    } else {
+        ro.unmap(r).ok()?;
+        buf.unmap(w).ok()?;
+    }
+    rt.release(ro.cap_id()).ok()?;
+    rt.release(buf.cap_id()).ok()?;
+    (seen == 0xfeed).then_some(())
+}
+
+/// A child that exits holding a mapping of a read-only cap of a buffer.
+fn mapper_cycle(
+    rt: &'static Runtime,
+    spawner: &ProcessSpawnerClient<&'static Runtime>,
+    vm: u64,
+    revoke: bool,
+) -> Option<()> {
+    let buf = SharedBufferClient::new(
+        rt,
+        VirtualMemoryClient::new(rt, vm).create_shared_buffer(4 * 4096).ok()?,
+    );
+    let w = buf.map(true).ok()?;
+    capos_rt::probe::write_u64(w, 0xfeed);
+    let ro = buf.read_only().ok()?;
+    let grants = [Grant { name: "buffer".into(), cap: ro }];
+    let ok = spawn_wait(rt, spawner, "leak", &["mapper"], &grants);
+    rt.release(ro).ok()?;
+    if revoke {
+        buf.revoke().ok()?;
+    } else {
+        buf.unmap(w).ok()?;
+    }
+    rt.release(buf.cap_id()).ok()?;
+    ok.then_some(())
+}
+
+/// The `mapper` child: maps `buffer`, checks the word, exits holding it.
+fn mapper(rt: &'static Runtime) -> i64 {
+    let Some(buffer) = rt.cap("buffer") else { return 2 };
+    let Ok(addr) = SharedBufferClient::new(rt, buffer.cap).map(false) else { return 3 };
+    if capos_rt::probe::read_u64(addr) == 0xfeed {
+        0
+    } else {
+        4
+    }
+}
+
 fn reading(info: &SystemDescription) -> (u64, u64) {
     (info.free_memory_bytes / 4096, info.kernel_heap_used_bytes)
 }
@@ -277,6 +352,7 @@ fn main(rt: &'static Runtime) -> i64 {
     match rt.args().next() {
         Some("sleeper") => return sleeper(rt),
         Some("selfref") => return selfref(rt),
+        Some("mapper") => return mapper(rt),
         Some(_) => return 2,
         None => {}
     }
@@ -321,7 +397,29 @@ fn main(rt: &'static Runtime) -> i64 {
     if code != 0 {
         return code;
     }
-    measure(rt, &sysinfo, &timer, "IPC, transfer, notification and revocation", IPC_CYCLES, || {
-        ipc_cycle(rt, ipc.cap, console.cap).is_some()
+    let code = measure(
+        rt,
+        &sysinfo,
+        &timer,
+        "IPC, transfer, notification and revocation",
+        IPC_CYCLES,
+        || ipc_cycle(rt, ipc.cap, console.cap).is_some(),
+    );
+    if code != 0 {
+        return code;
+    }
+    let Some(vm) = rt.cap("vm") else { return 0 };
+    let mut i = 0u32;
+    let code = measure(rt, &sysinfo, &timer, "shared-buffer map, unmap and revoke", CYCLES, || {
+        i += 1;
+        shared_cycle(rt, vm.cap, i.is_multiple_of(2)).is_some()
+    });
+    if code != 0 {
+        return code;
+    }
+    let mut i = 0u32;
+    measure(rt, &sysinfo, &timer, "spawn/exit holding a shared mapping", MAPPER_CYCLES, || {
+        i += 1;
+        mapper_cycle(rt, &spawner, vm.cap, i.is_multiple_of(2)).is_some()
     })
 }
