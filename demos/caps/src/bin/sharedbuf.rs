@@ -123,6 +123,23 @@ fn free_bytes(sysinfo: &SystemInfoClient<&Runtime>) -> u64 {
     sysinfo.info().map(|i| i.free_memory_bytes).unwrap_or(0)
 }
 
+/// Free memory once it stops changing: a child that was just waited for
+/// may still be giving its frames back (its last thread is reaped after
+/// the exit is reported). Two reads 10 ms apart must agree (at most 100
+/// tries).
+fn settled_free_bytes(sysinfo: &SystemInfoClient<&Runtime>, timer: &TimerClient<&Runtime>) -> u64 {
+    let mut last = free_bytes(sysinfo);
+    for _ in 0..100 {
+        let _ = timer.sleep(10_000_000);
+        let now = free_bytes(sysinfo);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 fn producer(rt: &'static Runtime) -> i64 {
     let (Some(_), Some(vm), Some(ipc), Some(spawner), Some(timer), Some(sysinfo)) = (
         rt.cap("console"),
@@ -165,7 +182,7 @@ fn producer(rt: &'static Runtime) -> i64 {
     revoked_touch(rt, &mut checks, &vmc, spawner.cap);
 
     // The stream.
-    let free_before = free_bytes(&sysinfo);
+    let free_before = settled_free_bytes(&sysinfo, &TimerClient::new(rt, timer.cap));
     let data = match SharedBuffer::create(rt, vm.cap, DATA_BYTES) {
         Ok(d) => d,
         Err(e) => {
