@@ -262,8 +262,11 @@ fn recv(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         Ok(e) => e,
         Err(e) => return Some(err(e)),
     };
+    // As for a CALL's results: the buffer lies in the user half, its first
+    // page's worth is checked now, the rest as a call is written into it.
     let buffer = match UserRange::new(sqe.results_addr, sqe.results_len as u64) {
-        Ok(r) => r,
+        Ok(_) => UserRange::new(sqe.results_addr, (sqe.results_len as u64).min(PAGE_SIZE))
+            .expect("a prefix of a valid user range is valid"),
         Err(_) => return Some(err(TransportError::BadPointer)),
     };
     {
