@@ -260,7 +260,7 @@ impl<'s> KernelFrame<'s> {
     }
 
     /// The built results as a segment table and segments, or `None` when no
-    /// results were built or they have too many segments to write.
+    /// results were built.
     pub fn results(&self) -> Option<Results<'_>> {
         let arena = self.arena.as_ref()?;
         let n = arena.segments.len();
@@ -269,17 +269,13 @@ impl<'s> KernelFrame<'s> {
         }
         let mut table = [0u8; (MAX_RESULT_SEGMENTS / 2 + 1) * 8];
         table[..4].copy_from_slice(&((n - 1) as u32).to_le_bytes());
-        for (i, s) in arena.output().enumerate() {
-            let words = (s.len() / 8) as u32;
-            table[4 + 4 * i..8 + 4 * i].copy_from_slice(&words.to_le_bytes());
+        let mut words = 0;
+        for (i, s) in arena.segments.iter().enumerate() {
+            table[4 + 4 * i..8 + 4 * i].copy_from_slice(&s.allocated.to_le_bytes());
+            words += s.allocated as usize;
         }
         let table_len = (n / 2 + 1) * 8;
-        let mut parts: [&[u8]; MAX_RESULT_SEGMENTS] = [&[]; MAX_RESULT_SEGMENTS];
-        for (p, s) in parts.iter_mut().zip(arena.output()) {
-            *p = s;
-        }
-        let len = table_len + arena.output().map(<[u8]>::len).sum::<usize>();
-        Some(Results { table, table_len, parts, count: n, len })
+        Some(Results { table, table_len, arena, len: table_len + words * 8 })
     }
 }
 
@@ -287,8 +283,7 @@ impl<'s> KernelFrame<'s> {
 pub struct Results<'a> {
     table: [u8; (MAX_RESULT_SEGMENTS / 2 + 1) * 8],
     table_len: usize,
-    parts: [&'a [u8]; MAX_RESULT_SEGMENTS],
-    count: usize,
+    arena: &'a FrameArena<'a>,
     len: usize,
 }
 
@@ -300,8 +295,7 @@ impl Results<'_> {
 
     /// The message's pieces in order: segment table, then segments.
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        core::iter::once(&self.table[..self.table_len])
-            .chain(self.parts[..self.count].iter().copied())
+        core::iter::once(&self.table[..self.table_len]).chain(self.arena.output())
     }
 }
 
