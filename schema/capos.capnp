@@ -61,6 +61,9 @@ struct SystemDescription {
   kernelHeapUsedBytes @7 :UInt64;
   # Bytes of kernel heap in use: with freeMemoryBytes, how leak checks see
   # that a workload gave everything back.
+  kernelHeapAllocations @8 :UInt64;
+  # Heap allocations the kernel has made since boot: the difference across
+  # a run of calls is what those calls allocated (the bench shows it).
 }
 
 interface SystemInfo {

@@ -45,6 +45,7 @@ fn description() -> SystemDescription {
         free_memory_bytes: 300 << 20,
         uptime_ns: 1_500_000_000,
         kernel_heap_used_bytes: 64 * 1024,
+        kernel_heap_allocations: 12345,
     }
 }
 

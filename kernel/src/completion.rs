@@ -220,6 +220,9 @@ impl From<&PendingCall> for Dest {
 /// frame (segment table and segments, written without joining them).
 pub(crate) enum Message<'a> {
     Bytes(&'a [u8]),
+    /// A RECV's header, then the call's params: written one after the
+    /// other, never joined.
+    Parts(&'a [u8], &'a [u8]),
     Frame(&'a crate::frame::Results<'a>),
 }
 
@@ -227,6 +230,7 @@ impl Message<'_> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::Bytes(b) => b.len(),
+            Self::Parts(a, b) => a.len() + b.len(),
             Self::Frame(r) => r.encoded_len(),
         }
     }
@@ -239,6 +243,7 @@ impl Message<'_> {
         let bad = |_| TransportError::BadPointer;
         match self {
             Self::Bytes(b) => w.write(b).map_err(bad),
+            Self::Parts(a, b) => w.write(a).and_then(|()| w.write(b)).map_err(bad),
             Self::Frame(r) => r.pieces().try_for_each(|p| w.write(p).map_err(bad)),
         }
     }
@@ -346,7 +351,10 @@ pub(crate) fn deliver_exception(process: &Arc<Process>, to: Dest, bytes: &[u8]) 
 /// Completes a call that returned [`CallOutcome::Pending`] with results (or
 /// an error).
 pub fn complete(to: PendingCall, outcome: Result<Vec<u8>, TransportError>) {
-    complete_reply(to, outcome.map_err(|e| (e, Vec::new())), Vec::new());
+    match outcome {
+        Ok(results) => complete_reply(to, Ok(&results), Vec::new()),
+        Err(e) => complete_reply(to, Err((e, &[])), Vec::new()),
+    }
 }
 
 /// Completes a deferred call with a server's answer: results (and result
@@ -354,16 +362,16 @@ pub fn complete(to: PendingCall, outcome: Result<Vec<u8>, TransportError>) {
 /// error.
 pub fn complete_reply(
     to: PendingCall,
-    outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>,
+    outcome: Result<&[u8], (TransportError, &[u8])>,
     caps: Vec<CapEntry>,
 ) {
     let Some(process) = to.process.upgrade() else { return };
     let status = match outcome {
         // Caps that could not be delivered are dropped here, no lock held.
-        Ok(results) => deliver(&process, Dest::from(&to), Message::Bytes(&results), caps)
+        Ok(results) => deliver(&process, Dest::from(&to), Message::Bytes(results), caps)
             .map_err(|(e, _)| (e, 0)),
         Err((TransportError::AppError, bytes)) => {
-            deliver_exception(&process, Dest::from(&to), &bytes)
+            deliver_exception(&process, Dest::from(&to), bytes)
         }
         Err((e, _)) => err(e),
     };
@@ -375,21 +383,21 @@ pub fn complete_error(to: PendingCall, e: TransportError) {
     post_and_wake(&to, &cqe(to.user_data, err(e)));
 }
 
-/// Completes a RECV: the header and params (`bytes`), then the CapIds of the
+/// Completes a RECV: the header and params (`message`), then the CapIds of the
 /// transferred `caps` (installed in the receiver's table), with the call id
 /// in `aux`. On failure the RECV completes with the error, which is returned
 /// with the caps (none of them stays in the receiver's table), so the
 /// endpoint can offer the call again.
 pub fn complete_recv(
     to: PendingCall,
-    bytes: &[u8],
+    message: Message<'_>,
     call_id: u64,
     caps: Vec<CapEntry>,
 ) -> Result<(), (TransportError, Vec<CapEntry>)> {
     let Some(process) = to.process.upgrade() else {
         return Err((TransportError::Disconnected, caps));
     };
-    let delivered = deliver(&process, Dest::from(&to), Message::Bytes(bytes), caps);
+    let delivered = deliver(&process, Dest::from(&to), message, caps);
     let status = match &delivered {
         Ok(s) => Ok(*s),
         Err((e, _)) => err(*e),

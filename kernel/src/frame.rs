@@ -6,8 +6,15 @@
 //! decoding copy, no allocation) and results are written from the segment
 //! straight into the caller's results buffer, so a call allocates nothing.
 //!
-//! The results segment is kept zeroed between calls (the builder's
-//! allocator zeroes only the words a message used when it lets go of it). A
+//! Results are built by `capnp`'s own layout code over an arena of this
+//! module ([`FrameArena`]): `capnp::message::Builder` keeps its segment list
+//! in a `Vec`, which would be one heap allocation per call; the arena keeps
+//! it in a fixed array. The arena implements `capnp::private::arena`'s
+//! traits, the interface capnp's generated code is built on (pinned by the
+//! lockfile like the rest of capnp).
+//!
+//! The results segment is kept zeroed between calls (the arena's allocator
+//! zeroes only the words a message used when it lets go of it). A
 //! call that finds its CPU's scratch taken (a thread preempted inside a call
 //! on the same CPU) or whose params are larger than the buffer gets a frame
 //! on the heap instead: a fallible allocation of the params, and results in
@@ -18,7 +25,9 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use capnp::message::{self, Allocator, HeapAllocator};
+use capnp::message::{Allocator, HeapAllocator};
+use capnp::private::arena::{BuilderArena, ReaderArena};
+use capnp::private::layout::PointerBuilder;
 use capnp::traits::Owned;
 use capos_abi::TransportError;
 use capos_schema::rpc::{CallFrame, DispatchError, ServerError};
@@ -37,7 +46,9 @@ pub const RESULTS_WORDS: usize = 1024;
 const HEAP_FIRST_WORDS: u32 = 64;
 
 /// Most segments a results message written from a frame may have (its
-/// segment table is built on the stack).
+/// segment table is built on the stack). Each segment after the first is at
+/// least as large as all before it together, so 32 segments are more than
+/// any bounded kernel result reaches.
 pub const MAX_RESULT_SEGMENTS: usize = 32;
 
 /// One CPU's scratch memory.
@@ -98,16 +109,143 @@ unsafe impl Allocator for FrameAlloc<'_> {
     }
 }
 
+/// One segment of a results message being built.
+struct Segment {
+    ptr: NonNull<u8>,
+    /// Words the segment holds.
+    capacity: u32,
+    /// Words used so far.
+    allocated: u32,
+}
+
+/// The arena a frame's results are built in: segments from a
+/// [`FrameAlloc`], listed in a fixed array.
+struct FrameArena<'s> {
+    alloc: FrameAlloc<'s>,
+    segments: arrayvec::ArrayVec<Segment, MAX_RESULT_SEGMENTS>,
+}
+
+impl<'s> FrameArena<'s> {
+    fn new(alloc: FrameAlloc<'s>) -> Self {
+        Self { alloc, segments: arrayvec::ArrayVec::new() }
+    }
+
+    /// Adds a segment of at least `minimum` words.
+    fn add_segment(&mut self, minimum: u32) -> u32 {
+        let (ptr, capacity) = self.alloc.allocate_segment(minimum);
+        let id = self.segments.len() as u32;
+        self.segments.push(Segment { ptr, capacity, allocated: 0 });
+        id
+    }
+
+    /// The encoded segments, in order.
+    fn output(&self) -> impl Iterator<Item = &[u8]> {
+        self.segments.iter().map(|s| {
+            // SAFETY: the first `allocated` words of the segment were
+            // handed out by this arena and written by capnp's builders;
+            // the shared borrow of the arena keeps them from changing.
+            unsafe { core::slice::from_raw_parts(s.ptr.as_ptr(), s.allocated as usize * 8) }
+        })
+    }
+}
+
+impl Drop for FrameArena<'_> {
+    fn drop(&mut self) {
+        for s in self.segments.drain(..) {
+            // SAFETY: each segment came from `alloc` with this capacity, and
+            // is given back once.
+            unsafe { self.alloc.deallocate_segment(s.ptr, s.capacity, s.allocated) };
+        }
+    }
+}
+
+// SAFETY: as capnp's own builder arena: segments are returned with the
+// words used so far, and offsets within a segment are not checked (the
+// builder writes only where it allocated).
+unsafe impl ReaderArena for FrameArena<'_> {
+    fn get_segment(&self, id: u32) -> capnp::Result<(*const u8, u32)> {
+        let s = self.segments.get(id as usize).ok_or_else(|| {
+            capnp::Error::failed(alloc::format!("no segment {id} in a results message"))
+        })?;
+        Ok((s.ptr.as_ptr(), s.allocated))
+    }
+
+    unsafe fn check_offset(
+        &self,
+        _segment_id: u32,
+        start: *const u8,
+        offset_in_words: i32,
+    ) -> capnp::Result<*const u8> {
+        // SAFETY: the builder asks only for offsets inside what it
+        // allocated in this segment (as with capnp's own builder arena).
+        Ok(unsafe { start.offset(offset_in_words as isize * 8) })
+    }
+
+    fn contains_interval(&self, _id: u32, _start: *const u8, _size: usize) -> capnp::Result<()> {
+        Ok(())
+    }
+
+    fn amplified_read(&self, _virtual_amount: u64) -> capnp::Result<()> {
+        Ok(())
+    }
+
+    fn nesting_limit(&self) -> i32 {
+        i32::MAX
+    }
+
+    fn size_in_words(&self) -> usize {
+        self.segments.iter().map(|s| s.allocated as usize).sum()
+    }
+}
+
+// SAFETY: allocations are handed out inside a segment's capacity and never
+// twice; segment memory is zeroed when handed out (FrameAlloc's contract).
+unsafe impl BuilderArena for FrameArena<'_> {
+    fn allocate(&mut self, segment_id: u32, amount: u32) -> Option<u32> {
+        let s = self.segments.get_mut(segment_id as usize)?;
+        if amount > s.capacity - s.allocated {
+            return None;
+        }
+        let at = s.allocated;
+        s.allocated += amount;
+        Some(at)
+    }
+
+    fn allocate_anywhere(&mut self, amount: u32) -> (u32, u32) {
+        for id in 0..self.segments.len() as u32 {
+            if let Some(at) = self.allocate(id, amount) {
+                return (id, at);
+            }
+        }
+        assert!(
+            !self.segments.is_full(),
+            "a results message needs more than {MAX_RESULT_SEGMENTS} segments"
+        );
+        let id = self.add_segment(amount);
+        let at = self.allocate(id, amount).expect("a fresh segment holds what it was made for");
+        (id, at)
+    }
+
+    fn get_segment_mut(&mut self, id: u32) -> (*mut u8, u32) {
+        let s = &self.segments[id as usize];
+        (s.ptr.as_ptr(), s.capacity)
+    }
+
+    fn as_reader(&self) -> &dyn ReaderArena {
+        self
+    }
+}
+
 /// The frame a kernel object serves one call in.
 pub struct KernelFrame<'s> {
     params: &'s mut [u8],
     scratch: Option<&'s mut [u64]>,
-    builder: Option<message::Builder<FrameAlloc<'s>>>,
+    arena: Option<FrameArena<'s>>,
 }
 
 impl<'s> KernelFrame<'s> {
     fn new(params: &'s mut [u8], scratch: Option<&'s mut [u64]>) -> Self {
-        Self { params, scratch, builder: None }
+        Self { params, scratch, arena: None }
     }
 
     /// The params buffer, for the ring to fill from user memory.
@@ -122,27 +260,22 @@ impl<'s> KernelFrame<'s> {
     }
 
     /// The built results as a segment table and segments, or `None` when no
-    /// results were built or they have too many segments to write.
+    /// results were built.
     pub fn results(&self) -> Option<Results<'_>> {
-        let builder = self.builder.as_ref()?;
-        let segments = builder.get_segments_for_output();
-        let n = segments.len();
-        if n == 0 || n > MAX_RESULT_SEGMENTS {
+        let arena = self.arena.as_ref()?;
+        let n = arena.segments.len();
+        if n == 0 {
             return None;
         }
         let mut table = [0u8; (MAX_RESULT_SEGMENTS / 2 + 1) * 8];
         table[..4].copy_from_slice(&((n - 1) as u32).to_le_bytes());
-        for (i, s) in segments.iter().enumerate() {
-            let words = (s.len() / 8) as u32;
-            table[4 + 4 * i..8 + 4 * i].copy_from_slice(&words.to_le_bytes());
+        let mut words = 0;
+        for (i, s) in arena.segments.iter().enumerate() {
+            table[4 + 4 * i..8 + 4 * i].copy_from_slice(&s.allocated.to_le_bytes());
+            words += s.allocated as usize;
         }
         let table_len = (n / 2 + 1) * 8;
-        let mut parts: [&[u8]; MAX_RESULT_SEGMENTS] = [&[]; MAX_RESULT_SEGMENTS];
-        for (p, s) in parts.iter_mut().zip(segments.iter()) {
-            *p = s;
-        }
-        let len = table_len + segments.iter().map(|s| s.len()).sum::<usize>();
-        Some(Results { table, table_len, parts, count: n, len })
+        Some(Results { table, table_len, arena, len: table_len + words * 8 })
     }
 }
 
@@ -150,8 +283,7 @@ impl<'s> KernelFrame<'s> {
 pub struct Results<'a> {
     table: [u8; (MAX_RESULT_SEGMENTS / 2 + 1) * 8],
     table_len: usize,
-    parts: [&'a [u8]; MAX_RESULT_SEGMENTS],
-    count: usize,
+    arena: &'a FrameArena<'a>,
     len: usize,
 }
 
@@ -163,8 +295,7 @@ impl Results<'_> {
 
     /// The message's pieces in order: segment table, then segments.
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        core::iter::once(&self.table[..self.table_len])
-            .chain(self.parts[..self.count].iter().copied())
+        core::iter::once(&self.table[..self.table_len]).chain(self.arena.output())
     }
 }
 
@@ -191,8 +322,13 @@ impl CallFrame for KernelFrame<'_> {
             first_out: false,
             heap: HeapAllocator::new().first_segment_words(HEAP_FIRST_WORDS),
         };
-        let builder = self.builder.insert(message::Builder::new(alloc));
-        Ok(handle(params, builder.init_root::<R::Builder<'_>>())?)
+        let arena = self.arena.insert(FrameArena::new(alloc));
+        // The root pointer: the first word of the first segment.
+        let first = arena.add_segment(1);
+        arena.allocate(first, 1).expect("a segment holds at least one word");
+        let (root, _) = arena.get_segment_mut(first);
+        let root = capnp::any_pointer::Builder::new(PointerBuilder::get_root(arena, first, root));
+        Ok(handle(params, root.init_as::<R::Builder<'_>>())?)
     }
 }
 

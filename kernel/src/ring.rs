@@ -262,8 +262,11 @@ fn recv(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         Ok(e) => e,
         Err(e) => return Some(err(e)),
     };
+    // As for a CALL's results: the buffer lies in the user half, its first
+    // page's worth is checked now, the rest as a call is written into it.
     let buffer = match UserRange::new(sqe.results_addr, sqe.results_len as u64) {
-        Ok(r) => r,
+        Ok(_) => UserRange::new(sqe.results_addr, (sqe.results_len as u64).min(PAGE_SIZE))
+            .expect("a prefix of a valid user range is valid"),
         Err(_) => return Some(err(TransportError::BadPointer)),
     };
     {
@@ -299,32 +302,35 @@ fn answer(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     if !RETURN_STATUSES.contains(&status) {
         return Some(err(TransportError::Malformed));
     }
-    let mut bytes = Vec::new();
-    if bytes.try_reserve_exact(sqe.params_len as usize).is_err() {
-        return Some(err(TransportError::NoMemory));
-    }
-    bytes.resize(sqe.params_len as usize, 0);
-    {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
-        let read = UserRange::new(sqe.params_addr, sqe.params_len as u64)
-            .and_then(|r| r.read(space, &mut bytes));
-        if read.is_err() {
-            return Some(err(TransportError::BadPointer));
+    // The answer is copied once, into this CPU's call frame, and from there
+    // into the caller's results buffer.
+    let answered = crate::frame::with(sqe.params_len as usize, |frame| {
+        {
+            let space = process.space.lock();
+            let Some(space) = space.as_ref() else {
+                return Some(err(TransportError::Disconnected));
+            };
+            let read = UserRange::new(sqe.params_addr, sqe.params_len as u64)
+                .and_then(|r| r.read(space, frame.params_mut()));
+            if read.is_err() {
+                return Some(err(TransportError::BadPointer));
+            }
         }
-    }
-    let outcome = match TransportError::from_u32(status) {
-        None => Ok(bytes),
-        Some(e) => Err((e, bytes)),
-    };
-    if !endpoint.serving(sqe.results_addr) {
-        return Some(err(TransportError::UnknownCall));
-    }
-    let caps = match take_caps(process, sqe) {
-        Ok(c) => c,
-        Err(e) => return Some(err(e)),
-    };
-    Some(endpoint.answer(sqe.results_addr, outcome, caps).map(|()| (0, 0)).map_err(|e| (e, 0)))
+        let bytes = frame.params();
+        let outcome = match TransportError::from_u32(status) {
+            None => Ok(bytes),
+            Some(e) => Err((e, bytes)),
+        };
+        if !endpoint.serving(sqe.results_addr) {
+            return Some(err(TransportError::UnknownCall));
+        }
+        let caps = match take_caps(process, sqe) {
+            Ok(c) => c,
+            Err(e) => return Some(err(e)),
+        };
+        Some(endpoint.answer(sqe.results_addr, outcome, caps).map(|()| (0, 0)).map_err(|e| (e, 0)))
+    });
+    answered.unwrap_or_else(|e| Some(err(e)))
 }
 
 fn cap_error(e: capos_lib::cap_table::CapError) -> TransportError {

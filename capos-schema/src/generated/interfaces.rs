@@ -88,6 +88,9 @@ pub struct SystemDescription {
     /// Bytes of kernel heap in use: with freeMemoryBytes, how leak checks see
     /// that a workload gave everything back.
     pub kernel_heap_used_bytes: u64,
+    /// Heap allocations the kernel has made since boot: the difference across
+    /// a run of calls is what those calls allocated (the bench shows it).
+    pub kernel_heap_allocations: u64,
 }
 
 impl crate::rpc::SchemaStruct for SystemDescription {
@@ -105,6 +108,7 @@ impl crate::rpc::SchemaStruct for SystemDescription {
             free_memory_bytes: reader.get_free_memory_bytes(),
             uptime_ns: reader.get_uptime_ns(),
             kernel_heap_used_bytes: reader.get_kernel_heap_used_bytes(),
+            kernel_heap_allocations: reader.get_kernel_heap_allocations(),
         })
     }
 
@@ -120,6 +124,7 @@ impl crate::rpc::SchemaStruct for SystemDescription {
         builder.set_free_memory_bytes(self.free_memory_bytes);
         builder.set_uptime_ns(self.uptime_ns);
         builder.set_kernel_heap_used_bytes(self.kernel_heap_used_bytes);
+        builder.set_kernel_heap_allocations(self.kernel_heap_allocations);
         Ok(())
     }
 }

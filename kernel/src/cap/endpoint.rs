@@ -54,7 +54,7 @@ struct State {
     open: bool,
     queued: VecDeque<IpcCall>,
     receivers: VecDeque<PendingCall>,
-    in_flight: BTreeMap<u64, PendingCall>,
+    in_flight: InFlight,
     next_call: u64,
     /// Caller process id -> the opaque reference the server sees.
     callers: BTreeMap<u64, u64>,
@@ -92,7 +92,7 @@ impl Endpoint {
                 open: true,
                 queued: VecDeque::new(),
                 receivers: VecDeque::new(),
-                in_flight: BTreeMap::new(),
+                in_flight: InFlight::default(),
                 next_call: 1,
                 callers: BTreeMap::new(),
                 next_caller: 1,
@@ -136,7 +136,8 @@ impl Endpoint {
         drop(s);
         Self::fill_header(&mut call, call_id, caller);
         let caps = core::mem::take(&mut call.caps);
-        match crate::completion::complete_recv(receiver, &call.message, call_id, caps) {
+        let message = crate::completion::Message::Bytes(&call.message);
+        match crate::completion::complete_recv(receiver, message, call_id, caps) {
             Ok(()) => Offer::Taken,
             Err((e, caps)) => {
                 crate::kdebug!(
@@ -218,7 +219,7 @@ impl Endpoint {
     pub fn answer(
         &self,
         call_id: u64,
-        outcome: Result<Vec<u8>, (TransportError, Vec<u8>)>,
+        outcome: Result<&[u8], (TransportError, &[u8])>,
         caps: Vec<CapEntry>,
     ) -> Result<(), TransportError> {
         let caller =
@@ -311,6 +312,59 @@ impl Endpoint {
         CallOutcome::Pending
     }
 
+    /// A CALL handed straight to a waiting RECV: the header and the params
+    /// (still in the caller's call frame) are written into the receiver's
+    /// buffer, one copy and no allocation. `Err` gives the caps back when no
+    /// RECV could take it (none waits, none has room, or delivery failed):
+    /// the call then takes the queued path.
+    fn call_direct(
+        &self,
+        ctx: &CallContext<'_>,
+        interface_id: u64,
+        method: u16,
+        cookie: u64,
+        params: &[u8],
+        mut caps: Vec<CapEntry>,
+    ) -> Result<CallOutcome, Vec<CapEntry>> {
+        let need = capos_abi::caps_offset(RECV_HEADER_SIZE + params.len()) + 8 * caps.len();
+        let mut s = self.state.lock();
+        if !s.open {
+            return Ok(CallOutcome::Failed(TransportError::Disconnected));
+        }
+        if s.in_flight.len() >= MAX_IN_FLIGHT {
+            return Err(caps);
+        }
+        let Some(receiver) = s.receivers.front() else { return Err(caps) };
+        if !receiver.is_live() || (receiver.results_len as usize) < need {
+            return Err(caps);
+        }
+        let Some(receiver) = s.receivers.pop_front() else { return Err(caps) };
+        let (call_id, caller) = s.admit_pid(ctx.caller.pid);
+        s.in_flight.insert(call_id, ctx.pending());
+        drop(s);
+        let header = RecvHeader { call_id, interface_id, cookie, caller, method, reserved: [0; 3] }
+            .to_bytes();
+        let message = crate::completion::Message::Parts(&header, params);
+        match crate::completion::complete_recv(receiver, message, call_id, caps) {
+            Ok(()) => Ok(CallOutcome::Pending),
+            Err((e, back)) => {
+                crate::kdebug!(
+                    "ipc",
+                    "endpoint {}: direct delivery to a RECV failed ({}); the call is queued",
+                    self.id,
+                    e.name()
+                );
+                caps = back;
+                if self.state.lock().in_flight.remove(&call_id).is_some() {
+                    Err(caps)
+                } else {
+                    // `close` took it and completed the caller.
+                    Ok(CallOutcome::Pending)
+                }
+            }
+        }
+    }
+
     /// Forgets `process` (it is being torn down): its queued calls go
     /// (their caps are dropped, which may close this very endpoint when a
     /// call carried its serving cap), so do its waiting RECVs and its
@@ -368,7 +422,7 @@ impl Endpoint {
         for c in queued {
             crate::completion::complete_error(c.caller, TransportError::Disconnected);
         }
-        for (_, caller) in in_flight {
+        for (_, caller) in in_flight.0 {
             crate::completion::complete_error(caller, TransportError::Disconnected);
         }
         for r in receivers {
@@ -395,13 +449,44 @@ pub fn forget_process(process: &Arc<crate::proc::Process>) {
     drop(live);
 }
 
+/// Calls received and not yet answered: (call id, caller). A vector whose
+/// capacity stays once grown (at most [`MAX_IN_FLIGHT`] entries), so a call
+/// in steady state allocates nothing for its record.
+#[derive(Default)]
+struct InFlight(Vec<(u64, PendingCall)>);
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn insert(&mut self, call_id: u64, caller: PendingCall) {
+        // alloc: at most MAX_IN_FLIGHT entries (callers check), capacity kept
+        self.0.push((call_id, caller));
+    }
+
+    fn remove(&mut self, call_id: &u64) -> Option<PendingCall> {
+        let at = self.0.iter().position(|(id, _)| id == call_id)?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn contains_key(&self, call_id: &u64) -> bool {
+        self.0.iter().any(|(id, _)| id == call_id)
+    }
+}
+
 impl State {
     /// A fresh call id and the caller's opaque reference for `call`.
     fn admit(&mut self, call: &IpcCall) -> (u64, u64) {
+        self.admit_pid(call.caller_pid)
+    }
+
+    /// A fresh call id and the opaque reference of caller `pid`.
+    fn admit_pid(&mut self, pid: u64) -> (u64, u64) {
         let call_id = self.next_call;
         self.next_call += 1;
         let next = self.next_caller;
-        let caller = *self.callers.entry(call.caller_pid).or_insert(next);
+        let caller = *self.callers.entry(pid).or_insert(next);
         if caller == next {
             self.next_caller += 1;
         }
@@ -565,9 +650,21 @@ impl CapObject for EndpointClient {
         method: u16,
         frame: &mut super::KernelFrame<'_>,
     ) -> CallOutcome {
-        // The copy of the params waits in the kernel: charged to the caller,
-        // and allocated fallibly.
         let params = frame.params();
+        // A RECV waiting with room takes the call straight from the frame.
+        let caps = match self.endpoint.call_direct(
+            ctx,
+            self.interface_id,
+            method,
+            self.cookie,
+            params,
+            ctx.take_caps(),
+        ) {
+            Ok(outcome) => return outcome,
+            Err(caps) => caps,
+        };
+        // Otherwise the copy of the params waits in the kernel: charged to
+        // the caller, and allocated fallibly.
         let bytes = (RECV_HEADER_SIZE + params.len()) as u64 + CALL_RECORD_BYTES;
         let charge = match Charge::new(&ctx.caller.account, 0, bytes) {
             Ok(c) => c,
@@ -586,7 +683,7 @@ impl CapObject for EndpointClient {
             method,
             cookie: self.cookie,
             message,
-            caps: ctx.take_caps(),
+            caps,
             _charge: charge,
         })
     }

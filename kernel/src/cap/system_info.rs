@@ -49,6 +49,7 @@ pub fn describe() -> SystemDescription {
             * 4096,
         uptime_ns: crate::time::monotonic_ns(),
         kernel_heap_used_bytes: crate::mem::heap::usage().0 as u64,
+        kernel_heap_allocations: crate::mem::heap::allocations(),
     }
 }
 

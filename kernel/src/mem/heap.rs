@@ -32,6 +32,8 @@ struct State {
     free: [usize; CLASSES],
     /// Bytes sitting on the free lists.
     cached: usize,
+    /// Allocations made since boot (how the bench counts a path's).
+    allocations: u64,
 }
 
 /// The size class serving `layout`, if it is small.
@@ -53,7 +55,13 @@ pub struct KernelHeap {
 
 #[global_allocator]
 static HEAP: KernelHeap = KernelHeap {
-    state: IrqLock::new(State { heap: Heap::empty(), mapped: 0, free: [0; CLASSES], cached: 0 }),
+    state: IrqLock::new(State {
+        heap: Heap::empty(),
+        mapped: 0,
+        free: [0; CLASSES],
+        cached: 0,
+        allocations: 0,
+    }),
 };
 
 /// Maps the first chunk and hands it to the allocator.
@@ -71,6 +79,11 @@ pub fn init() -> Result<(), paging::PagingError> {
         INITIAL / 1024
     );
     Ok(())
+}
+
+/// Heap allocations made since boot.
+pub fn allocations() -> u64 {
+    HEAP.state.lock().allocations
 }
 
 /// (bytes in use, bytes mapped).
@@ -104,6 +117,7 @@ impl State {
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let mut s = self.state.lock();
+        s.allocations += 1;
         let layout = match class_of(&layout) {
             Some(class) => {
                 let head = s.free[class];

@@ -1,11 +1,21 @@
 //! bench: cycles per ring operation, measured with the TSC inside the guest.
 //!
-//! Figures: a NOP SQE and a null CALL (`Timer.now`, params encoded once),
-//! each one per `cap_enter` and 64 per `cap_enter`; and spawn+wait of the
-//! minimal process `nop`; and an IPC round trip between two processes on one
-//! CPU (the peer is this program started with the argument `server`). `make bench` runs it under QEMU with
+//! Figures: a NOP SQE and a null CALL (`Timer.now`, params encoded once,
+//! results into a 64 KiB buffer as the runtime's), each one per `cap_enter`
+//! and 64 per `cap_enter`, with where a batched CALL's cycles go; the same
+//! call made through `capos-rt`'s typed client, as an application makes it;
+//! the kernel heap allocations a null CALL and an IPC round trip make
+//! (`SystemInfo.kernelHeapAllocations` before and after); an IPC round trip
+//! between two processes on one CPU with empty and 4 KiB params (the peer is
+//! this program started with the argument `server`); and spawn+wait of the
+//! minimal process `nop`. `make bench` runs it under QEMU with
 //! `-icount shift=0,sleep=off`, where the TSC advances one tick per guest
 //! instruction, so the figures are repeatable.
+//!
+//! Granted only `console`, `spawner` and `timer` (no `ipc`), it measures
+//! instead ring calls per second of guest time: batched null CALLs from one
+//! process, then from two at once (copies of this program started with the
+//! argument `caller`), on as many CPUs as the machine has.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -14,7 +24,10 @@ extern crate alloc;
 
 use capos_rt::abi::{Sqe, OP_CALL, OP_NOP};
 use capos_rt::ipc;
-use capos_rt::schema::{echo, timer, Grant, ProcessHandleClient, ProcessSpawnerClient};
+use capos_rt::schema::{
+    echo, timer, EchoClient, Grant, ProcessHandleClient, ProcessSpawnerClient, SystemInfoClient,
+    TimerClient,
+};
 use capos_rt::syscall::cycles;
 use capos_rt::{println, Runtime};
 
@@ -22,6 +35,29 @@ capos_rt::entry!(main);
 
 const ROUNDS: u64 = 2048;
 const BATCH: u64 = 64;
+/// The results buffer of the raw CALLs: the size the runtime's is.
+const RESULTS_BYTES: usize = 64 * 1024;
+
+/// Kernel heap allocations since boot, as `SystemInfo` reports them.
+fn heap_allocations(sysinfo: &SystemInfoClient<&'static Runtime>) -> Option<u64> {
+    sysinfo.info().ok().map(|i| i.kernel_heap_allocations)
+}
+
+/// Kernel heap allocations per operation over `n` runs of `work`, net of
+/// the `SystemInfo.info` calls that read the counter.
+fn allocations_per(
+    sysinfo: &SystemInfoClient<&'static Runtime>,
+    n: u64,
+    work: impl FnOnce() -> Option<()>,
+) -> Option<(u64, u64)> {
+    let a = heap_allocations(sysinfo)?;
+    let b = heap_allocations(sysinfo)?;
+    work()?;
+    let c = heap_allocations(sysinfo)?;
+    let per_read = b - a;
+    let total = (c - b).saturating_sub(per_read);
+    Some((total / n, total % n))
+}
 
 /// Cycles per SQE over `ROUNDS` SQEs made by `make`, `batch` per
 /// `cap_enter`; `None` if any completes with a status other than `status`.
@@ -63,7 +99,7 @@ fn serve(rt: &'static Runtime) -> i64 {
     let Some(endpoint) = rt.cap("endpoint") else { return 2 };
     let results = capos_rt::schema::wire::encode::<echo::echo_results::Owned>(|_| Ok(()))
         .expect("an empty results message encodes");
-    let mut buf = alloc::vec![0u8; 4096];
+    let mut buf = alloc::vec![0u8; RESULTS_BYTES];
     let ring = rt.ring();
     let mut pending_return: Option<u64> = None;
     loop {
@@ -93,22 +129,38 @@ fn serve(rt: &'static Runtime) -> i64 {
     }
 }
 
-/// Cycles per IPC round trip: CALL through a minted Echo cap, the peer's
-/// RECV and RETURN, the caller's completion.
-fn ipc_round_trip(
+/// IPC figures: cycles per round trip (CALL through a minted Echo cap, the
+/// peer's RECV and RETURN, the caller's completion) with empty params and
+/// with 4 KiB of data, heap allocations per empty round trip, and the
+/// round trip through `capos-rt`'s typed client.
+struct IpcFigures {
+    empty: u64,
+    four_k: u64,
+    allocations: (u64, u64),
+    client: u64,
+}
+
+fn ipc_figures(
     rt: &'static Runtime,
     spawner: &ProcessSpawnerClient<&'static Runtime>,
-) -> Option<u64> {
+    sysinfo: &SystemInfoClient<&'static Runtime>,
+) -> Option<IpcFigures> {
     let ipc_cap = rt.cap("ipc")?;
     let endpoint = ipc::create_endpoint(rt, ipc_cap.cap).ok()?;
     let client = ipc::mint(rt, endpoint, echo::INTERFACE_ID, 1).ok()?;
     let peer = spawner
         .spawn("bench", &["server"], &[Grant { name: "endpoint".into(), cap: endpoint }])
         .ok()?;
-    let params = capos_rt::schema::wire::encode::<echo::echo_params::Owned>(|_| Ok(())).ok()?;
-    let mut results = [0u8; 256];
+    let empty = capos_rt::schema::wire::encode::<echo::echo_params::Owned>(|_| Ok(())).ok()?;
+    let data = alloc::vec![0x5au8; 4096];
+    let four_k = capos_rt::schema::wire::encode::<echo::echo_params::Owned>(|mut p| {
+        p.set_data(&data);
+        Ok(())
+    })
+    .ok()?;
+    let mut results = alloc::vec![0u8; RESULTS_BYTES];
     let results_addr = results.as_mut_ptr() as u64;
-    let call = |i: u64| Sqe {
+    let call = |params: &[u8], i: u64| Sqe {
         opcode: OP_CALL,
         cap: client,
         interface_id: echo::INTERFACE_ID,
@@ -116,30 +168,119 @@ fn ipc_round_trip(
         params_addr: params.as_ptr() as u64,
         params_len: params.len() as u32,
         results_addr,
-        results_len: results.len() as u32,
+        results_len: RESULTS_BYTES as u32,
         user_data: i,
         ..Sqe::default()
     };
     // Warm up (the peer starts), then measure.
-    run_batched(rt, call, 1)?;
-    let cycles = run_batched(rt, call, 1)?;
+    run_batched(rt, |i| call(&empty, i), 1)?;
+    let empty_cycles = run_batched(rt, |i| call(&empty, i), 1)?;
+    let four_k_cycles = run_batched(rt, |i| call(&four_k, i), 1)?;
+    let allocations =
+        allocations_per(sysinfo, ROUNDS, || run_batched(rt, |i| call(&empty, i), 1).map(drop))?;
+    let echo_client = EchoClient::new(rt, client);
+    let start = cycles();
+    for _ in 0..ROUNDS {
+        echo_client.echo(&[]).ok()?;
+    }
+    let client_cycles = (cycles() - start) / ROUNDS;
     let peer_handle = ProcessHandleClient::new(rt, peer);
     let _ = peer_handle.kill();
     let _ = peer_handle.wait();
     let _ = rt.release(peer);
     let _ = rt.release(endpoint);
     core::hint::black_box(&mut results);
-    Some(cycles)
+    Some(IpcFigures {
+        empty: empty_cycles,
+        four_k: four_k_cycles,
+        allocations,
+        client: client_cycles,
+    })
+}
+
+/// Batched null CALLs made by one `caller` process (`rate` mode).
+const RATE_CALLS: u64 = 64 * 1024;
+
+/// `caller`: makes [`RATE_CALLS`] batched null CALLs and exits.
+fn caller(rt: &'static Runtime) -> i64 {
+    let Some(timer_cap) = rt.cap("timer") else { return 2 };
+    let params = capos_rt::schema::wire::encode::<timer::now_params::Owned>(|_| Ok(()))
+        .expect("an empty params message encodes");
+    let mut results = alloc::vec![0u8; RESULTS_BYTES];
+    let results_addr = results.as_mut_ptr() as u64;
+    let call = |i: u64| Sqe {
+        opcode: OP_CALL,
+        cap: timer_cap.cap,
+        interface_id: timer::INTERFACE_ID,
+        method: timer::method::NOW,
+        params_addr: params.as_ptr() as u64,
+        params_len: params.len() as u32,
+        results_addr,
+        results_len: RESULTS_BYTES as u32,
+        user_data: i,
+        ..Sqe::default()
+    };
+    for _ in 0..RATE_CALLS / ROUNDS {
+        if run_batched(rt, call, BATCH).is_none() {
+            return 3;
+        }
+    }
+    core::hint::black_box(&mut results);
+    0
+}
+
+/// `rate`: ring calls per second of guest time from one caller process,
+/// then from two at once.
+fn rate(rt: &'static Runtime) -> i64 {
+    let (Some(timer_cap), Some(spawner)) = (rt.cap("timer"), rt.cap("spawner")) else { return 2 };
+    let timer = TimerClient::new(rt, timer_cap.cap);
+    let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
+    let grants = [Grant { name: "timer".into(), cap: timer_cap.cap }];
+    let mut per_second = [0u64; 2];
+    for (n, out) in per_second.iter_mut().enumerate() {
+        let callers = n as u64 + 1;
+        let Ok(start) = timer.now() else { return 3 };
+        let mut handles = alloc::vec::Vec::new();
+        for _ in 0..callers {
+            let Ok(h) = spawner.spawn("bench", &["caller"], &grants) else { return 4 };
+            handles.push(h);
+        }
+        for h in handles {
+            if !matches!(ProcessHandleClient::new(rt, h).wait(), Ok(0)) {
+                return 5;
+            }
+            let _ = rt.release(h);
+        }
+        let Ok(end) = timer.now() else { return 3 };
+        *out = callers * RATE_CALLS * 1_000_000_000 / (end - start).max(1);
+    }
+    println!(
+        rt,
+        "bench: ring calls per second (batched null CALLs, guest time): 1 process {}, 2 processes {} ({}.{}x)",
+        per_second[0],
+        per_second[1],
+        per_second[1] / per_second[0].max(1),
+        (per_second[1] * 10 / per_second[0].max(1)) % 10
+    );
+    0
 }
 
 fn main(rt: &'static Runtime) -> i64 {
-    if rt.args().next() == Some("server") {
-        return serve(rt);
+    match rt.args().next() {
+        Some("server") => return serve(rt),
+        Some("caller") => return caller(rt),
+        _ if rt.cap("ipc").is_none() => return rate(rt),
+        _ => {}
     }
-    let (Some(timer_cap), Some(spawner)) = (rt.cap("timer"), rt.cap("spawner")) else { return 2 };
+    let (Some(timer_cap), Some(spawner), Some(sysinfo)) =
+        (rt.cap("timer"), rt.cap("spawner"), rt.cap("sysinfo"))
+    else {
+        return 2;
+    };
+    let sysinfo = SystemInfoClient::new(rt, sysinfo.cap);
     let params = capos_rt::schema::wire::encode::<timer::now_params::Owned>(|_| Ok(()))
         .expect("an empty params message encodes");
-    let mut results = [0u8; 256];
+    let mut results = alloc::vec![0u8; RESULTS_BYTES];
     let results_addr = results.as_mut_ptr() as u64;
     let nop = |i: u64| Sqe { opcode: OP_NOP, user_data: i, ..Sqe::default() };
     let call = |i: u64| Sqe {
@@ -150,25 +291,33 @@ fn main(rt: &'static Runtime) -> i64 {
         params_addr: params.as_ptr() as u64,
         params_len: params.len() as u32,
         results_addr,
-        results_len: results.len() as u32,
+        results_len: RESULTS_BYTES as u32,
         user_data: i,
         ..Sqe::default()
     };
+    let timer = TimerClient::new(rt, timer_cap.cap);
     let figures = (|| {
         let nop1 = run_batched(rt, nop, 1)?;
         let nop64 = run_batched(rt, nop, BATCH)?;
         let call1 = run_batched(rt, call, 1)?;
         let call64 = run_batched(rt, call, BATCH)?;
-        Some((nop1, nop64, call1, call64))
+        let start = cycles();
+        for _ in 0..ROUNDS {
+            timer.now().ok()?;
+        }
+        let client = (cycles() - start) / ROUNDS;
+        let allocations =
+            allocations_per(&sysinfo, ROUNDS, || run_batched(rt, call, BATCH).map(drop))?;
+        Some((nop1, nop64, call1, call64, client, allocations))
     })();
-    let Some((nop1, nop64, call1, call64)) = figures else {
+    let Some((nop1, nop64, call1, call64, client, allocations)) = figures else {
         println!(rt, "bench: a ring operation failed");
         return 3;
     };
     // Where a call's cycles go: the same CALL stopped at successive checks.
     // A wrong interface id stops after the cap lookup; an unmapped results
     // buffer after the method and limit checks, the params copy and the
-    // results check (before any decoding).
+    // check of the results buffer's first page (before any decoding).
     let wrong_iface = run_expecting(rt, |i| Sqe { interface_id: 0, ..call(i) }, BATCH, 3);
     let bad_results = run_expecting(rt, |i| Sqe { results_addr: 0x1_0000, ..call(i) }, BATCH, 5);
     let (Some(wrong_iface), Some(bad_results)) = (wrong_iface, bad_results) else {
@@ -191,17 +340,36 @@ fn main(rt: &'static Runtime) -> i64 {
         bad_results.saturating_sub(wrong_iface),
         call64.saturating_sub(bad_results)
     );
+    println!(
+        rt,
+        "bench: null CALL through capos-rt (TimerClient::now: encode, ring, decode): {client} cycles/call"
+    );
+    println!(
+        rt,
+        "bench: kernel heap allocations per null CALL: {} (+{}/{ROUNDS})",
+        allocations.0,
+        allocations.1
+    );
     let spawner = ProcessSpawnerClient::new(rt, spawner.cap);
-    match ipc_round_trip(rt, &spawner) {
-        Some(c) => println!(
-            rt,
-            "bench: IPC round trip (CALL, peer RECV+RETURN, completion), 1 CPU: {c} cycles"
-        ),
-        None => {
-            println!(rt, "bench: the IPC round trip failed");
-            return 6;
-        }
-    }
+    let Some(ipc) = ipc_figures(rt, &spawner, &sysinfo) else {
+        println!(rt, "bench: the IPC round trip failed");
+        return 6;
+    };
+    println!(
+        rt,
+        "bench: IPC round trip (CALL, peer RECV+RETURN, completion), 1 CPU: {} cycles", ipc.empty
+    );
+    println!(rt, "bench: IPC round trip with 4 KiB params: {} cycles", ipc.four_k);
+    println!(
+        rt,
+        "bench: IPC round trip through capos-rt (EchoClient::echo): {} cycles", ipc.client
+    );
+    println!(
+        rt,
+        "bench: kernel heap allocations per IPC round trip: {} (+{}/{ROUNDS})",
+        ipc.allocations.0,
+        ipc.allocations.1
+    );
     const SPAWNS: u64 = 32;
     let start = cycles();
     for _ in 0..SPAWNS {
