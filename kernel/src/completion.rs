@@ -269,8 +269,8 @@ pub(crate) fn deliver(
         return Err((TransportError::BadPointer, caps));
     };
     if caps.is_empty() {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
+        let mut space = process.space.lock();
+        let Some(space) = space.as_mut() else { return Err((TransportError::Disconnected, caps)) };
         return match results.write_to(&mut range.writer(space)) {
             Ok(()) => Ok((len as u32, 0)),
             Err(e) => Err((e, caps)),
@@ -278,8 +278,8 @@ pub(crate) fn deliver(
     }
     // What is written must be writable before any cap enters the table.
     {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Err((TransportError::Disconnected, caps)) };
+        let mut space = process.space.lock();
+        let Some(space) = space.as_mut() else { return Err((TransportError::Disconnected, caps)) };
         if range.check(space, Access::Write).is_err() {
             return Err((TransportError::BadPointer, caps));
         }
@@ -311,8 +311,8 @@ pub(crate) fn deliver(
         tail[pad + i * 8..pad + i * 8 + 8].copy_from_slice(&id.0.to_le_bytes());
     }
     let tail = &tail[..pad + n * 8];
-    let space = process.space.lock();
-    let written = space.as_ref().map(|s| {
+    let mut space = process.space.lock();
+    let written = space.as_mut().map(|s| {
         let mut w = range.writer(s);
         results
             .write_to(&mut w)
@@ -341,8 +341,8 @@ pub(crate) fn deliver(
 /// does not fit: the status alone still tells the caller what happened).
 pub(crate) fn deliver_exception(process: &Arc<Process>, to: Dest, bytes: &[u8]) -> Status {
     let n = bytes.len().min(to.len as usize);
-    let space = process.space.lock();
-    let ok = space.as_ref().is_some_and(|s| {
+    let mut space = process.space.lock();
+    let ok = space.as_mut().is_some_and(|s| {
         UserRange::new(to.addr, n as u64).and_then(|r| r.write(s, &bytes[..n])).is_ok()
     });
     Err((TransportError::AppError, if ok && n == bytes.len() { n as u32 } else { 0 }))

@@ -33,6 +33,10 @@ pub struct Hooks {
     pub leave: fn(to_user: bool),
     /// A CPU exception in user mode: ends the current thread's process.
     pub user_fault: fn(Fault) -> !,
+    /// A user-mode page fault on a page that is not present, at this
+    /// address: whether it was a demand-zero page, now mapped (the faulting
+    /// instruction then runs again).
+    pub demand_fault: fn(addr: u64) -> bool,
     /// An application processor's scheduler set-up (its idle thread).
     pub cpu_init: fn(),
     /// What a CPU runs once it is up.

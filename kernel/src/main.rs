@@ -170,6 +170,7 @@ fn install_hooks() {
             time::rearm();
         },
         user_fault: proc::thread::user_fault,
+        demand_fault: proc::thread::demand_fault,
         cpu_init: sched::init_cpu,
         idle: idle_loop,
     });

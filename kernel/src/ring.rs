@@ -200,8 +200,8 @@ fn take_caps(process: &Arc<Process>, sqe: &Sqe) -> Result<Vec<CapEntry>, Transpo
     let mut raw = [0u8; XFER_DESC_SIZE * MAX_XFER as usize];
     let raw = &mut raw[..n * XFER_DESC_SIZE];
     {
-        let space = process.space.lock();
-        let space = space.as_ref().ok_or(TransportError::Disconnected)?;
+        let mut space = process.space.lock();
+        let space = space.as_mut().ok_or(TransportError::Disconnected)?;
         UserRange::new(sqe.xfer_addr, raw.len() as u64)
             .and_then(|r| r.read(space, raw))
             .map_err(|_| TransportError::BadPointer)?;
@@ -270,8 +270,8 @@ fn recv(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
         Err(_) => return Some(err(TransportError::BadPointer)),
     };
     {
-        let space = process.space.lock();
-        let Some(space) = space.as_ref() else { return Some(err(TransportError::Disconnected)) };
+        let mut space = process.space.lock();
+        let Some(space) = space.as_mut() else { return Some(err(TransportError::Disconnected)) };
         if buffer.check(space, Access::Write).is_err() {
             return Some(err(TransportError::BadPointer));
         }
@@ -306,8 +306,8 @@ fn answer(process: &Arc<Process>, op: Opcode, sqe: &Sqe) -> Option<Status> {
     // into the caller's results buffer.
     let answered = crate::frame::with(sqe.params_len as usize, |frame| {
         {
-            let space = process.space.lock();
-            let Some(space) = space.as_ref() else {
+            let mut space = process.space.lock();
+            let Some(space) = space.as_mut() else {
                 return Some(err(TransportError::Disconnected));
             };
             let read = UserRange::new(sqe.params_addr, sqe.params_len as u64)
@@ -379,8 +379,8 @@ fn call(process: &Arc<Process>, thread: &Arc<Thread>, op: Opcode, sqe: &Sqe) -> 
     // in place; the results are built in the frame.
     let served = crate::frame::with(sqe.params_len as usize, |frame| {
         {
-            let space = process.space.lock();
-            let Some(space) = space.as_ref() else {
+            let mut space = process.space.lock();
+            let Some(space) = space.as_mut() else {
                 return Some(err(TransportError::Disconnected));
             };
             if params_range.read(space, frame.params_mut()).is_err()

@@ -160,8 +160,8 @@ impl KernelParkSpace {
         let mut q = PARKED.lock();
         let mut word = [0u8; 4];
         {
-            let space = ctx.caller.space.lock();
-            let Some(space) = space.as_ref() else {
+            let mut space = ctx.caller.space.lock();
+            let Some(space) = space.as_mut() else {
                 return CallOutcome::Failed(TransportError::Disconnected);
             };
             if range.read(space, &mut word).is_err() {

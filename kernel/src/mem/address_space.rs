@@ -104,7 +104,15 @@ pub struct AddressSpace {
     /// to the [`SharedFrames`] (not counted in `pages` nor `charged`); the
     /// page tables above them are this space's.
     shared: Vec<SharedMap>,
+    /// Demand-zero ranges `(start, end)` (a program's `.bss`): their frames
+    /// are charged when the range is reserved (counted in `charged`) and
+    /// each page is mapped, zeroed, when it is first touched, by the
+    /// program or by the kernel reaching it for a call.
+    lazy: arrayvec::ArrayVec<(u64, u64), MAX_LAZY>,
 }
+
+/// Most demand-zero ranges an address space has (one per ELF segment).
+pub const MAX_LAZY: usize = 16;
 
 /// Kernel bytes charged per `VirtualMemory` region record.
 const VM_REGION_BYTES: u64 = 16;
@@ -144,7 +152,16 @@ impl AddressSpace {
         }
         // SAFETY: the direct map covers every page-table frame.
         let mapper = unsafe { OffsetPageTable::new(table, VirtAddr::new(HHDM_BASE)) };
-        Ok(Self { root, mapper, pages: 0, charged: 1, account, vm: Vec::new(), shared: Vec::new() })
+        Ok(Self {
+            root,
+            mapper,
+            pages: 0,
+            charged: 1,
+            account,
+            vm: Vec::new(),
+            shared: Vec::new(),
+            lazy: arrayvec::ArrayVec::new(),
+        })
     }
 
     /// Private user pages mapped (shared-buffer pages not included).
@@ -186,6 +203,65 @@ impl AddressSpace {
             self.unmap(vaddr, mapped);
             e
         })
+    }
+
+    /// Reserves `count` demand-zero pages at `vaddr`: charged now, mapped
+    /// writable (never executable) and zeroed on first touch.
+    pub fn reserve_zeroed(&mut self, vaddr: u64, count: u64) -> Result<(), PagingError> {
+        let end = check_range(vaddr, count)?;
+        if count == 0 {
+            return Ok(());
+        }
+        if self.lazy.is_full() {
+            return Err(PagingError::WindowFull);
+        }
+        self.account.charge_frames(count).map_err(PagingError::Quota)?;
+        self.charged += count;
+        self.lazy.push((vaddr, end));
+        Ok(())
+    }
+
+    /// Maps the page holding `vaddr` if it lies in a demand-zero range and
+    /// is not mapped yet; whether it is mapped now. Its frame was charged
+    /// when the range was reserved; page tables it needs are charged now
+    /// (a refusal, or no free frame, leaves it unmapped).
+    pub fn fault_in(&mut self, vaddr: u64) -> bool {
+        let page = vaddr & !(PAGE_SIZE - 1);
+        if !self.lazy.iter().any(|&(s, e)| (s..e).contains(&page)) {
+            return false;
+        }
+        if self.mapper.translate_addr(VirtAddr::new(page)).is_some() {
+            // Another thread of the process was first.
+            return true;
+        }
+        let Some(phys) = frames::alloc_user_zeroed() else {
+            crate::kwarn!("mem", "no free frame for a demand-zero page at {page:#x}");
+            return false;
+        };
+        let flags = F::PRESENT | F::USER_ACCESSIBLE | F::WRITABLE | F::NO_EXECUTE;
+        let mut tables = UserFrames { account: &self.account, taken: 0, refused: None };
+        // SAFETY: a fresh frame at a user address of this address space, in
+        // a range nothing else maps; intermediate tables get the USER flag.
+        let mapped = unsafe {
+            self.mapper.map_to(
+                Page::<Size4KiB>::containing_address(VirtAddr::new(page)),
+                PhysFrame::containing_address(PhysAddr::new(phys)),
+                flags,
+                &mut tables,
+            )
+        };
+        self.charged += tables.taken;
+        match mapped {
+            Ok(flush) => {
+                flush.flush();
+                self.pages += 1;
+                true
+            }
+            Err(_) => {
+                let _ = frames::free(phys);
+                false
+            }
+        }
     }
 
     /// Maps `count` fresh zeroed pages at `vaddr`; on failure returns the
@@ -505,7 +581,19 @@ impl AddressSpace {
 
     /// The physical address behind user address `vaddr` if the page allows
     /// `access` from user mode.
-    pub fn translate_user(&self, vaddr: u64, access: Access) -> Option<u64> {
+    /// A demand-zero page is mapped on the way.
+    pub fn translate_user(&mut self, vaddr: u64, access: Access) -> Option<u64> {
+        if let Some(phys) = self.walk_user(vaddr, access) {
+            return Some(phys);
+        }
+        if self.fault_in(vaddr) {
+            return self.walk_user(vaddr, access);
+        }
+        None
+    }
+
+    /// [`Self::translate_user`] of what is mapped now.
+    fn walk_user(&self, vaddr: u64, access: Access) -> Option<u64> {
         if !(USER_MIN..USER_TOP).contains(&vaddr) {
             return None;
         }

@@ -59,7 +59,7 @@ impl UserRange {
     }
 
     /// Checks every page of the range for `access` without copying.
-    pub fn check(&self, space: &AddressSpace, access: Access) -> Result<(), UserMemError> {
+    pub fn check(&self, space: &mut AddressSpace, access: Access) -> Result<(), UserMemError> {
         let mut off = 0;
         while off < self.len {
             let addr = self.addr + off;
@@ -70,7 +70,7 @@ impl UserRange {
     }
 
     /// Copies the range into `out` (`out.len()` must equal the range length).
-    pub fn read(&self, space: &AddressSpace, out: &mut [u8]) -> Result<(), UserMemError> {
+    pub fn read(&self, space: &mut AddressSpace, out: &mut [u8]) -> Result<(), UserMemError> {
         self.each_chunk(space, Access::Read, out.len(), |phys, at, n| {
             // SAFETY: `phys..phys+n` is a user-readable frame range of this
             // address space (checked by translate_user), inside one page,
@@ -86,7 +86,7 @@ impl UserRange {
     }
 
     /// Copies `data` into the range (`data.len()` must not exceed it).
-    pub fn write(&self, space: &AddressSpace, data: &[u8]) -> Result<(), UserMemError> {
+    pub fn write(&self, space: &mut AddressSpace, data: &[u8]) -> Result<(), UserMemError> {
         self.each_chunk(space, Access::Write, data.len(), |phys, at, n| {
             // SAFETY: as in `read`, for a user-writable frame.
             unsafe {
@@ -101,13 +101,13 @@ impl UserRange {
 
     /// A writer that fills the range from its start, piece by piece,
     /// translating each page once.
-    pub fn writer<'s>(&self, space: &'s AddressSpace) -> UserWriter<'s> {
+    pub fn writer<'s>(&self, space: &'s mut AddressSpace) -> UserWriter<'s> {
         UserWriter { space, range: *self, at: 0, page: u64::MAX, phys: 0 }
     }
 
     fn each_chunk(
         &self,
-        space: &AddressSpace,
+        space: &mut AddressSpace,
         access: Access,
         bytes: usize,
         mut f: impl FnMut(u64, usize, usize),
@@ -142,7 +142,7 @@ impl UserRange {
 /// Sequential writes into a [`UserRange`] (see [`UserRange::writer`]). A
 /// failed write may leave the earlier bytes written.
 pub struct UserWriter<'s> {
-    space: &'s AddressSpace,
+    space: &'s mut AddressSpace,
     range: UserRange,
     at: u64,
     /// The user page last translated, and its frame.

@@ -36,7 +36,20 @@ pub fn load(space: &mut AddressSpace, image: &[u8]) -> Result<u64, LoadError> {
     let elf = elf::parse(image, &limits).map_err(LoadError::Invalid)?;
     for seg in elf.segments() {
         let start = seg.vaddr & !(PAGE_SIZE - 1);
-        let end = (seg.vaddr + seg.memsz).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let mut end = (seg.vaddr + seg.memsz).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        // Pages of a writable data segment past its file bytes (its `.bss`)
+        // are demand-zero: charged now, mapped when first touched.
+        if seg.writable && !seg.executable {
+            let file_end = ((seg.vaddr + seg.file_bytes.len() as u64).div_ceil(PAGE_SIZE)
+                * PAGE_SIZE)
+                .max(start);
+            if file_end < end {
+                space
+                    .reserve_zeroed(file_end, (end - file_end) / PAGE_SIZE)
+                    .map_err(LoadError::Paging)?;
+                end = file_end;
+            }
+        }
         let pages = (end - start) / PAGE_SIZE;
         // Map writable for the copy, then set the segment's permissions.
         space.map_new(start, pages, true, false).map_err(LoadError::Paging)?;

@@ -309,6 +309,15 @@ pub fn reap(thread: Arc<Thread>) {
     drop(thread);
 }
 
+/// A user-mode page fault on a page not present: maps it if it is a
+/// demand-zero page of the current process (see
+/// `AddressSpace::reserve_zeroed`).
+pub fn demand_fault(addr: u64) -> bool {
+    let Some(process) = super::current_process() else { return false };
+    let mut space = process.space.lock();
+    space.as_mut().is_some_and(|s| s.fault_in(addr))
+}
+
 /// A CPU exception in user mode (through [`crate::hooks::Hooks::user_fault`]):
 /// the current thread's process ends, never the kernel.
 pub fn user_fault(f: crate::hooks::Fault) -> ! {

@@ -175,6 +175,11 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let from_user = frame.cs & 3 == 3;
     match vector {
         2 => nmi(frame),
+        // A not-present page fault (error bit 0 clear) may be a
+        // demand-zero page: mapped, and the instruction runs again.
+        14 if from_user
+            && frame.error & 1 == 0
+            && (crate::hooks::get().demand_fault)(Cr2::read_raw()) => {}
         0..=31 if from_user => user_fault(frame),
         0..=31 => fatal_exception(frame),
         v if v == VEC_TIMER as u64 => {
