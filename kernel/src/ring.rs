@@ -49,12 +49,9 @@ pub fn cap_enter(
     let user = crate::proc::thread::user_of(me).expect("cap_enter runs on a user thread");
     let ring = &user.ring;
     loop {
-        if let Err(e) = submit(process, me) {
-            return e.to_syscall_return();
-        }
-        let (ready, entries) = {
-            let r = ring.lock();
-            (r.cq_ready(), r.cq_entries)
+        let (ready, entries) = match submit(process, me) {
+            Ok(r) => r,
+            Err(e) => return e.to_syscall_return(),
         };
         let Some(ready) = ready else {
             return TransportError::Malformed.to_syscall_return();
@@ -97,14 +94,19 @@ const INTAKE_BATCH: usize = 32;
 
 /// Processes every submitted SQE the CQ has room for. SQEs are copied out
 /// of the ring in batches under one lock, executed without it, and their
-/// completions posted under one lock again.
-fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportError> {
+/// completions posted under one lock again. Returns, read under the last
+/// lock, the CQEs ready (`None`: the user's `cq_head` is inconsistent) and
+/// the CQ's size.
+fn submit(
+    process: &Arc<Process>,
+    thread: &Arc<Thread>,
+) -> Result<(Option<u32>, u32), TransportError> {
     let shared = ring_of(thread);
+    let mut ring = shared.lock();
     loop {
-        let mut ring = shared.lock();
         let tail = ring.header_field(offset_of!(RingHeader, sq_tail)).load(Ordering::Acquire);
         if tail == ring.sq_head {
-            return Ok(());
+            return Ok((ring.cq_ready(), ring.cq_entries));
         }
         // Not initialised up front: only what is taken is written.
         let mut batch: arrayvec::ArrayVec<Sqe, INTAKE_BATCH> = arrayvec::ArrayVec::new();
@@ -124,19 +126,19 @@ fn submit(process: &Arc<Process>, thread: &Arc<Thread>) -> Result<(), TransportE
             let head = ring.sq_head;
             ring.header_field(offset_of!(RingHeader, sq_head)).store(head, Ordering::Release);
             ring.inflight += n as u32;
-            drop(ring);
             n
         };
         if n == 0 {
-            return Ok(());
+            return Ok((ring.cq_ready(), ring.cq_entries));
         }
+        drop(ring);
         let mut done: arrayvec::ArrayVec<Cqe, INTAKE_BATCH> = arrayvec::ArrayVec::new();
         for sqe in &batch {
             if let Some(c) = execute_counted(process, thread, sqe) {
                 done.push(c);
             }
         }
-        let mut ring = shared.lock();
+        ring = shared.lock();
         for c in &done {
             ring.inflight -= 1;
             ring.post_unpublished(c);
