@@ -4,7 +4,7 @@
 use capos_schema::capos_capnp::boot_package;
 use capos_schema::{dispatch_boot_package_in, BootPackageServer, ServerError};
 
-use super::{outcome, CallContext, CallOutcome, CapObject};
+use super::{outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 
 /// The module name of the boot manifest.
 pub const MANIFEST: &str = "manifest.bin";
@@ -79,7 +79,7 @@ impl CapObject for KernelBootPackage {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_boot_package_in(&mut Server, method, frame))
     }

@@ -14,7 +14,7 @@ use capos_lib::escape;
 use capos_schema::capos_capnp::console;
 use capos_schema::{dispatch_console_in, ConsoleServer, ServerError};
 
-use super::{outcome, CallContext, CallOutcome, CapObject};
+use super::{outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::dev::serial::COM1;
 
 /// The kernel console object.
@@ -87,12 +87,7 @@ impl CapObject for KernelConsole {
         capos_schema::console::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         outcome(dispatch_console_in(&mut Server { ctx }, method, frame))
     }
 }

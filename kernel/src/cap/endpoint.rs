@@ -20,7 +20,7 @@ use capos_abi::{RecvHeader, TransportError, RECV_HEADER_SIZE};
 use capos_schema::capos_capnp::endpoint;
 use capos_schema::{dispatch_endpoint_in, EndpointServer as EndpointServerTrait, ServerError};
 
-use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
+use super::{failure, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 use crate::mem::account::Charge;
 use crate::sync::IrqLock;
@@ -583,12 +583,7 @@ impl CapObject for EndpointServer {
         method == capos_schema::endpoint::method::IDENTIFY
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut minter = Minter { ctx, endpoint: &self.endpoint, request: None };
         match dispatch_endpoint_in(&mut minter, method, frame) {
             Ok(()) => match minter.request {
@@ -644,12 +639,7 @@ impl CapObject for EndpointClient {
         self.endpoint.admits()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let params = frame.params();
         // A RECV waiting with room takes the call straight from the frame.
         let caps = match self.endpoint.call_direct(

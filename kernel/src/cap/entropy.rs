@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use capos_schema::capos_capnp::entropy_source;
 use capos_schema::{dispatch_entropy_source_in, EntropySourceServer, ServerError};
 
-use super::{exception, outcome, CallContext, CallOutcome, CapObject};
+use super::{exception, outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 
 /// Most bytes one `read` returns.
 pub const MAX_READ: u32 = 4096;
@@ -99,7 +99,7 @@ impl CapObject for KernelEntropy {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_entropy_source_in(&mut Server, method, frame))
     }

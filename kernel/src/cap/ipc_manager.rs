@@ -7,7 +7,7 @@ use capos_schema::{dispatch_ipc_manager_in, IpcManagerServer, ServerError};
 
 use super::endpoint::{Endpoint, EndpointServer};
 use super::notification::KernelNotification;
-use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject};
+use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame};
 
 /// The kernel's IPC object factory.
 pub struct KernelIpcManager;
@@ -87,12 +87,7 @@ impl CapObject for KernelIpcManager {
         method == capos_schema::ipc_manager::method::MAKE_REVOCABLE
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server = Server { ctx, wrapped: None };
         match dispatch_ipc_manager_in(&mut server, method, frame) {
             Ok(mut d) => {

@@ -16,7 +16,7 @@ use capos_schema::{
     SchemaStruct, ServerError,
 };
 
-use super::{exception, outcome, CallContext, CallOutcome, CapObject};
+use super::{exception, outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::sync::IrqLock;
 
 /// Records kept; older ones are dropped first.
@@ -145,12 +145,7 @@ impl CapObject for KernelLogSink {
         capos_schema::log_sink::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         outcome(dispatch_log_sink_in(&mut Sink { ctx }, method, frame))
     }
 }
@@ -172,7 +167,7 @@ impl CapObject for KernelLogReader {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_log_reader_in(&mut Reader, method, frame))
     }

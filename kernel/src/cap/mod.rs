@@ -143,6 +143,14 @@ pub fn outcome(r: Result<(), capos_schema::DispatchError>) -> CallOutcome {
     }
 }
 
+/// The same for an interface whose methods may return caps.
+pub fn outcome_caps(r: Result<Vec<CapEntry>, capos_schema::DispatchError>) -> CallOutcome {
+    match r {
+        Ok(caps) => CallOutcome::Built { caps },
+        Err(e) => failure(e),
+    }
+}
+
 /// The outcome of a failed dispatch: bad ordinal, malformed params, or an
 /// application error.
 pub fn failure(e: capos_schema::DispatchError) -> CallOutcome {

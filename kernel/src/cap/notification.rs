@@ -11,7 +11,7 @@ use capos_abi::TransportError;
 use capos_schema::capos_capnp::notification;
 use capos_schema::{dispatch_notification_in, NotificationServer, ServerError};
 
-use super::{exception, failure, CallContext, CallOutcome, CapObject};
+use super::{exception, failure, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 use crate::sync::IrqLock;
 
@@ -159,12 +159,7 @@ impl CapObject for KernelNotification {
         capos_schema::notification::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server = Server { object: self, defer: Cell::new(None) };
         let () = match dispatch_notification_in(&mut server, method, frame) {
             Ok(r) => r,

@@ -17,7 +17,7 @@ use capos_abi::TransportError;
 use capos_schema::capos_capnp::{park_space, ParkResult};
 use capos_schema::{dispatch_park_space_in, ParkSpaceServer, ServerError};
 
-use super::{failure, CallContext, CallOutcome, CapObject};
+use super::{failure, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 use crate::mem::user::UserRange;
 use crate::sync::IrqLock;
@@ -202,12 +202,7 @@ impl CapObject for KernelParkSpace {
         capos_schema::park_space::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server = Server { ctx, refused: Cell::new(None), decision: Cell::new(None) };
         let () = match dispatch_park_space_in(&mut server, method, frame) {
             Ok(r) => r,

@@ -8,7 +8,7 @@ use capos_schema::{
     dispatch_process_handle_in, ProcessHandleServer, ProcessStatus, SchemaStruct, ServerError,
 };
 
-use super::{failure, profile_of, CallContext, CallOutcome, CapObject};
+use super::{failure, profile_of, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 use crate::proc::{ExitCause, Process};
 
@@ -128,12 +128,7 @@ impl CapObject for KernelProcessHandle {
         capos_schema::process_handle::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server = Server { process: &self.process, defer_wait: Cell::new(false) };
         match dispatch_process_handle_in(&mut server, method, frame) {
             Ok(()) if server.defer_wait.get() => {

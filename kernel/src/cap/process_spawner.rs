@@ -17,7 +17,7 @@ use capos_schema::{
 
 use super::process_handle::KernelProcessHandle;
 use super::{
-    exception, failure, limits_of, CallContext, CallOutcome, CapEntry, CapObject, Refusal,
+    exception, limits_of, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame, Refusal,
 };
 use crate::mem::account::{Account, Limits, QuotaExceeded};
 use crate::proc::spawn::{spawn, Grant, SpawnError};
@@ -159,17 +159,9 @@ impl CapObject for KernelSpawner {
         capos_schema::process_spawner::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_process_spawner_in(&mut Server { ctx, refusal: &refusal }, method, frame);
-        refusal.or(|| match r {
-            Ok(caps) => CallOutcome::Built { caps },
-            Err(e) => failure(e),
-        })
+        refusal.or(|| super::outcome_caps(r))
     }
 }

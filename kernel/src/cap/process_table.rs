@@ -7,7 +7,7 @@ use capos_schema::{
     dispatch_process_table_in, ProcessEntry, ProcessTableServer, SchemaStruct, ServerError,
 };
 
-use super::{outcome, CallContext, CallOutcome, CapObject};
+use super::{outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 
 /// The kernel's process table object.
 pub struct KernelProcessTable;
@@ -89,7 +89,7 @@ impl CapObject for KernelProcessTable {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_process_table_in(&mut Server, method, frame))
     }

@@ -16,7 +16,7 @@ use capos_schema::capos_capnp::revoker;
 use capos_schema::{dispatch_revoker_in, RevokerServer, ServerError};
 
 use super::endpoint::Endpoint;
-use super::{outcome, CallContext, CallOutcome, CapEntry, CapObject};
+use super::{outcome, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame};
 
 /// Most revocation levels one wrapper carries (a wrapper of a wrapper of
 /// ... of a cap, `MAX_DEPTH` times).
@@ -87,12 +87,7 @@ impl CapObject for Revocable {
         self.levels.iter().any(|l| l.load(Ordering::Acquire)) || self.base.object.revoked()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         if self.revoked() {
             return CallOutcome::Failed(capos_abi::TransportError::Revoked);
         }
@@ -148,7 +143,7 @@ impl CapObject for KernelRevoker {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_revoker_in(&mut Server { revoked: &self.revoked }, method, frame))
     }

@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 use capos_schema::capos_capnp::scheduling_policy;
 use capos_schema::{dispatch_scheduling_policy_in, SchedulingPolicyServer, ServerError};
 
-use super::{exception, failure, CallContext, CallOutcome, CapObject};
+use super::{exception, failure, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::arch::x86_64::percpu;
 
 /// The kernel's scheduling policy object.
@@ -86,12 +86,7 @@ impl CapObject for KernelSchedulingPolicy {
         method == capos_schema::scheduling_policy::method::SET_WEIGHT
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         match dispatch_scheduling_policy_in(&mut Server { ctx }, method, frame) {
             Ok(()) => CallOutcome::built(),
             Err(e) => failure(e),

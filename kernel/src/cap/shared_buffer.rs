@@ -27,7 +27,7 @@ use capos_abi::TransportError;
 use capos_schema::capos_capnp::shared_buffer;
 use capos_schema::{dispatch_shared_buffer_in, ServerError, SharedBufferServer};
 
-use super::{exception, CallContext, CallOutcome, CapEntry, CapObject, Refusal};
+use super::{exception, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame, Refusal};
 use crate::mem::paging::PagingError;
 use crate::mem::shared::SharedFrames;
 use crate::mem::PAGE_SIZE;
@@ -369,22 +369,14 @@ impl CapObject for SharedBufferCap {
         self.buffer.revoked.load(Ordering::Acquire)
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_shared_buffer_in(
             &mut Server { cap: self, ctx, refusal: &refusal },
             method,
             frame,
         );
-        refusal.or(|| match r {
-            Ok(caps) => CallOutcome::Built { caps },
-            Err(e) => super::failure(e),
-        })
+        refusal.or(|| super::outcome_caps(r))
     }
 
     fn describe(&self) -> alloc::string::String {

@@ -10,7 +10,7 @@ use capos_schema::{
 
 use spin::Once;
 
-use super::{outcome, CallContext, CallOutcome, CapObject};
+use super::{outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 
 /// Host name when the manifest gives none.
 pub const DEFAULT_HOSTNAME: &str = "capos";
@@ -81,7 +81,7 @@ impl CapObject for KernelSystemInfo {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_system_info_in(&mut Server, method, frame))
     }

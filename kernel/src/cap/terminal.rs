@@ -10,7 +10,7 @@ use capos_lib::line_edit::{Event, LineEditor, MAX_LINE};
 use capos_schema::capos_capnp::{terminal_session, ReadStatus};
 use capos_schema::{dispatch_terminal_session_in, ServerError, TerminalSessionServer};
 
-use super::{exception, failure, CallContext, CallOutcome, CapObject};
+use super::{exception, failure, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 use crate::dev::serial::{COM1, COM1_RX};
 use crate::proc::Process;
@@ -148,12 +148,7 @@ impl CapObject for KernelTerminal {
         capos_schema::terminal_session::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server =
             Server { read: Cell::new(None), prompt: Default::default(), caller: ctx.caller };
         let () = match dispatch_terminal_session_in(&mut server, method, frame) {

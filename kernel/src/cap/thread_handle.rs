@@ -8,7 +8,7 @@ use capos_schema::{
     dispatch_thread_handle_in, SchemaStruct, ServerError, ThreadHandleServer, ThreadInfo,
 };
 
-use super::{failure, CallContext, CallOutcome, CapObject};
+use super::{failure, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 use crate::proc::ExitCause;
 use crate::sched::Thread;
@@ -94,12 +94,7 @@ impl CapObject for KernelThreadHandle {
         capos_schema::thread_handle::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         if let Err(e) =
             dispatch_thread_handle_in(&mut Server { thread: &self.thread }, method, frame)
         {

@@ -8,7 +8,7 @@ use capos_schema::capos_capnp::thread_spawner;
 use capos_schema::{dispatch_thread_spawner_in, ServerError, ThreadSpawnerServer};
 
 use super::thread_handle::KernelThreadHandle;
-use super::{failure, CallContext, CallOutcome, CapEntry, CapObject};
+use super::{failure, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame};
 use crate::proc::thread::{self, ThreadStart};
 
 /// The kernel's thread spawner (acts on whichever process calls).
@@ -74,12 +74,7 @@ impl CapObject for KernelThreadSpawner {
         capos_schema::thread_spawner::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server = Server { ctx, refused: Cell::new(None) };
         match dispatch_thread_spawner_in(&mut server, method, frame) {
             Ok(_) if server.refused.get().is_some() => {

@@ -5,7 +5,7 @@ use core::cell::Cell;
 use capos_schema::capos_capnp::timer;
 use capos_schema::{dispatch_timer_in, ServerError, TimerServer};
 
-use super::{failure, CallContext, CallOutcome, CapObject};
+use super::{failure, CallContext, CallOutcome, CapObject, KernelFrame};
 use crate::completion::PendingCall;
 
 /// The kernel's timer object.
@@ -69,12 +69,7 @@ impl CapObject for KernelTimer {
         capos_schema::timer::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let mut server = Server { deadline: Cell::new(None) };
         match dispatch_timer_in(&mut server, method, frame) {
             Ok(()) => match server.deadline.get() {

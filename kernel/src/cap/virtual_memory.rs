@@ -18,7 +18,7 @@ use capos_schema::{dispatch_virtual_memory_in, ServerError, VirtualMemoryServer}
 
 use capos_abi::TransportError;
 
-use super::{exception, CallContext, CallOutcome, CapEntry, CapObject, Refusal};
+use super::{exception, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame, Refusal};
 use crate::mem::address_space::table_frames_bound;
 use crate::mem::PAGE_SIZE;
 
@@ -188,17 +188,9 @@ impl CapObject for KernelVirtualMemory {
         capos_schema::virtual_memory::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_virtual_memory_in(&mut Server { ctx, refusal: &refusal }, method, frame);
-        refusal.or(|| match r {
-            Ok(caps) => CallOutcome::Built { caps },
-            Err(e) => super::failure(e),
-        })
+        refusal.or(|| super::outcome_caps(r))
     }
 }

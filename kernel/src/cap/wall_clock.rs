@@ -5,7 +5,7 @@ use capos_schema::capos_capnp::wall_clock;
 use capos_schema::{dispatch_wall_clock_in, ServerError, WallClockServer};
 use spin::Once;
 
-use super::{exception, outcome, CallContext, CallOutcome, CapObject};
+use super::{exception, outcome, CallContext, CallOutcome, CapObject, KernelFrame};
 
 /// The kernel's wall-clock object.
 pub struct KernelWallClock;
@@ -71,7 +71,7 @@ impl CapObject for KernelWallClock {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         outcome(dispatch_wall_clock_in(&mut Server, method, frame))
     }

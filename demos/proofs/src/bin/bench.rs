@@ -38,6 +38,23 @@ const BATCH: u64 = 64;
 /// The results buffer of the raw CALLs: the size the runtime's is.
 const RESULTS_BYTES: usize = 64 * 1024;
 
+/// The raw `Timer.now` CALL on `cap`: `params` encoded once, results into
+/// the [`RESULTS_BYTES`] buffer at `results_addr`.
+fn now_sqe(cap: u64, params: &[u8], results_addr: u64, user_data: u64) -> Sqe {
+    Sqe {
+        opcode: OP_CALL,
+        cap,
+        interface_id: timer::INTERFACE_ID,
+        method: timer::method::NOW,
+        params_addr: params.as_ptr() as u64,
+        params_len: params.len() as u32,
+        results_addr,
+        results_len: RESULTS_BYTES as u32,
+        user_data,
+        ..Sqe::default()
+    }
+}
+
 /// Kernel heap allocations since boot, as `SystemInfo` reports them.
 fn heap_allocations(sysinfo: &SystemInfoClient<&'static Runtime>) -> Option<u64> {
     sysinfo.info().ok().map(|i| i.kernel_heap_allocations)
@@ -213,18 +230,7 @@ fn caller(rt: &'static Runtime) -> i64 {
         .expect("an empty params message encodes");
     let mut results = alloc::vec![0u8; RESULTS_BYTES];
     let results_addr = results.as_mut_ptr() as u64;
-    let call = |i: u64| Sqe {
-        opcode: OP_CALL,
-        cap: timer_cap.cap,
-        interface_id: timer::INTERFACE_ID,
-        method: timer::method::NOW,
-        params_addr: params.as_ptr() as u64,
-        params_len: params.len() as u32,
-        results_addr,
-        results_len: RESULTS_BYTES as u32,
-        user_data: i,
-        ..Sqe::default()
-    };
+    let call = |i: u64| now_sqe(timer_cap.cap, &params, results_addr, i);
     for _ in 0..RATE_CALLS / ROUNDS {
         if run_batched(rt, call, BATCH).is_none() {
             return 3;
@@ -288,18 +294,7 @@ fn main(rt: &'static Runtime) -> i64 {
     let mut results = alloc::vec![0u8; RESULTS_BYTES];
     let results_addr = results.as_mut_ptr() as u64;
     let nop = |i: u64| Sqe { opcode: OP_NOP, user_data: i, ..Sqe::default() };
-    let call = |i: u64| Sqe {
-        opcode: OP_CALL,
-        cap: timer_cap.cap,
-        interface_id: timer::INTERFACE_ID,
-        method: timer::method::NOW,
-        params_addr: params.as_ptr() as u64,
-        params_len: params.len() as u32,
-        results_addr,
-        results_len: RESULTS_BYTES as u32,
-        user_data: i,
-        ..Sqe::default()
-    };
+    let call = |i: u64| now_sqe(timer_cap.cap, &params, results_addr, i);
     let timer = TimerClient::new(rt, timer_cap.cap);
     let figures = (|| {
         let nop1 = run_batched(rt, nop, 1)?;
