@@ -748,6 +748,19 @@ struct PciDevice {
   msixTableOffset @13 :UInt32;
   claimed @14 :Bool;
   # A driver holds it now.
+  virtio @15 :List(VirtioStructure);
+  # Its virtio vendor capabilities (virtio devices only).
+}
+
+struct VirtioStructure {
+  # A virtio configuration structure located by a vendor capability.
+
+  cfgType @0 :UInt8;
+  # 1 common, 2 notify, 3 ISR, 4 device, 5 PCI cfg, 8 shared memory.
+  bar @1 :UInt8;
+  offset @2 :UInt64;
+  length @3 :UInt64;
+  notifyOffMultiplier @4 :UInt32;
 }
 
 interface DeviceManager {

@@ -16,3 +16,9 @@ pub fn write_u64(addr: u64, value: u64) {
     // the purpose or addresses meant to fault.
     unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
 }
+
+/// Reads the u16 at `addr` in one access (a device register).
+pub fn read_u16(addr: u64) -> u16 {
+    // SAFETY: as for `read_u64`.
+    unsafe { core::ptr::read_volatile(addr as *const u16) }
+}

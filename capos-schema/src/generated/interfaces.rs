@@ -733,6 +733,8 @@ pub struct PciDevice {
     pub msix_table_offset: u32,
     /// A driver holds it now.
     pub claimed: bool,
+    /// Its virtio vendor capabilities (virtio devices only).
+    pub virtio: ::alloc::vec::Vec<VirtioStructure>,
 }
 
 impl crate::rpc::SchemaStruct for PciDevice {
@@ -761,6 +763,13 @@ impl crate::rpc::SchemaStruct for PciDevice {
             msix_table_bar: reader.get_msix_table_bar(),
             msix_table_offset: reader.get_msix_table_offset(),
             claimed: reader.get_claimed(),
+            virtio: {
+                let mut items = ::alloc::vec::Vec::new();
+                for item in reader.get_virtio()?.iter() {
+                    items.push(<VirtioStructure as crate::rpc::SchemaStruct>::read_from(item)?);
+                }
+                items
+            },
         })
     }
 
@@ -788,6 +797,55 @@ impl crate::rpc::SchemaStruct for PciDevice {
         builder.set_msix_table_bar(self.msix_table_bar);
         builder.set_msix_table_offset(self.msix_table_offset);
         builder.set_claimed(self.claimed);
+        {
+            let mut list =
+                builder.reborrow().init_virtio(crate::wire::list_len(self.virtio.len())?);
+            for (index, item) in (0u32..).zip(self.virtio.iter()) {
+                <VirtioStructure as crate::rpc::SchemaStruct>::write_to(
+                    item,
+                    list.reborrow().get(index),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A virtio configuration structure located by a vendor capability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioStructure {
+    /// 1 common, 2 notify, 3 ISR, 4 device, 5 PCI cfg, 8 shared memory.
+    pub cfg_type: u8,
+    pub bar: u8,
+    pub offset: u64,
+    pub length: u64,
+    pub notify_off_multiplier: u32,
+}
+
+impl crate::rpc::SchemaStruct for VirtioStructure {
+    type Owned = crate::capos_capnp::virtio_structure::Owned;
+
+    fn read_from(
+        reader: crate::capos_capnp::virtio_structure::Reader<'_>,
+    ) -> ::capnp::Result<Self> {
+        Ok(Self {
+            cfg_type: reader.get_cfg_type(),
+            bar: reader.get_bar(),
+            offset: reader.get_offset(),
+            length: reader.get_length(),
+            notify_off_multiplier: reader.get_notify_off_multiplier(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::virtio_structure::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_cfg_type(self.cfg_type);
+        builder.set_bar(self.bar);
+        builder.set_offset(self.offset);
+        builder.set_length(self.length);
+        builder.set_notify_off_multiplier(self.notify_off_multiplier);
         Ok(())
     }
 }
