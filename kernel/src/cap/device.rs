@@ -504,7 +504,7 @@ impl DeviceServerImpl<'_> {
             return Err(DevError::Invalid("not an I/O BAR"));
         }
         let end = u64::from(offset) + u64::from(width);
-        if end > b.size || offset % u32::from(width) != 0 {
+        if end > b.size || !offset.is_multiple_of(u32::from(width)) {
             return Err(DevError::Invalid("offset outside the BAR or unaligned"));
         }
         u16::try_from(b.address + u64::from(offset))
@@ -542,7 +542,7 @@ impl DeviceServer for DeviceServerImpl<'_> {
             if b.kind == BarKind::Io {
                 return Err(DevError::Invalid("an I/O BAR (use portRead/portWrite)"));
             }
-            if b.address == 0 || b.address % PAGE_SIZE != 0 || b.size < PAGE_SIZE {
+            if b.address == 0 || !b.address.is_multiple_of(PAGE_SIZE) || b.size < PAGE_SIZE {
                 return Err(DevError::Invalid(
                     "BAR not page aligned, smaller than a page or unassigned",
                 ));

@@ -271,8 +271,8 @@ fn parent(rt: &'static Runtime) -> i64 {
         (Ok(x), Ok(y)) => {
             capos_rt::probe::write_u64(x.addr, 0xd0a_d0a);
             x.device_addr != 0
-                && x.device_addr % 4096 == 0
-                && y.device_addr % 4096 == 0
+                && x.device_addr.is_multiple_of(4096)
+                && y.device_addr.is_multiple_of(4096)
                 && x.device_addr != y.device_addr
                 && x.size == 4096
                 && y.size == 100
