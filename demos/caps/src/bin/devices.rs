@@ -333,6 +333,9 @@ fn parent(rt: &'static Runtime) -> i64 {
         ),
     );
 
+    let (ok, line) = virtqueue_request(rt, &dev, &rng, &irq);
+    checks.check(ok, format!("virtqueue: {line}"));
+
     // Release the Device: everything derived from it is Revoked.
     let released = rt.release(dev.cap_id());
     let wait_after = irq.wait(1_000_000);
@@ -401,6 +404,105 @@ fn parent(rt: &'static Runtime) -> i64 {
         println!(rt, "devices: {} of {total} checks FAILED", checks.failed);
         1
     }
+}
+
+/// Sets the virtio-rng up far enough for one request on queue 0 (virtio
+/// 1.x over the modern PCI transport), with the queue's MSI-X vector 0:
+/// a 64-byte write-only buffer posted, the queue notified, the Interrupt
+/// waited on; then the used ring must hold the buffer, filled.
+fn virtqueue_request(
+    rt: &'static Runtime,
+    dev: &DeviceClient<&'static Runtime>,
+    rng: &capos_rt::schema::PciDevice,
+    irq: &InterruptClient<&'static Runtime>,
+) -> (bool, String) {
+    use capos_rt::probe::{read_u16, read_u32, read_u8, write_u16, write_u32, write_u64, write_u8};
+    let find = |t: u8| rng.virtio.iter().find(|v| v.cfg_type == t);
+    let (Some(common), Some(notify)) = (find(1), find(2)) else {
+        return (false, "no common or notify structure".to_string());
+    };
+    if common.bar != notify.bar {
+        return (false, "common and notify structures in different BARs".to_string());
+    }
+    let Ok(mmio) = dev.mmio(common.bar).map(|c| DeviceMmioClient::new(rt, c)) else {
+        return (false, "mmio failed".to_string());
+    };
+    let Ok(bar) = mmio.map() else { return (false, "map failed".to_string()) };
+    let Ok(pool) = dev.dma_pool(8192).map(|c| DMAPoolClient::new(rt, c)) else {
+        return (false, "dmaPool failed".to_string());
+    };
+    let (Ok(ring), Ok(data)) = (
+        pool.alloc(4096).map(|c| DMABufferClient::new(rt, c)),
+        pool.alloc(64).map(|c| DMABufferClient::new(rt, c)),
+    ) else {
+        return (false, "alloc failed".to_string());
+    };
+    let (Ok(ring_info), Ok(data_info)) = (ring.info(), data.info()) else {
+        return (false, "info failed".to_string());
+    };
+    let c = bar.addr + common.offset;
+    // Reset, ACKNOWLEDGE | DRIVER, VIRTIO_F_VERSION_1 (bit 32), FEATURES_OK.
+    write_u8(c + 0x14, 0);
+    write_u8(c + 0x14, 1 | 2);
+    write_u32(c + 0x08, 1);
+    write_u32(c + 0x0c, 1);
+    write_u8(c + 0x14, 1 | 2 | 8);
+    if read_u8(c + 0x14) & 8 == 0 {
+        return (false, "FEATURES_OK not kept".to_string());
+    }
+    // Queue 0: 8 entries; descriptors at 0, driver ring at 0x100, device
+    // ring at 0x200 of the ring frame.
+    write_u16(c + 0x16, 0);
+    let max = read_u16(c + 0x18);
+    let size = max.min(8);
+    write_u16(c + 0x18, size);
+    write_u16(c + 0x1a, 0);
+    let vector = read_u16(c + 0x1a);
+    let (r, dr) = (ring_info.addr, ring_info.device_addr);
+    for (off, value) in [(0x20, dr), (0x28, dr + 0x100), (0x30, dr + 0x200)] {
+        write_u32(c + off, value as u32);
+        write_u32(c + off + 4, (value >> 32) as u32);
+    }
+    write_u16(c + 0x1c, 1);
+    let notify_off = read_u16(c + 0x1e);
+    write_u8(c + 0x14, 1 | 2 | 8 | 4);
+    // Descriptor 0: the data buffer, device-writable.
+    write_u64(r, data_info.device_addr);
+    write_u32(r + 8, 64);
+    write_u16(r + 12, 2);
+    write_u16(r + 14, 0);
+    // Driver ring: flags 0, ring[0] = 0, idx 1.
+    write_u16(r + 0x100, 0);
+    write_u16(r + 0x104, 0);
+    write_u16(r + 0x102, 1);
+    let doorbell =
+        bar.addr + notify.offset + u64::from(notify_off) * u64::from(notify.notify_off_multiplier);
+    let unmasked = irq.unmask();
+    write_u16(doorbell, 0);
+    let waited = irq.wait(1_000_000_000);
+    let used_idx = read_u16(r + 0x202);
+    let used_len = read_u32(r + 0x208);
+    let filled = capos_rt::probe::read_u64(data_info.addr) != 0;
+    // Reset the device again before the buffers go.
+    write_u8(c + 0x14, 0);
+    let _ = irq.mask();
+    let ok = vector == 0
+        && unmasked.is_ok()
+        && matches!(waited, Ok(n) if n >= 1)
+        && used_idx == 1
+        && used_len == 64
+        && filled;
+    let line = format!(
+        "queue 0 of {max} entries set to {size} with MSI-X vector {vector}; a 64-byte buffer posted and notified: wait {}, used index {used_idx}, {used_len} bytes written, filled {filled}",
+        match &waited {
+            Ok(n) => format!("{n} interrupt(s)"),
+            Err(e) => name(e),
+        }
+    );
+    for cap in [data.cap_id(), ring.cap_id(), pool.cap_id(), mmio.cap_id()] {
+        let _ = rt.release(cap);
+    }
+    (ok, line)
 }
 
 /// The child driver: claims the virtio-rng, allocates two DMA buffers,
