@@ -68,6 +68,10 @@ const CLAIM_BYTES: u64 = (core::mem::size_of::<Claim>()
 const MSIX_ENABLE: u16 = 1 << 15;
 const MSIX_FUNCTION_MASK: u16 = 1 << 14;
 
+/// MSI message control: enable, multiple message enable (bits 4..7).
+const MSI_ENABLE: u16 = 1 << 0;
+const MSI_MME: u16 = 0b111 << 4;
+
 /// Kernel addresses of each function's MSI-X table (mapped once, kept).
 static MSIX_TABLES: [AtomicU64; MAX_FUNCTIONS] = [const { AtomicU64::new(0) }; MAX_FUNCTIONS];
 
@@ -203,8 +207,39 @@ impl Claim {
         Ok((base + u64::from(entry) * 16) as *mut u32)
     }
 
-    /// Sets or clears the mask bit of MSI-X entry `entry`.
+    /// The MSI capability: offset, 64-bit address, per-vector masking.
+    fn msi(&self) -> Option<(u8, bool, bool)> {
+        self.function().caps.iter().find_map(|c| match c {
+            Ok(Capability::Msi { offset, addr64, per_vector_mask, .. }) => {
+                Some((*offset, *addr64, *per_vector_mask))
+            }
+            _ => None,
+        })
+    }
+
+    /// Masks or unmasks MSI vector 0: its mask bit when the function has
+    /// per-vector masking, else the MSI enable bit.
+    fn mask_msi(&self, masked: bool) {
+        let Some((off, addr64, pvm)) = self.msi() else { return };
+        let off = u16::from(off);
+        if pvm {
+            let mask_reg = off + if addr64 { 0x10 } else { 0x0c };
+            let old = pci::config_read32(self.addr(), mask_reg);
+            let new = if masked { old | 1 } else { old & !1 };
+            pci::config_write32(self.addr(), mask_reg, new);
+        } else if masked {
+            pci::config_update16(self.addr(), off + 2, MSI_ENABLE, 0);
+        } else {
+            pci::config_update16(self.addr(), off + 2, MSI_MME, MSI_ENABLE);
+        }
+    }
+
+    /// Sets or clears the mask of vector `entry` (an MSI-X entry, or MSI
+    /// vector 0 on a function without MSI-X).
     fn mask_entry(&self, entry: u16, masked: bool) {
+        if self.msix().is_none() {
+            return self.mask_msi(masked);
+        }
         if let Ok(e) = self.msix_entry(entry) {
             // SAFETY: `e` is entry `entry` (in the table) of the MSI-X table
             // mapped uncached in the kernel's MMIO window; dword 3 is its
@@ -233,6 +268,9 @@ impl Claim {
         }
         if let Some((off, ..)) = self.msix() {
             pci::config_update16(addr, u16::from(off) + 2, MSIX_ENABLE, MSIX_FUNCTION_MASK);
+        }
+        if let Some((off, ..)) = self.msi() {
+            pci::config_update16(addr, u16::from(off) + 2, MSI_ENABLE | MSI_MME, 0);
         }
         for &(_, slot) in &vectors {
             let owner = VECTOR_OWNERS[slot].lock().take();
@@ -1035,8 +1073,19 @@ pub struct KernelInterrupt {
 
 fn new_interrupt(claim: &Arc<Claim>, entry: u16) -> Result<CapEntry, DevError> {
     claim.live()?;
-    let (off, ..) = claim.msix().ok_or(DevError::Unsupported("no MSI-X capability"))?;
-    let e = claim.msix_entry(entry)?;
+    let msix = claim.msix();
+    if msix.is_none() {
+        if claim.msi().is_none() {
+            return Err(DevError::Unsupported("no MSI-X nor MSI capability"));
+        }
+        if entry != 0 {
+            return Err(DevError::Invalid("MSI: only vector 0"));
+        }
+    }
+    let e = match msix {
+        Some(_) => Some(claim.msix_entry(entry)?),
+        None => None,
+    };
     let slot = {
         let mut st = claim.state.lock();
         if st.vectors.iter().any(|&(i, _)| i == entry) {
@@ -1060,16 +1109,40 @@ fn new_interrupt(claim: &Arc<Claim>, entry: u16) -> Result<CapEntry, DevError> {
     *VECTOR_OWNERS[slot].lock() = Some(Arc::downgrade(&irq));
     let apic =
         crate::arch::x86_64::percpu::all().next().map_or(0, |c| c.apic_id.load(Ordering::Acquire));
-    // SAFETY: `e` is entry `entry` of the claim's MSI-X table, mapped
-    // uncached in the kernel's MMIO window: message address low, high,
-    // data, vector control.
-    unsafe {
-        core::ptr::write_volatile(e.add(3), 1);
-        core::ptr::write_volatile(e, 0xFEE0_0000 | (apic << 12));
-        core::ptr::write_volatile(e.add(1), 0);
-        core::ptr::write_volatile(e.add(2), u32::from(VEC_DEVICE_BASE) + slot as u32);
+    let (address, data) = (0xFEE0_0000 | (apic << 12), u32::from(VEC_DEVICE_BASE) + slot as u32);
+    match (msix, e) {
+        (Some((off, ..)), Some(e)) => {
+            // SAFETY: `e` is entry `entry` of the claim's MSI-X table,
+            // mapped uncached in the kernel's MMIO window: message address
+            // low, high, data, vector control.
+            unsafe {
+                core::ptr::write_volatile(e.add(3), 1);
+                core::ptr::write_volatile(e, address);
+                core::ptr::write_volatile(e.add(1), 0);
+                core::ptr::write_volatile(e.add(2), data);
+            }
+            pci::config_update16(claim.addr(), u16::from(off) + 2, MSIX_FUNCTION_MASK, MSIX_ENABLE);
+        }
+        _ => {
+            // MSI, one vector: masked (or disabled) until `unmask`.
+            if let Some((off, addr64, pvm)) = claim.msi() {
+                let off = u16::from(off);
+                let a = claim.addr();
+                pci::config_update16(a, off + 2, MSI_ENABLE | MSI_MME, 0);
+                pci::config_write32(a, off + 4, address);
+                if addr64 {
+                    pci::config_write32(a, off + 8, 0);
+                    pci::config_write32(a, off + 0x0c, data);
+                } else {
+                    pci::config_write32(a, off + 8, data);
+                }
+                if pvm {
+                    claim.mask_msi(true);
+                    pci::config_update16(a, off + 2, MSI_MME, MSI_ENABLE);
+                }
+            }
+        }
     }
-    pci::config_update16(claim.addr(), u16::from(off) + 2, MSIX_FUNCTION_MASK, MSIX_ENABLE);
     Ok(CapEntry::new(irq))
 }
 

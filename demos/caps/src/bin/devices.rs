@@ -238,6 +238,39 @@ fn parent(rt: &'static Runtime) -> i64 {
         let _ = rt.release(l.cap_id());
     }
 
+    // MSI: the ICH9 SATA controller has MSI (one vector) and no MSI-X.
+    let ahci = mgr.claim_match(0x8086, 0x2922).map(|c| DeviceClient::new(rt, c));
+    if let Ok(a) = &ahci {
+        let irq = a.interrupt(0).map(|c| InterruptClient::new(rt, c));
+        let second = a.interrupt(1);
+        let none = || CallError::Transport(TransportError::InvalidCap.code());
+        let (unmask, wait, mask) = match &irq {
+            Ok(i) => (i.unmask(), i.wait(5_000_000), i.mask()),
+            Err(_) => (Err(none()), Err(none()), Err(none())),
+        };
+        checks.check(
+            irq.is_ok()
+                && is_app(&second, INVALID_ARGUMENT)
+                && unmask.is_ok()
+                && is_transport(&wait, TransportError::Timeout)
+                && mask.is_ok(),
+            format!(
+                "msi: vector 0 of the SATA controller {}, vector 1 {}; unmask {}, wait 5 ms {}, mask {}",
+                outcome(&irq),
+                outcome(&second),
+                outcome(&unmask),
+                outcome(&wait),
+                outcome(&mask)
+            ),
+        );
+        if let Ok(i) = irq {
+            let _ = rt.release(i.cap_id());
+        }
+        let _ = rt.release(a.cap_id());
+    } else {
+        checks.check(false, format!("msi: claim of the SATA controller {}", outcome(&ahci)));
+    }
+
     // DMA.
     let pool = dev.dma_pool(8192).map(|c| DMAPoolClient::new(rt, c));
     let zero_budget = dev.dma_pool(0);
