@@ -767,8 +767,9 @@ interface DeviceManager {
   # The machine's PCI functions, for user-space drivers. Each function is
   # claimed at most once at a time: a second claim is an application error
   # with code 5 (bad state), an address or id that names no function code 1
-  # (not found). The claim ends when the last cap to the Device is gone (a
-  # driver's exit), and the function may be claimed again.
+  # (not found), a bridge (class 0x06, kept by the kernel) code 3. The claim
+  # ends when the last cap to the Device is gone (a driver's exit), and the
+  # function may be claimed again.
 
   list @0 () -> (devices :List(PciDevice));
   # Every function enumeration found (at most 256).

@@ -6109,8 +6109,9 @@ pub fn dispatch_scheduling_policy<S: SchedulingPolicyServer + ?Sized>(
 /// The machine's PCI functions, for user-space drivers. Each function is
 /// claimed at most once at a time: a second claim is an application error
 /// with code 5 (bad state), an address or id that names no function code 1
-/// (not found). The claim ends when the last cap to the Device is gone (a
-/// driver's exit), and the function may be claimed again.
+/// (not found), a bridge (class 0x06, kept by the kernel) code 3. The claim
+/// ends when the last cap to the Device is gone (a driver's exit), and the
+/// function may be claimed again.
 pub mod device_manager {
     /// The interface id of `DeviceManager`, as assigned by the schema.
     pub const INTERFACE_ID: u64 = 0xf4f0e3d23b09e504;

@@ -376,6 +376,9 @@ fn describe(f: &Function, index: usize, mut b: pci_device::Builder<'_>) {
 
 /// Claims table entry `index` for `caller`: the Device cap.
 fn claim(caller: &Arc<Process>, index: usize) -> Result<CapEntry, DevError> {
+    if pci::functions()[index].header.class == 0x06 {
+        return Err(DevError::Unsupported("bridges stay with the kernel"));
+    }
     let account = {
         let guard = caller.space.lock();
         guard.as_ref().ok_or(DevError::Exiting)?.account().clone()

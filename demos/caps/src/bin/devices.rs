@@ -41,6 +41,7 @@ const RNG_MODERN: u16 = 0x1044;
 const RNG_TRANSITIONAL: u16 = 0x1005;
 const NOT_FOUND: u32 = 1;
 const INVALID_ARGUMENT: u32 = 2;
+const UNSUPPORTED: u32 = 3;
 const EXHAUSTED: u32 = 4;
 const BAD_STATE: u32 = 5;
 
@@ -137,17 +138,20 @@ fn parent(rt: &'static Runtime) -> i64 {
     let again = mgr.claim_match(VIRTIO, RNG_MODERN);
     let by_addr = mgr.claim(rng.segment, rng.bus, rng.device, rng.function);
     let nowhere = mgr.claim(0, 0xfe, 31, 7);
+    let host_bridge = mgr.claim(0, 0, 0, 0);
     checks.check(
         dev.is_ok()
             && is_app(&again, BAD_STATE)
             && is_app(&by_addr, BAD_STATE)
-            && is_app(&nowhere, NOT_FOUND),
+            && is_app(&nowhere, NOT_FOUND)
+            && is_app(&host_bridge, UNSUPPORTED),
         format!(
-            "claim: {}; second claimMatch {}, claim by address {}, claim of an empty slot {}",
+            "claim: {}; second claimMatch {}, claim by address {}, claim of an empty slot {}, of the host bridge {}",
             outcome(&dev),
             outcome(&again),
             outcome(&by_addr),
-            outcome(&nowhere)
+            outcome(&nowhere),
+            outcome(&host_bridge)
         ),
     );
     let Ok(dev) = dev else { return 1 };
