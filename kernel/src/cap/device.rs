@@ -1089,19 +1089,19 @@ fn new_interrupt(claim: &Arc<Claim>, entry: u16) -> Result<CapEntry, DevError> {
         Some(_) => Some(claim.msix_entry(entry)?),
         None => None,
     };
-    let slot = {
-        let mut st = claim.state.lock();
-        if st.vectors.iter().any(|&(i, _)| i == entry) {
-            return Err(DevError::State("that vector is handed out already"));
-        }
-        if st.vectors.len() >= MAX_VECTORS {
-            return Err(DevError::Exhausted("too many vectors for one device"));
-        }
-        let slot = trap::alloc_device_vector().ok_or(DevError::Exhausted("no free vector"))?;
-        // Capacity was reserved at the claim.
-        st.vectors.push((entry, slot));
-        slot
-    };
+    // Held to the end: a release either runs before (and the check below
+    // fails) or after (and finds the vector to mask and give back).
+    let mut st = claim.state.lock();
+    claim.live()?;
+    if st.vectors.iter().any(|&(i, _)| i == entry) {
+        return Err(DevError::State("that vector is handed out already"));
+    }
+    if st.vectors.len() >= MAX_VECTORS {
+        return Err(DevError::Exhausted("too many vectors for one device"));
+    }
+    let slot = trap::alloc_device_vector().ok_or(DevError::Exhausted("no free vector"))?;
+    // Capacity was reserved at the claim.
+    st.vectors.push((entry, slot));
     let irq = Arc::new_cyclic(|this| KernelInterrupt {
         this: this.clone(),
         claim: claim.clone(),
@@ -1146,6 +1146,7 @@ fn new_interrupt(claim: &Arc<Claim>, entry: u16) -> Result<CapEntry, DevError> {
             }
         }
     }
+    drop(st);
     Ok(CapEntry::new(irq))
 }
 
