@@ -11,7 +11,7 @@ USER_BIN     := $(USER_DIR)/x86_64-unknown-none/release
 USER_FLAGS   := -C relocation-model=static -C code-model=small \
 	-C link-arg=-T$(CURDIR)/capos-rt/user.ld -C link-arg=--no-pie -C strip=debuginfo
 # User programs packed into every image as boot modules.
-USER_PROGRAMS := hello template isolation leak nop preempt exhaust bench hostile ipc echo-server echo-client transfer notify sharedbuf provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale logforge
+USER_PROGRAMS := hello template isolation leak nop preempt exhaust bench hostile ipc echo-server echo-client transfer notify sharedbuf provider consumer crasher term capos-shell credstore sessions audit login keeper authprobe threads fair tickless scale logforge devices
 ISO          := target/capos.iso
 HARNESS      := target/release/qemu-proof
 comma        := ,

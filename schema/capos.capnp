@@ -711,3 +711,152 @@ interface SchedulingPolicy {
   cpuStats @1 (cpu :UInt32) -> (online :Bool, timerInterrupts :UInt64, switches :UInt64, steals :UInt64);
   # Counters of CPU `cpu` since boot.
 }
+
+# --- Devices ------------------------------------------------------------------
+
+struct PciBar {
+  # One BAR of a PCI function as enumeration sized it.
+
+  index @0 :UInt8;
+  # The BAR register (0..6); a 64-bit BAR takes this one and the next.
+  kind @1 :UInt8;
+  # 0: I/O ports, 1: 32-bit memory, 2: 64-bit memory.
+  prefetchable @2 :Bool;
+  address @3 :UInt64;
+  # The firmware's address (an I/O port base for kind 0).
+  size @4 :UInt64;
+}
+
+struct PciDevice {
+  # One PCI function: where it is, what it is, what it has.
+
+  segment @0 :UInt16;
+  bus @1 :UInt8;
+  device @2 :UInt8;
+  function @3 :UInt8;
+  vendorId @4 :UInt16;
+  deviceId @5 :UInt16;
+  classCode @6 :UInt8;
+  subclass @7 :UInt8;
+  progIf @8 :UInt8;
+  bars @9 :List(PciBar);
+  msiVectors @10 :UInt16;
+  # Vectors its MSI capability allows (0: no MSI).
+  msixTableSize @11 :UInt16;
+  # Entries of its MSI-X table (0: no MSI-X).
+  msixTableBar @12 :UInt8;
+  msixTableOffset @13 :UInt32;
+  claimed @14 :Bool;
+  # A driver holds it now.
+  virtio @15 :List(VirtioStructure);
+  # Its virtio vendor capabilities (virtio devices only).
+}
+
+struct VirtioStructure {
+  # A virtio configuration structure located by a vendor capability.
+
+  cfgType @0 :UInt8;
+  # 1 common, 2 notify, 3 ISR, 4 device, 5 PCI cfg, 8 shared memory.
+  bar @1 :UInt8;
+  offset @2 :UInt64;
+  length @3 :UInt64;
+  notifyOffMultiplier @4 :UInt32;
+}
+
+interface DeviceManager {
+  # The machine's PCI functions, for user-space drivers. Each function is
+  # claimed at most once at a time: a second claim is an application error
+  # with code 5 (bad state), an address or id that names no function code 1
+  # (not found), a bridge (class 0x06, kept by the kernel) code 3. The claim
+  # ends when the last cap to the Device is gone (a driver's exit), and the
+  # function may be claimed again.
+
+  list @0 () -> (devices :List(PciDevice));
+  # Every function enumeration found (at most 256).
+
+  claim @1 (segment :UInt16, bus :UInt8, device :UInt8, function :UInt8) -> (device :Device);
+  # Claims the function at that address; bus mastering is enabled.
+
+  claimMatch @2 (vendorId :UInt16, deviceId :UInt16) -> (device :Device);
+  # Claims the first unclaimed function with these ids.
+}
+
+interface Device {
+  # One claimed PCI function. Releasing it (the last cap dropped) turns
+  # off bus mastering and MSI-X, masks its vectors and unmaps its BARs
+  # from the driver before its DMA memory is freed. Once released, every
+  # cap derived from it (DeviceMmio, DMAPool, DMABuffer, Interrupt) fails
+  # with Revoked.
+
+  info @0 () -> (device :PciDevice);
+
+  mmio @1 (bar :UInt8) -> (mmio :DeviceMmio);
+  # The memory BAR `bar`. An index past 5, an unimplemented or I/O BAR is
+  # an application error with code 2.
+
+  dmaPool @2 (budgetBytes :UInt64) -> (pool :DMAPool);
+  # A pool that allocates at most `budgetBytes` of DMA memory over its
+  # live buffers (0 or over 64 MiB: code 2).
+
+  interrupt @3 (index :UInt16) -> (interrupt :Interrupt);
+  # MSI-X table entry `index` (or, without MSI-X, MSI vector 0), routed to
+  # a kernel vector on CPU 0, masked until `unmask`. An index out of the
+  # table is code 2; one already handed out, code 5; no free kernel vector,
+  # code 4; no MSI nor MSI-X, code 3.
+
+  portRead @4 (bar :UInt8, offset :UInt32, width :UInt8) -> (value :UInt32);
+  # Reads 1, 2 or 4 bytes at `offset` in I/O BAR `bar`. A width other than
+  # 1, 2, 4, an offset + width past the BAR, or a BAR that is not I/O is
+  # code 2.
+
+  portWrite @5 (bar :UInt8, offset :UInt32, width :UInt8, value :UInt32) -> ();
+  # Writes, under the rules of `portRead`.
+}
+
+interface DeviceMmio {
+  # One memory BAR of a claimed device.
+
+  map @0 () -> (addr :UInt64, size :UInt64);
+  # Maps the BAR (rounded to pages) uncached into the caller's shared-
+  # buffer window, never executable; returns the address of the BAR's first
+  # byte and its size. Mapped once per cap at a time (code 5 otherwise).
+
+  unmap @1 () -> ();
+  # Unmaps it (code 1 when not mapped).
+}
+
+interface DMAPool {
+  # DMA memory for one claimed device, charged to the caller's account.
+
+  alloc @0 (bytes :UInt64) -> (buffer :DMABuffer);
+  # A zeroed buffer of `bytes` (1..=4096: one frame, physically contiguous)
+  # mapped writable into the caller. 0 or more than a frame is code 2; past
+  # the pool's budget, code 4; the caller's frame quota, QuotaExceeded.
+}
+
+interface DMABuffer {
+  # One DMA buffer. No IOMMU: the device address is the physical address.
+
+  info @0 () -> (addr :UInt64, deviceAddr :UInt64, size :UInt64);
+  # Where the caller has it, the address the device uses, its size.
+
+  free @1 () -> ();
+  # Unmaps and frees it; later calls fail with Revoked.
+}
+
+interface Interrupt {
+  # One MSI-X (or MSI) vector of a claimed device.
+
+  wait @0 (timeoutNs :UInt64) -> (count :UInt64);
+  # The interrupts since the last wait (coalesced: none is lost), as soon
+  # as there is one; Timeout after `timeoutNs` (UInt64 max: none).
+
+  mask @1 () -> ();
+  # Masks the vector at the device (the MSI-X entry's mask bit).
+
+  unmask @2 () -> ();
+
+  ack @3 () -> ();
+  # Acknowledges the last interrupt (a no-op for MSI-X, which is edge
+  # delivered; kept for drivers written against level semantics).
+}

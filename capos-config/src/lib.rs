@@ -69,6 +69,7 @@ pub const KERNEL_CAP_SOURCES: &[&str] = &[
     "threads",
     "park",
     "sched",
+    "devices",
 ];
 
 /// The kernel log levels, least verbose first.

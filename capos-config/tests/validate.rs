@@ -197,7 +197,7 @@ fn unknown_kernel_source() {
     assert_eq!(
         error_after(|m| service(m, "hello").grants[0] = Grant::kernel("console", "consol")),
         "manifest: service `hello` grants `console` from kernel source `consol`, which does not \
-         exist (kernel sources: boot, clock, console, entropy, ipc, log, log_reader, park, \
+         exist (kernel sources: boot, clock, console, devices, entropy, ipc, log, log_reader, park, \
          processes, sched, spawner, sysinfo, terminal, threads, timer, vm)"
     );
     // A context with other sources (what init holds at boot).

@@ -212,6 +212,8 @@ pub enum Command {
     Whoami,
     /// `ps`.
     Ps,
+    /// `devices`.
+    Devices,
     /// `run ...`.
     Run(RunSpec),
     /// `jobs`.
@@ -333,6 +335,13 @@ pub const COMMANDS: &[CommandHelp] = &[
         summary: "every process: PID PPID STATE CPU NAME",
         caps: &["processes"],
         details: &[],
+    },
+    CommandHelp {
+        name: "devices",
+        usage: "devices",
+        summary: "every PCI function: ADDRESS VENDOR:DEVICE CLASS BARS IRQ CLAIMED",
+        caps: &["devices"],
+        details: &["Lists only; a driver claims a function through the devices cap itself."],
     },
     CommandHelp {
         name: "run",
@@ -462,6 +471,7 @@ fn parse_command(name: &'static str, args: &[String]) -> Result<Command, ParseEr
         "session" => Some(Command::Session),
         "whoami" => Some(Command::Whoami),
         "ps" => Some(Command::Ps),
+        "devices" => Some(Command::Devices),
         "jobs" => Some(Command::Jobs),
         "date" => Some(Command::Date),
         "hostname" => Some(Command::Hostname),

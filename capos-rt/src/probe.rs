@@ -16,3 +16,39 @@ pub fn write_u64(addr: u64, value: u64) {
     // the purpose or addresses meant to fault.
     unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
 }
+
+/// Reads the u16 at `addr` in one access (a device register).
+pub fn read_u16(addr: u64) -> u16 {
+    // SAFETY: as for `read_u64`.
+    unsafe { core::ptr::read_volatile(addr as *const u16) }
+}
+
+/// Reads the u32 at `addr` in one access (a device register).
+pub fn read_u32(addr: u64) -> u32 {
+    // SAFETY: as for `read_u64`.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+/// Writes the u8 at `addr` in one access (a device register).
+pub fn write_u8(addr: u64, value: u8) {
+    // SAFETY: as for `write_u64`.
+    unsafe { core::ptr::write_volatile(addr as *mut u8, value) }
+}
+
+/// Reads the u8 at `addr` in one access (a device register).
+pub fn read_u8(addr: u64) -> u8 {
+    // SAFETY: as for `read_u64`.
+    unsafe { core::ptr::read_volatile(addr as *const u8) }
+}
+
+/// Writes the u16 at `addr` in one access (a device register).
+pub fn write_u16(addr: u64, value: u16) {
+    // SAFETY: as for `write_u64`.
+    unsafe { core::ptr::write_volatile(addr as *mut u16, value) }
+}
+
+/// Writes the u32 at `addr` in one access (a device register).
+pub fn write_u32(addr: u64, value: u32) {
+    // SAFETY: as for `write_u64`.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
+}

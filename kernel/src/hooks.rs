@@ -28,6 +28,9 @@ pub struct Hooks {
     pub wakeup: fn(from_user: bool),
     /// COM1 received input (after the device was drained).
     pub serial_input: fn(),
+    /// A device vector fired (after its count went up and its EOI): the
+    /// slot of `arch::x86_64::trap::alloc_device_vector`.
+    pub device_interrupt: fn(slot: usize),
     /// Last step of every interrupt (and of a new thread's first run):
     /// `to_user` when it returns to user mode.
     pub leave: fn(to_user: bool),

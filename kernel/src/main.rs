@@ -161,6 +161,7 @@ fn install_hooks() {
         },
         wakeup: sched::tick,
         serial_input: cap::terminal::pump,
+        device_interrupt: cap::device::interrupt_fired,
         leave: |to_user| {
             if to_user {
                 if let Some(p) = proc::current_process() {

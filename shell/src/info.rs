@@ -11,10 +11,10 @@ use capos_lib::shell::{
 };
 use capos_lib::time::DateTime;
 use capos_rt::schema::{
-    audit_reader, log_reader, process_table, system_info, timer, user_session, wall_clock,
-    AuditReaderClient, AuditRecord, AuthStrength, CallError, LogLevel, LogReaderClient, LogRecord,
-    ProcessTableClient, SessionInfo, SystemInfoClient, TimerClient, UserSessionClient,
-    WallClockClient,
+    audit_reader, device_manager, log_reader, process_table, system_info, timer, user_session,
+    wall_clock, AuditReaderClient, AuditRecord, AuthStrength, CallError, DeviceManagerClient,
+    LogLevel, LogReaderClient, LogRecord, ProcessTableClient, SessionInfo, SystemInfoClient,
+    TimerClient, UserSessionClient, WallClockClient,
 };
 
 use capos_rt::Runtime;
@@ -146,6 +146,45 @@ pub fn ps(shell: &mut Shell) -> Result<(), String> {
         ]
     }));
     print_table(shell, &rows, &[true, true, false, true, false]);
+    Ok(())
+}
+
+/// `devices`: the PCI functions the device manager lists.
+pub fn devices(shell: &mut Shell) -> Result<(), String> {
+    let cap = need(shell.rt, "devices", "devices", device_manager::INTERFACE_ID)?;
+    let list = DeviceManagerClient::new(shell.rt, cap).list().map_err(|e| failed("devices", &e))?;
+    let mut rows =
+        vec![["ADDRESS", "ID", "CLASS", "BARS", "IRQ", "CLAIMED"].map(String::from).to_vec()];
+    rows.extend(list.iter().map(|d| {
+        let bars: Vec<String> = d
+            .bars
+            .iter()
+            .map(|b| {
+                let kind = match b.kind {
+                    0 => "io",
+                    1 => "mem32",
+                    _ => "mem64",
+                };
+                format!("{}:{kind}:{:#x}", b.index, b.size)
+            })
+            .collect();
+        let irq = if d.msix_table_size > 0 {
+            format!("msix({})", d.msix_table_size)
+        } else if d.msi_vectors > 0 {
+            format!("msi({})", d.msi_vectors)
+        } else {
+            "-".to_string()
+        };
+        vec![
+            format!("{:02x}:{:02x}.{}", d.bus, d.device, d.function),
+            format!("{:04x}:{:04x}", d.vendor_id, d.device_id),
+            format!("{:02x}{:02x}{:02x}", d.class_code, d.subclass, d.prog_if),
+            if bars.is_empty() { "-".to_string() } else { bars.join(",") },
+            irq,
+            if d.claimed { "yes" } else { "no" }.to_string(),
+        ]
+    }));
+    print_table(shell, &rows, &[false, false, false, false, false, false]);
     Ok(())
 }
 

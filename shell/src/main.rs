@@ -153,6 +153,7 @@ impl Shell {
             Command::Session => info::session(self),
             Command::Whoami => info::whoami(self),
             Command::Ps => info::ps(self),
+            Command::Devices => info::devices(self),
             Command::Run(spec) => jobs::run(self, &spec, invocation.background),
             Command::Jobs => jobs::jobs(self),
             Command::Kill(target) => jobs::kill(self, target),

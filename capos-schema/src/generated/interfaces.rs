@@ -34,6 +34,12 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (thread_handle::INTERFACE_ID, thread_handle::NAME),
     (park_space::INTERFACE_ID, park_space::NAME),
     (scheduling_policy::INTERFACE_ID, scheduling_policy::NAME),
+    (device_manager::INTERFACE_ID, device_manager::NAME),
+    (device::INTERFACE_ID, device::NAME),
+    (device_mmio::INTERFACE_ID, device_mmio::NAME),
+    (d_m_a_pool::INTERFACE_ID, d_m_a_pool::NAME),
+    (d_m_a_buffer::INTERFACE_ID, d_m_a_buffer::NAME),
+    (interrupt::INTERFACE_ID, interrupt::NAME),
 ];
 
 /// The schema name of the interface with id `interface_id`.
@@ -663,6 +669,183 @@ impl crate::rpc::SchemaStruct for ThreadInfo {
         builder.set_cpu_ns(self.cpu_ns);
         builder.set_weight(self.weight);
         builder.set_cpu(self.cpu);
+        Ok(())
+    }
+}
+
+/// One BAR of a PCI function as enumeration sized it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciBar {
+    /// The BAR register (0..6); a 64-bit BAR takes this one and the next.
+    pub index: u8,
+    /// 0: I/O ports, 1: 32-bit memory, 2: 64-bit memory.
+    pub kind: u8,
+    pub prefetchable: bool,
+    /// The firmware's address (an I/O port base for kind 0).
+    pub address: u64,
+    pub size: u64,
+}
+
+impl crate::rpc::SchemaStruct for PciBar {
+    type Owned = crate::capos_capnp::pci_bar::Owned;
+
+    fn read_from(reader: crate::capos_capnp::pci_bar::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            index: reader.get_index(),
+            kind: reader.get_kind(),
+            prefetchable: reader.get_prefetchable(),
+            address: reader.get_address(),
+            size: reader.get_size(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::pci_bar::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_index(self.index);
+        builder.set_kind(self.kind);
+        builder.set_prefetchable(self.prefetchable);
+        builder.set_address(self.address);
+        builder.set_size(self.size);
+        Ok(())
+    }
+}
+
+/// One PCI function: where it is, what it is, what it has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciDevice {
+    pub segment: u16,
+    pub bus: u8,
+    pub device: u8,
+    pub function: u8,
+    pub vendor_id: u16,
+    pub device_id: u16,
+    pub class_code: u8,
+    pub subclass: u8,
+    pub prog_if: u8,
+    pub bars: ::alloc::vec::Vec<PciBar>,
+    /// Vectors its MSI capability allows (0: no MSI).
+    pub msi_vectors: u16,
+    /// Entries of its MSI-X table (0: no MSI-X).
+    pub msix_table_size: u16,
+    pub msix_table_bar: u8,
+    pub msix_table_offset: u32,
+    /// A driver holds it now.
+    pub claimed: bool,
+    /// Its virtio vendor capabilities (virtio devices only).
+    pub virtio: ::alloc::vec::Vec<VirtioStructure>,
+}
+
+impl crate::rpc::SchemaStruct for PciDevice {
+    type Owned = crate::capos_capnp::pci_device::Owned;
+
+    fn read_from(reader: crate::capos_capnp::pci_device::Reader<'_>) -> ::capnp::Result<Self> {
+        Ok(Self {
+            segment: reader.get_segment(),
+            bus: reader.get_bus(),
+            device: reader.get_device(),
+            function: reader.get_function(),
+            vendor_id: reader.get_vendor_id(),
+            device_id: reader.get_device_id(),
+            class_code: reader.get_class_code(),
+            subclass: reader.get_subclass(),
+            prog_if: reader.get_prog_if(),
+            bars: {
+                let mut items = ::alloc::vec::Vec::new();
+                for item in reader.get_bars()?.iter() {
+                    items.push(<PciBar as crate::rpc::SchemaStruct>::read_from(item)?);
+                }
+                items
+            },
+            msi_vectors: reader.get_msi_vectors(),
+            msix_table_size: reader.get_msix_table_size(),
+            msix_table_bar: reader.get_msix_table_bar(),
+            msix_table_offset: reader.get_msix_table_offset(),
+            claimed: reader.get_claimed(),
+            virtio: {
+                let mut items = ::alloc::vec::Vec::new();
+                for item in reader.get_virtio()?.iter() {
+                    items.push(<VirtioStructure as crate::rpc::SchemaStruct>::read_from(item)?);
+                }
+                items
+            },
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::pci_device::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_segment(self.segment);
+        builder.set_bus(self.bus);
+        builder.set_device(self.device);
+        builder.set_function(self.function);
+        builder.set_vendor_id(self.vendor_id);
+        builder.set_device_id(self.device_id);
+        builder.set_class_code(self.class_code);
+        builder.set_subclass(self.subclass);
+        builder.set_prog_if(self.prog_if);
+        {
+            let mut list = builder.reborrow().init_bars(crate::wire::list_len(self.bars.len())?);
+            for (index, item) in (0u32..).zip(self.bars.iter()) {
+                <PciBar as crate::rpc::SchemaStruct>::write_to(item, list.reborrow().get(index))?;
+            }
+        }
+        builder.set_msi_vectors(self.msi_vectors);
+        builder.set_msix_table_size(self.msix_table_size);
+        builder.set_msix_table_bar(self.msix_table_bar);
+        builder.set_msix_table_offset(self.msix_table_offset);
+        builder.set_claimed(self.claimed);
+        {
+            let mut list =
+                builder.reborrow().init_virtio(crate::wire::list_len(self.virtio.len())?);
+            for (index, item) in (0u32..).zip(self.virtio.iter()) {
+                <VirtioStructure as crate::rpc::SchemaStruct>::write_to(
+                    item,
+                    list.reborrow().get(index),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A virtio configuration structure located by a vendor capability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VirtioStructure {
+    /// 1 common, 2 notify, 3 ISR, 4 device, 5 PCI cfg, 8 shared memory.
+    pub cfg_type: u8,
+    pub bar: u8,
+    pub offset: u64,
+    pub length: u64,
+    pub notify_off_multiplier: u32,
+}
+
+impl crate::rpc::SchemaStruct for VirtioStructure {
+    type Owned = crate::capos_capnp::virtio_structure::Owned;
+
+    fn read_from(
+        reader: crate::capos_capnp::virtio_structure::Reader<'_>,
+    ) -> ::capnp::Result<Self> {
+        Ok(Self {
+            cfg_type: reader.get_cfg_type(),
+            bar: reader.get_bar(),
+            offset: reader.get_offset(),
+            length: reader.get_length(),
+            notify_off_multiplier: reader.get_notify_off_multiplier(),
+        })
+    }
+
+    fn write_to(
+        &self,
+        mut builder: crate::capos_capnp::virtio_structure::Builder<'_>,
+    ) -> ::capnp::Result<()> {
+        builder.set_cfg_type(self.cfg_type);
+        builder.set_bar(self.bar);
+        builder.set_offset(self.offset);
+        builder.set_length(self.length);
+        builder.set_notify_off_multiplier(self.notify_off_multiplier);
         Ok(())
     }
 }
@@ -5920,5 +6103,1251 @@ pub fn dispatch_scheduling_policy<S: SchedulingPolicyServer + ?Sized>(
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
     let mut frame = crate::rpc::HeapFrame::new(params);
     dispatch_scheduling_policy_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
+}
+
+/// The machine's PCI functions, for user-space drivers. Each function is
+/// claimed at most once at a time: a second claim is an application error
+/// with code 5 (bad state), an address or id that names no function code 1
+/// (not found), a bridge (class 0x06, kept by the kernel) code 3. The claim
+/// ends when the last cap to the Device is gone (a driver's exit), and the
+/// function may be claimed again.
+pub mod device_manager {
+    /// The interface id of `DeviceManager`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xf4f0e3d23b09e504;
+    /// The schema name of the interface.
+    pub const NAME: &str = "DeviceManager";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `DeviceManager.list`
+        pub const LIST: u16 = 0;
+        /// `DeviceManager.claim`
+        pub const CLAIM: u16 = 1;
+        /// `DeviceManager.claimMatch`
+        pub const CLAIM_MATCH: u16 = 2;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                LIST => Some("list"),
+                CLAIM => Some("claim"),
+                CLAIM_MATCH => Some("claimMatch"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::device_manager::{
+        claim_match_params, claim_match_results, claim_params, claim_results, list_params,
+        list_results,
+    };
+}
+
+/// A typed client for `DeviceManager` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct DeviceManagerClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> DeviceManagerClient<T> {
+    /// A client calling the `DeviceManager` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Every function enumeration found (at most 256).
+    pub fn list(&self) -> Result<::alloc::vec::Vec<PciDevice>, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device_manager::list_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device_manager::INTERFACE_ID,
+            device_manager::method::LIST,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::device_manager::list_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok({
+                    let mut items = ::alloc::vec::Vec::new();
+                    for item in results.get_devices()?.iter() {
+                        items.push(<PciDevice as crate::rpc::SchemaStruct>::read_from(item)?);
+                    }
+                    items
+                })
+            },
+        )
+    }
+
+    /// Claims the function at that address; bus mastering is enabled.
+    ///
+    /// Result caps (`device`) arrive through the ring; their CapIds are returned.
+    pub fn claim(
+        &self,
+        segment: u16,
+        bus: u8,
+        device: u8,
+        function: u8,
+    ) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device_manager::claim_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device_manager::INTERFACE_ID,
+            device_manager::method::CLAIM,
+            |mut params| {
+                params.set_segment(segment);
+                params.set_bus(bus);
+                params.set_device(device);
+                params.set_function(function);
+                Ok(())
+            },
+        )?;
+        let device = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::device_manager::claim_results::Owned, _>(
+            &reply,
+            |_| Ok(device),
+        )
+    }
+
+    /// Claims the first unclaimed function with these ids.
+    ///
+    /// Result caps (`device`) arrive through the ring; their CapIds are returned.
+    pub fn claim_match(
+        &self,
+        vendor_id: u16,
+        device_id: u16,
+    ) -> Result<u64, crate::rpc::CallError> {
+        let reply =
+            crate::rpc::call::<crate::capos_capnp::device_manager::claim_match_params::Owned, T>(
+                &self.transport,
+                self.cap,
+                device_manager::INTERFACE_ID,
+                device_manager::method::CLAIM_MATCH,
+                |mut params| {
+                    params.set_vendor_id(vendor_id);
+                    params.set_device_id(device_id);
+                    Ok(())
+                },
+            )?;
+        let device = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::device_manager::claim_match_results::Owned, _>(
+            &reply,
+            |_| Ok(device),
+        )
+    }
+}
+
+/// The server side of `DeviceManager`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_device_manager`].
+pub trait DeviceManagerServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// Every function enumeration found (at most 256).
+    fn list(
+        &mut self,
+        params: crate::capos_capnp::device_manager::list_params::Reader<'_>,
+        results: crate::capos_capnp::device_manager::list_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Claims the function at that address; bus mastering is enabled.
+    ///
+    /// Returns the result caps (`device`), in that order; their fields in
+    /// `results` stay null.
+    fn claim(
+        &mut self,
+        params: crate::capos_capnp::device_manager::claim_params::Reader<'_>,
+        results: crate::capos_capnp::device_manager::claim_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// Claims the first unclaimed function with these ids.
+    ///
+    /// Returns the result caps (`device`), in that order; their fields in
+    /// `results` stay null.
+    fn claim_match(
+        &mut self,
+        params: crate::capos_capnp::device_manager::claim_match_params::Reader<'_>,
+        results: crate::capos_capnp::device_manager::claim_match_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `DeviceManager` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_device_manager_in<S: DeviceManagerServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        device_manager::method::LIST => {
+            F::serve::<
+                crate::capos_capnp::device_manager::list_params::Owned,
+                crate::capos_capnp::device_manager::list_results::Owned,
+                _,
+            >(frame, |params, results| server.list(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        device_manager::method::CLAIM => {
+            F::serve::<
+                crate::capos_capnp::device_manager::claim_params::Owned,
+                crate::capos_capnp::device_manager::claim_results::Owned,
+                _,
+            >(frame, |params, results| server.claim(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        device_manager::method::CLAIM_MATCH => {
+            F::serve::<
+                crate::capos_capnp::device_manager::claim_match_params::Owned,
+                crate::capos_capnp::device_manager::claim_match_results::Owned,
+                _,
+            >(frame, |params, results| server.claim_match(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `DeviceManager` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_device_manager_in`]).
+pub fn dispatch_device_manager<S: DeviceManagerServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_device_manager_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
+}
+
+/// One claimed PCI function. Releasing it (the last cap dropped) turns
+/// off bus mastering and MSI-X, masks its vectors and unmaps its BARs
+/// from the driver before its DMA memory is freed. Once released, every
+/// cap derived from it (DeviceMmio, DMAPool, DMABuffer, Interrupt) fails
+/// with Revoked.
+pub mod device {
+    /// The interface id of `Device`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xf972e56eb60ec18b;
+    /// The schema name of the interface.
+    pub const NAME: &str = "Device";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `Device.info`
+        pub const INFO: u16 = 0;
+        /// `Device.mmio`
+        pub const MMIO: u16 = 1;
+        /// `Device.dmaPool`
+        pub const DMA_POOL: u16 = 2;
+        /// `Device.interrupt`
+        pub const INTERRUPT: u16 = 3;
+        /// `Device.portRead`
+        pub const PORT_READ: u16 = 4;
+        /// `Device.portWrite`
+        pub const PORT_WRITE: u16 = 5;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                INFO => Some("info"),
+                MMIO => Some("mmio"),
+                DMA_POOL => Some("dmaPool"),
+                INTERRUPT => Some("interrupt"),
+                PORT_READ => Some("portRead"),
+                PORT_WRITE => Some("portWrite"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::device::{
+        dma_pool_params, dma_pool_results, info_params, info_results, interrupt_params,
+        interrupt_results, mmio_params, mmio_results, port_read_params, port_read_results,
+        port_write_params, port_write_results,
+    };
+}
+
+/// A typed client for `Device` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct DeviceClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> DeviceClient<T> {
+    /// A client calling the `Device` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    pub fn info(&self) -> Result<PciDevice, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device::info_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device::INTERFACE_ID,
+            device::method::INFO,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::device::info_results::Owned, _>(
+            &reply,
+            |results| <PciDevice as crate::rpc::SchemaStruct>::read_from(results.get_device()?),
+        )
+    }
+
+    /// The memory BAR `bar`. An index past 5, an unimplemented or I/O BAR is
+    /// an application error with code 2.
+    ///
+    /// Result caps (`mmio`) arrive through the ring; their CapIds are returned.
+    pub fn mmio(&self, bar: u8) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device::mmio_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device::INTERFACE_ID,
+            device::method::MMIO,
+            |mut params| {
+                params.set_bar(bar);
+                Ok(())
+            },
+        )?;
+        let mmio = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::device::mmio_results::Owned, _>(
+            &reply,
+            |_| Ok(mmio),
+        )
+    }
+
+    /// A pool that allocates at most `budgetBytes` of DMA memory over its
+    /// live buffers (0 or over 64 MiB: code 2).
+    ///
+    /// Result caps (`pool`) arrive through the ring; their CapIds are returned.
+    pub fn dma_pool(&self, budget_bytes: u64) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device::dma_pool_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device::INTERFACE_ID,
+            device::method::DMA_POOL,
+            |mut params| {
+                params.set_budget_bytes(budget_bytes);
+                Ok(())
+            },
+        )?;
+        let pool = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::device::dma_pool_results::Owned, _>(
+            &reply,
+            |_| Ok(pool),
+        )
+    }
+
+    /// MSI-X table entry `index` (or, without MSI-X, MSI vector 0), routed to
+    /// a kernel vector on CPU 0, masked until `unmask`. An index out of the
+    /// table is code 2; one already handed out, code 5; no free kernel vector,
+    /// code 4; no MSI nor MSI-X, code 3.
+    ///
+    /// Result caps (`interrupt`) arrive through the ring; their CapIds are returned.
+    pub fn interrupt(&self, index: u16) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device::interrupt_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device::INTERFACE_ID,
+            device::method::INTERRUPT,
+            |mut params| {
+                params.set_index(index);
+                Ok(())
+            },
+        )?;
+        let interrupt = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::device::interrupt_results::Owned, _>(
+            &reply,
+            |_| Ok(interrupt),
+        )
+    }
+
+    /// Reads 1, 2 or 4 bytes at `offset` in I/O BAR `bar`. A width other than
+    /// 1, 2, 4, an offset + width past the BAR, or a BAR that is not I/O is
+    /// code 2.
+    pub fn port_read(&self, bar: u8, offset: u32, width: u8) -> Result<u32, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device::port_read_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device::INTERFACE_ID,
+            device::method::PORT_READ,
+            |mut params| {
+                params.set_bar(bar);
+                params.set_offset(offset);
+                params.set_width(width);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::device::port_read_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_value()),
+        )
+    }
+
+    /// Writes, under the rules of `portRead`.
+    pub fn port_write(
+        &self,
+        bar: u8,
+        offset: u32,
+        width: u8,
+        value: u32,
+    ) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device::port_write_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device::INTERFACE_ID,
+            device::method::PORT_WRITE,
+            |mut params| {
+                params.set_bar(bar);
+                params.set_offset(offset);
+                params.set_width(width);
+                params.set_value(value);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::device::port_write_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `Device`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_device`].
+pub trait DeviceServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    fn info(
+        &mut self,
+        params: crate::capos_capnp::device::info_params::Reader<'_>,
+        results: crate::capos_capnp::device::info_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// The memory BAR `bar`. An index past 5, an unimplemented or I/O BAR is
+    /// an application error with code 2.
+    ///
+    /// Returns the result caps (`mmio`), in that order; their fields in
+    /// `results` stay null.
+    fn mmio(
+        &mut self,
+        params: crate::capos_capnp::device::mmio_params::Reader<'_>,
+        results: crate::capos_capnp::device::mmio_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// A pool that allocates at most `budgetBytes` of DMA memory over its
+    /// live buffers (0 or over 64 MiB: code 2).
+    ///
+    /// Returns the result caps (`pool`), in that order; their fields in
+    /// `results` stay null.
+    fn dma_pool(
+        &mut self,
+        params: crate::capos_capnp::device::dma_pool_params::Reader<'_>,
+        results: crate::capos_capnp::device::dma_pool_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// MSI-X table entry `index` (or, without MSI-X, MSI vector 0), routed to
+    /// a kernel vector on CPU 0, masked until `unmask`. An index out of the
+    /// table is code 2; one already handed out, code 5; no free kernel vector,
+    /// code 4; no MSI nor MSI-X, code 3.
+    ///
+    /// Returns the result caps (`interrupt`), in that order; their fields in
+    /// `results` stay null.
+    fn interrupt(
+        &mut self,
+        params: crate::capos_capnp::device::interrupt_params::Reader<'_>,
+        results: crate::capos_capnp::device::interrupt_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+
+    /// Reads 1, 2 or 4 bytes at `offset` in I/O BAR `bar`. A width other than
+    /// 1, 2, 4, an offset + width past the BAR, or a BAR that is not I/O is
+    /// code 2.
+    fn port_read(
+        &mut self,
+        params: crate::capos_capnp::device::port_read_params::Reader<'_>,
+        results: crate::capos_capnp::device::port_read_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Writes, under the rules of `portRead`.
+    fn port_write(
+        &mut self,
+        params: crate::capos_capnp::device::port_write_params::Reader<'_>,
+        results: crate::capos_capnp::device::port_write_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `Device` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_device_in<S: DeviceServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        device::method::INFO => F::serve::<
+            crate::capos_capnp::device::info_params::Owned,
+            crate::capos_capnp::device::info_results::Owned,
+            _,
+        >(frame, |params, results| server.info(params, results))
+        .map(|()| ::alloc::vec::Vec::new()),
+        device::method::MMIO => F::serve::<
+            crate::capos_capnp::device::mmio_params::Owned,
+            crate::capos_capnp::device::mmio_results::Owned,
+            _,
+        >(frame, |params, results| server.mmio(params, results))
+        .map(|cap| ::alloc::vec![cap]),
+        device::method::DMA_POOL => {
+            F::serve::<
+                crate::capos_capnp::device::dma_pool_params::Owned,
+                crate::capos_capnp::device::dma_pool_results::Owned,
+                _,
+            >(frame, |params, results| server.dma_pool(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        device::method::INTERRUPT => {
+            F::serve::<
+                crate::capos_capnp::device::interrupt_params::Owned,
+                crate::capos_capnp::device::interrupt_results::Owned,
+                _,
+            >(frame, |params, results| server.interrupt(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        device::method::PORT_READ => {
+            F::serve::<
+                crate::capos_capnp::device::port_read_params::Owned,
+                crate::capos_capnp::device::port_read_results::Owned,
+                _,
+            >(frame, |params, results| server.port_read(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        device::method::PORT_WRITE => {
+            F::serve::<
+                crate::capos_capnp::device::port_write_params::Owned,
+                crate::capos_capnp::device::port_write_results::Owned,
+                _,
+            >(frame, |params, results| server.port_write(params, results))
+            .map(|()| ::alloc::vec::Vec::new())
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Device` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_device_in`]).
+pub fn dispatch_device<S: DeviceServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_device_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
+}
+
+/// One memory BAR of a claimed device.
+pub mod device_mmio {
+    /// The interface id of `DeviceMmio`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x86e669faa62586ae;
+    /// The schema name of the interface.
+    pub const NAME: &str = "DeviceMmio";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `DeviceMmio.map`
+        pub const MAP: u16 = 0;
+        /// `DeviceMmio.unmap`
+        pub const UNMAP: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                MAP => Some("map"),
+                UNMAP => Some("unmap"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::device_mmio::{
+        map_params, map_results, unmap_params, unmap_results,
+    };
+
+    /// Results of [`DeviceMmioClient::map`](super::DeviceMmioClient::map).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct MapReply {
+        pub addr: u64,
+        pub size: u64,
+    }
+}
+
+/// A typed client for `DeviceMmio` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct DeviceMmioClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> DeviceMmioClient<T> {
+    /// A client calling the `DeviceMmio` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Maps the BAR (rounded to pages) uncached into the caller's shared-
+    /// buffer window, never executable; returns the address of the BAR's first
+    /// byte and its size. Mapped once per cap at a time (code 5 otherwise).
+    pub fn map(&self) -> Result<device_mmio::MapReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device_mmio::map_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device_mmio::INTERFACE_ID,
+            device_mmio::method::MAP,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::device_mmio::map_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(device_mmio::MapReply { addr: results.get_addr(), size: results.get_size() })
+            },
+        )
+    }
+
+    /// Unmaps it (code 1 when not mapped).
+    pub fn unmap(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::device_mmio::unmap_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            device_mmio::INTERFACE_ID,
+            device_mmio::method::UNMAP,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::device_mmio::unmap_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `DeviceMmio`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_device_mmio`].
+pub trait DeviceMmioServer {
+    /// Maps the BAR (rounded to pages) uncached into the caller's shared-
+    /// buffer window, never executable; returns the address of the BAR's first
+    /// byte and its size. Mapped once per cap at a time (code 5 otherwise).
+    fn map(
+        &mut self,
+        params: crate::capos_capnp::device_mmio::map_params::Reader<'_>,
+        results: crate::capos_capnp::device_mmio::map_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Unmaps it (code 1 when not mapped).
+    fn unmap(
+        &mut self,
+        params: crate::capos_capnp::device_mmio::unmap_params::Reader<'_>,
+        results: crate::capos_capnp::device_mmio::unmap_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `DeviceMmio` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_device_mmio_in<S: DeviceMmioServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        device_mmio::method::MAP => F::serve::<
+            crate::capos_capnp::device_mmio::map_params::Owned,
+            crate::capos_capnp::device_mmio::map_results::Owned,
+            _,
+        >(frame, |params, results| server.map(params, results)),
+        device_mmio::method::UNMAP => {
+            F::serve::<
+                crate::capos_capnp::device_mmio::unmap_params::Owned,
+                crate::capos_capnp::device_mmio::unmap_results::Owned,
+                _,
+            >(frame, |params, results| server.unmap(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `DeviceMmio` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_device_mmio_in`]).
+pub fn dispatch_device_mmio<S: DeviceMmioServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_device_mmio_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
+}
+
+/// DMA memory for one claimed device, charged to the caller's account.
+pub mod d_m_a_pool {
+    /// The interface id of `DMAPool`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xd9b4c57b91a05b27;
+    /// The schema name of the interface.
+    pub const NAME: &str = "DMAPool";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `DMAPool.alloc`
+        pub const ALLOC: u16 = 0;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                ALLOC => Some("alloc"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::d_m_a_pool::{alloc_params, alloc_results};
+}
+
+/// A typed client for `DMAPool` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct DMAPoolClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> DMAPoolClient<T> {
+    /// A client calling the `DMAPool` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// A zeroed buffer of `bytes` (1..=4096: one frame, physically contiguous)
+    /// mapped writable into the caller. 0 or more than a frame is code 2; past
+    /// the pool's budget, code 4; the caller's frame quota, QuotaExceeded.
+    ///
+    /// Result caps (`buffer`) arrive through the ring; their CapIds are returned.
+    pub fn alloc(&self, bytes: u64) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::d_m_a_pool::alloc_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            d_m_a_pool::INTERFACE_ID,
+            d_m_a_pool::method::ALLOC,
+            |mut params| {
+                params.set_bytes(bytes);
+                Ok(())
+            },
+        )?;
+        let buffer = reply.cap(0)?;
+        crate::rpc::read_results::<crate::capos_capnp::d_m_a_pool::alloc_results::Owned, _>(
+            &reply,
+            |_| Ok(buffer),
+        )
+    }
+}
+
+/// The server side of `DMAPool`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_d_m_a_pool`].
+pub trait DMAPoolServer {
+    /// What this server hands back for a result cap: a kernel object
+    /// reference in the kernel, a CapId in a userspace server. Result caps
+    /// travel through the ring, never inside the results message.
+    type Cap;
+
+    /// A zeroed buffer of `bytes` (1..=4096: one frame, physically contiguous)
+    /// mapped writable into the caller. 0 or more than a frame is code 2; past
+    /// the pool's budget, code 4; the caller's frame quota, QuotaExceeded.
+    ///
+    /// Returns the result caps (`buffer`), in that order; their fields in
+    /// `results` stay null.
+    fn alloc(
+        &mut self,
+        params: crate::capos_capnp::d_m_a_pool::alloc_params::Reader<'_>,
+        results: crate::capos_capnp::d_m_a_pool::alloc_results::Builder<'_>,
+    ) -> Result<Self::Cap, crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `DMAPool` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_d_m_a_pool_in<S: DMAPoolServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
+    match method {
+        d_m_a_pool::method::ALLOC => {
+            F::serve::<
+                crate::capos_capnp::d_m_a_pool::alloc_params::Owned,
+                crate::capos_capnp::d_m_a_pool::alloc_results::Owned,
+                _,
+            >(frame, |params, results| server.alloc(params, results))
+            .map(|cap| ::alloc::vec![cap])
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `DMAPool` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_d_m_a_pool_in`]).
+pub fn dispatch_d_m_a_pool<S: DMAPoolServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    let caps = dispatch_d_m_a_pool_in(server, method, &mut frame)?;
+    Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
+}
+
+/// One DMA buffer. No IOMMU: the device address is the physical address.
+pub mod d_m_a_buffer {
+    /// The interface id of `DMABuffer`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xc2e7e76281b42b3b;
+    /// The schema name of the interface.
+    pub const NAME: &str = "DMABuffer";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `DMABuffer.info`
+        pub const INFO: u16 = 0;
+        /// `DMABuffer.free`
+        pub const FREE: u16 = 1;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                INFO => Some("info"),
+                FREE => Some("free"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::d_m_a_buffer::{
+        free_params, free_results, info_params, info_results,
+    };
+
+    /// Results of [`DMABufferClient::info`](super::DMABufferClient::info).
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct InfoReply {
+        pub addr: u64,
+        pub device_addr: u64,
+        pub size: u64,
+    }
+}
+
+/// A typed client for `DMABuffer` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct DMABufferClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> DMABufferClient<T> {
+    /// A client calling the `DMABuffer` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// Where the caller has it, the address the device uses, its size.
+    pub fn info(&self) -> Result<d_m_a_buffer::InfoReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::d_m_a_buffer::info_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            d_m_a_buffer::INTERFACE_ID,
+            d_m_a_buffer::method::INFO,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::d_m_a_buffer::info_results::Owned, _>(
+            &reply,
+            |results| {
+                Ok(d_m_a_buffer::InfoReply {
+                    addr: results.get_addr(),
+                    device_addr: results.get_device_addr(),
+                    size: results.get_size(),
+                })
+            },
+        )
+    }
+
+    /// Unmaps and frees it; later calls fail with Revoked.
+    pub fn free(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::d_m_a_buffer::free_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            d_m_a_buffer::INTERFACE_ID,
+            d_m_a_buffer::method::FREE,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::d_m_a_buffer::free_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `DMABuffer`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_d_m_a_buffer`].
+pub trait DMABufferServer {
+    /// Where the caller has it, the address the device uses, its size.
+    fn info(
+        &mut self,
+        params: crate::capos_capnp::d_m_a_buffer::info_params::Reader<'_>,
+        results: crate::capos_capnp::d_m_a_buffer::info_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Unmaps and frees it; later calls fail with Revoked.
+    fn free(
+        &mut self,
+        params: crate::capos_capnp::d_m_a_buffer::free_params::Reader<'_>,
+        results: crate::capos_capnp::d_m_a_buffer::free_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `DMABuffer` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_d_m_a_buffer_in<S: DMABufferServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        d_m_a_buffer::method::INFO => {
+            F::serve::<
+                crate::capos_capnp::d_m_a_buffer::info_params::Owned,
+                crate::capos_capnp::d_m_a_buffer::info_results::Owned,
+                _,
+            >(frame, |params, results| server.info(params, results))
+        }
+        d_m_a_buffer::method::FREE => {
+            F::serve::<
+                crate::capos_capnp::d_m_a_buffer::free_params::Owned,
+                crate::capos_capnp::d_m_a_buffer::free_results::Owned,
+                _,
+            >(frame, |params, results| server.free(params, results))
+        }
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `DMABuffer` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_d_m_a_buffer_in`]).
+pub fn dispatch_d_m_a_buffer<S: DMABufferServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_d_m_a_buffer_in(server, method, &mut frame)?;
+    Ok(frame.into_results())
+}
+
+/// One MSI-X (or MSI) vector of a claimed device.
+pub mod interrupt {
+    /// The interface id of `Interrupt`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xeb709d0cbdf6088b;
+    /// The schema name of the interface.
+    pub const NAME: &str = "Interrupt";
+
+    /// Method ordinals, as the schema numbers them.
+    pub mod method {
+        /// `Interrupt.wait`
+        pub const WAIT: u16 = 0;
+        /// `Interrupt.mask`
+        pub const MASK: u16 = 1;
+        /// `Interrupt.unmask`
+        pub const UNMASK: u16 = 2;
+        /// `Interrupt.ack`
+        pub const ACK: u16 = 3;
+
+        /// The schema name of the method with ordinal `ordinal`.
+        pub fn name(ordinal: u16) -> Option<&'static str> {
+            match ordinal {
+                WAIT => Some("wait"),
+                MASK => Some("mask"),
+                UNMASK => Some("unmask"),
+                ACK => Some("ack"),
+                _ => None,
+            }
+        }
+    }
+
+    pub use crate::capos_capnp::interrupt::{
+        ack_params, ack_results, mask_params, mask_results, unmask_params, unmask_results,
+        wait_params, wait_results,
+    };
+}
+
+/// A typed client for `Interrupt` caps: each method encodes its params, makes one
+/// call through the transport and decodes the results.
+#[derive(Debug, Clone)]
+pub struct InterruptClient<T: crate::rpc::Transport> {
+    transport: T,
+    cap: u64,
+}
+
+impl<T: crate::rpc::Transport> InterruptClient<T> {
+    /// A client calling the `Interrupt` cap `cap` (a CapId) through `transport`.
+    pub fn new(transport: T, cap: u64) -> Self {
+        Self { transport, cap }
+    }
+
+    /// The CapId this client calls.
+    pub fn cap_id(&self) -> u64 {
+        self.cap
+    }
+
+    /// The transport this client calls through.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Gives the transport back.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
+    /// The interrupts since the last wait (coalesced: none is lost), as soon
+    /// as there is one; Timeout after `timeoutNs` (UInt64 max: none).
+    pub fn wait(&self, timeout_ns: u64) -> Result<u64, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::interrupt::wait_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            interrupt::INTERFACE_ID,
+            interrupt::method::WAIT,
+            |mut params| {
+                params.set_timeout_ns(timeout_ns);
+                Ok(())
+            },
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::interrupt::wait_results::Owned, _>(
+            &reply,
+            |results| Ok(results.get_count()),
+        )
+    }
+
+    /// Masks the vector at the device (the MSI-X entry's mask bit).
+    pub fn mask(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::interrupt::mask_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            interrupt::INTERFACE_ID,
+            interrupt::method::MASK,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::interrupt::mask_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+
+    pub fn unmask(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::interrupt::unmask_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            interrupt::INTERFACE_ID,
+            interrupt::method::UNMASK,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::interrupt::unmask_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+
+    /// Acknowledges the last interrupt (a no-op for MSI-X, which is edge
+    /// delivered; kept for drivers written against level semantics).
+    pub fn ack(&self) -> Result<(), crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::interrupt::ack_params::Owned, T>(
+            &self.transport,
+            self.cap,
+            interrupt::INTERFACE_ID,
+            interrupt::method::ACK,
+            |_| Ok(()),
+        )?;
+        crate::rpc::read_results::<crate::capos_capnp::interrupt::ack_results::Owned, _>(
+            &reply,
+            |_| Ok(()),
+        )
+    }
+}
+
+/// The server side of `Interrupt`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_interrupt`].
+pub trait InterruptServer {
+    /// The interrupts since the last wait (coalesced: none is lost), as soon
+    /// as there is one; Timeout after `timeoutNs` (UInt64 max: none).
+    fn wait(
+        &mut self,
+        params: crate::capos_capnp::interrupt::wait_params::Reader<'_>,
+        results: crate::capos_capnp::interrupt::wait_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Masks the vector at the device (the MSI-X entry's mask bit).
+    fn mask(
+        &mut self,
+        params: crate::capos_capnp::interrupt::mask_params::Reader<'_>,
+        results: crate::capos_capnp::interrupt::mask_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    fn unmask(
+        &mut self,
+        params: crate::capos_capnp::interrupt::unmask_params::Reader<'_>,
+        results: crate::capos_capnp::interrupt::unmask_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+
+    /// Acknowledges the last interrupt (a no-op for MSI-X, which is edge
+    /// delivered; kept for drivers written against level semantics).
+    fn ack(
+        &mut self,
+        params: crate::capos_capnp::interrupt::ack_params::Reader<'_>,
+        results: crate::capos_capnp::interrupt::ack_results::Builder<'_>,
+    ) -> Result<(), crate::rpc::ServerError>;
+}
+
+/// Serves one call to a `Interrupt` cap in `frame`: reads the params for
+/// `method` from the frame, calls `server` and builds its results in the
+/// frame. An unknown ordinal is
+/// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
+/// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
+pub fn dispatch_interrupt_in<S: InterruptServer + ?Sized, F: crate::rpc::CallFrame>(
+    server: &mut S,
+    method: u16,
+    frame: &mut F,
+) -> Result<(), crate::rpc::DispatchError> {
+    match method {
+        interrupt::method::WAIT => F::serve::<
+            crate::capos_capnp::interrupt::wait_params::Owned,
+            crate::capos_capnp::interrupt::wait_results::Owned,
+            _,
+        >(frame, |params, results| server.wait(params, results)),
+        interrupt::method::MASK => F::serve::<
+            crate::capos_capnp::interrupt::mask_params::Owned,
+            crate::capos_capnp::interrupt::mask_results::Owned,
+            _,
+        >(frame, |params, results| server.mask(params, results)),
+        interrupt::method::UNMASK => {
+            F::serve::<
+                crate::capos_capnp::interrupt::unmask_params::Owned,
+                crate::capos_capnp::interrupt::unmask_results::Owned,
+                _,
+            >(frame, |params, results| server.unmask(params, results))
+        }
+        interrupt::method::ACK => F::serve::<
+            crate::capos_capnp::interrupt::ack_params::Owned,
+            crate::capos_capnp::interrupt::ack_results::Owned,
+            _,
+        >(frame, |params, results| server.ack(params, results)),
+        other => Err(crate::rpc::DispatchError::BadMethod(other)),
+    }
+}
+
+/// Serves one call to a `Interrupt` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_interrupt_in`]).
+pub fn dispatch_interrupt<S: InterruptServer + ?Sized>(
+    server: &mut S,
+    method: u16,
+    params: &[u8],
+) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
+    let mut frame = crate::rpc::HeapFrame::new(params);
+    dispatch_interrupt_in(server, method, &mut frame)?;
     Ok(frame.into_results())
 }

@@ -9,7 +9,7 @@ use capos_lib::memmap::MemoryMap;
 use capos_lib::multiboot2::{Framebuffer, Rsdp};
 
 /// Most boot modules kept.
-pub const MAX_MODULES: usize = 32;
+pub const MAX_MODULES: usize = 64;
 
 /// One boot module (a file the loader put in memory).
 #[derive(Debug, Clone, Copy)]

@@ -5,15 +5,15 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::{
-    boot_package, console, entropy, ipc_manager, log, park_space, process_spawner, process_table,
-    scheduling_policy, system_info, terminal, thread_spawner, timer, virtual_memory, wall_clock,
-    CapEntry, CapObject,
+    boot_package, console, device, entropy, ipc_manager, log, park_space, process_spawner,
+    process_table, scheduling_policy, system_info, terminal, thread_spawner, timer, virtual_memory,
+    wall_clock, CapEntry, CapObject,
 };
 use crate::proc::spawn::Grant;
 
 /// The caps init starts with, by name.
 pub fn bootstrap_grants() -> Vec<Grant> {
-    let objects: [(&str, Arc<dyn CapObject>); 16] = [
+    let objects: [(&str, Arc<dyn CapObject>); 17] = [
         ("console", Arc::new(console::KernelConsole)),
         ("sysinfo", Arc::new(system_info::KernelSystemInfo)),
         ("clock", Arc::new(wall_clock::KernelWallClock)),
@@ -30,6 +30,7 @@ pub fn bootstrap_grants() -> Vec<Grant> {
         ("threads", Arc::new(thread_spawner::KernelThreadSpawner)),
         ("park", Arc::new(park_space::KernelParkSpace)),
         ("sched", Arc::new(scheduling_policy::KernelSchedulingPolicy)),
+        ("devices", Arc::new(device::KernelDeviceManager)),
     ];
     objects
         .into_iter()

@@ -7,6 +7,7 @@
 
 pub mod boot_package;
 pub mod console;
+pub mod device;
 pub mod endpoint;
 pub mod entropy;
 pub mod grants;

@@ -56,10 +56,12 @@ pub const MAX_SHARED_MAPS: usize = 64;
 /// [`MAX_SHARED_MAPS`] is charged at the first mapping).
 const SHARED_MAP_BYTES: u64 = core::mem::size_of::<SharedMap>() as u64;
 
-/// One shared-buffer mapping: its frames, mapped whole from `start`.
+/// One mapping in the shared-buffer window: a buffer's frames mapped whole
+/// from `start`, or (`frames` `None`) device memory of `pages` pages.
 struct SharedMap {
     start: u64,
-    frames: Arc<SharedFrames>,
+    pages: u64,
+    frames: Option<Arc<SharedFrames>>,
 }
 
 /// Page-table frames, charged to the account as the mapper takes them.
@@ -470,25 +472,7 @@ impl AddressSpace {
         frames: &Arc<SharedFrames>,
         writable: bool,
     ) -> Result<u64, (PagingError, bool)> {
-        if self.shared.len() >= MAX_SHARED_MAPS {
-            return Err((
-                PagingError::Quota(QuotaExceeded {
-                    resource: Resource::KernelBytes,
-                    limit: MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES,
-                    used: self.shared.len() as u64 * SHARED_MAP_BYTES,
-                    asked: SHARED_MAP_BYTES,
-                }),
-                false,
-            ));
-        }
-        if self.shared.capacity() == 0 {
-            let bytes = MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES;
-            self.account.charge_bytes(bytes).map_err(|q| (PagingError::Quota(q), false))?;
-            if self.shared.try_reserve_exact(MAX_SHARED_MAPS).is_err() {
-                self.account.uncharge_bytes(bytes);
-                return Err((PagingError::OutOfFrames, false));
-            }
-        }
+        self.reserve_shared_map().map_err(|e| (e, false))?;
         let len = frames.bytes_len();
         let start =
             self.shared_find_free(len + PAGE_SIZE).ok_or((PagingError::WindowFull, false))?;
@@ -529,7 +513,7 @@ impl AddressSpace {
         }
         let at = self.shared.partition_point(|m| m.start < start);
         // Room for MAX_SHARED_MAPS was reserved above: no allocation.
-        self.shared.insert(at, SharedMap { start, frames: frames.clone() });
+        self.shared.insert(at, SharedMap { start, pages, frames: Some(frames.clone()) });
         Ok(start)
     }
 
@@ -543,13 +527,103 @@ impl AddressSpace {
         start: u64,
         frames: &Arc<SharedFrames>,
     ) -> Option<Arc<SharedFrames>> {
-        let i =
-            self.shared.iter().position(|m| m.start == start && Arc::ptr_eq(&m.frames, frames))?;
+        let i = self.shared.iter().position(|m| {
+            m.start == start && m.frames.as_ref().is_some_and(|f| Arc::ptr_eq(f, frames))
+        })?;
         let record = self.shared.remove(i);
-        for p in 0..record.frames.pages() {
+        for p in 0..record.pages {
             self.unmap_leaf(start + p * PAGE_SIZE);
         }
-        Some(record.frames)
+        record.frames
+    }
+
+    /// Room for one more record in the shared window (charged for all
+    /// [`MAX_SHARED_MAPS`] at the first).
+    fn reserve_shared_map(&mut self) -> Result<(), PagingError> {
+        if self.shared.len() >= MAX_SHARED_MAPS {
+            return Err(PagingError::Quota(QuotaExceeded {
+                resource: Resource::KernelBytes,
+                limit: MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES,
+                used: self.shared.len() as u64 * SHARED_MAP_BYTES,
+                asked: SHARED_MAP_BYTES,
+            }));
+        }
+        if self.shared.capacity() == 0 {
+            let bytes = MAX_SHARED_MAPS as u64 * SHARED_MAP_BYTES;
+            self.account.charge_bytes(bytes).map_err(PagingError::Quota)?;
+            if self.shared.try_reserve_exact(MAX_SHARED_MAPS).is_err() {
+                self.account.uncharge_bytes(bytes);
+                return Err(PagingError::OutOfFrames);
+            }
+        }
+        Ok(())
+    }
+
+    /// Maps `pages` pages of device memory from the page-aligned `phys`
+    /// uncached at a free place in the shared-buffer window (with an
+    /// unmapped page after it), user-writable, never executable. The
+    /// memory is not the space's: it is never freed, only unmapped. Only
+    /// page tables are charged. On failure returns the error and whether
+    /// any page was mapped (and unmapped again: the caller shoots down).
+    pub fn map_device(&mut self, phys: u64, pages: u64) -> Result<u64, (PagingError, bool)> {
+        self.reserve_shared_map().map_err(|e| (e, false))?;
+        let len = pages.checked_mul(PAGE_SIZE).ok_or((PagingError::WindowFull, false))?;
+        let start =
+            self.shared_find_free(len + PAGE_SIZE).ok_or((PagingError::WindowFull, false))?;
+        if self.account.left().frames < table_frames_bound(start, pages) {
+            let q = QuotaExceeded {
+                resource: Resource::Frames,
+                limit: self.account.limits().frames,
+                used: self.account.used().frames,
+                asked: table_frames_bound(start, pages),
+            };
+            return Err((PagingError::Quota(q), false));
+        }
+        let flags = F::PRESENT
+            | F::USER_ACCESSIBLE
+            | F::NO_EXECUTE
+            | F::WRITABLE
+            | F::NO_CACHE
+            | F::WRITE_THROUGH;
+        for i in 0..pages {
+            let page = Page::<Size4KiB>::containing_address(VirtAddr::new(start + i * PAGE_SIZE));
+            let frame = PhysFrame::containing_address(PhysAddr::new(phys + i * PAGE_SIZE));
+            let mut tables = UserFrames { account: &self.account, taken: 0, refused: None };
+            // SAFETY: a user address of this space in the shared window,
+            // where nothing else is mapped (checked by the map itself); the
+            // frame is device memory (a BAR), never handed to the frame
+            // allocator, and the record made below marks it as not ours.
+            let mapped = unsafe { self.mapper.map_to(page, frame, flags, &mut tables) };
+            self.charged += tables.taken;
+            match mapped {
+                Ok(flush) => flush.flush(),
+                Err(e) => {
+                    let e = tables.refused.unwrap_or_else(|| e.into());
+                    for j in 0..i {
+                        self.unmap_leaf(start + j * PAGE_SIZE);
+                    }
+                    return Err((e, i > 0));
+                }
+            }
+        }
+        let at = self.shared.partition_point(|m| m.start < start);
+        // Room was reserved above: no allocation.
+        self.shared.insert(at, SharedMap { start, pages, frames: None });
+        Ok(start)
+    }
+
+    /// Removes the device mapping at `start` (this CPU's TLB flushed; the
+    /// caller shoots down the others). False if there is none.
+    pub fn unmap_device(&mut self, start: u64) -> bool {
+        let Some(i) = self.shared.iter().position(|m| m.start == start && m.frames.is_none())
+        else {
+            return false;
+        };
+        let record = self.shared.remove(i);
+        for p in 0..record.pages {
+            self.unmap_leaf(start + p * PAGE_SIZE);
+        }
+        true
     }
 
     /// The lowest `len`-byte gap in the shared window.
@@ -559,7 +633,7 @@ impl AddressSpace {
             if m.start >= at && m.start - at >= len {
                 break;
             }
-            at = at.max(m.start + m.frames.bytes_len() + PAGE_SIZE);
+            at = at.max(m.start + m.pages * PAGE_SIZE + PAGE_SIZE);
         }
         (at.checked_add(len)? <= SHARED_WINDOW_END).then_some(at)
     }
@@ -675,7 +749,7 @@ impl Drop for AddressSpace {
         // the records' references go once the tables are freed.
         let shared = core::mem::take(&mut self.shared);
         for m in &shared {
-            for p in 0..m.frames.pages() {
+            for p in 0..m.pages {
                 self.unmap_leaf(m.start + p * PAGE_SIZE);
             }
         }

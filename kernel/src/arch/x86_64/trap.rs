@@ -1,6 +1,7 @@
 //! The IDT and trap dispatch: named exception reports, device interrupts.
 
 use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::registers::control::Cr2;
@@ -19,6 +20,39 @@ pub const VEC_COM1: u8 = 0x24;
 pub const VEC_WAKEUP: u8 = 0x40;
 /// Inter-processor "flush your TLB" interrupt.
 pub const VEC_TLB: u8 = 0x41;
+/// First vector handed to device interrupts (MSI-X, MSI).
+pub const VEC_DEVICE_BASE: u8 = 0x50;
+/// Vectors handed to device interrupts, from [`VEC_DEVICE_BASE`].
+pub const DEVICE_VECTORS: usize = 64;
+
+/// Per device vector: allocated, and interrupts counted since the owner
+/// last took them.
+static DEVICE_USED: [AtomicBool; DEVICE_VECTORS] =
+    [const { AtomicBool::new(false) }; DEVICE_VECTORS];
+static DEVICE_COUNTS: [AtomicU64; DEVICE_VECTORS] = [const { AtomicU64::new(0) }; DEVICE_VECTORS];
+
+/// A free device vector slot (its count reset), or `None` when all are
+/// taken. The vector is `VEC_DEVICE_BASE + slot`.
+pub fn alloc_device_vector() -> Option<usize> {
+    let slot = DEVICE_USED.iter().position(|u| {
+        u.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    })?;
+    DEVICE_COUNTS[slot].store(0, Ordering::Release);
+    Some(slot)
+}
+
+/// Gives device vector `slot` back (its source masked by the caller).
+pub fn free_device_vector(slot: usize) {
+    if let Some(u) = DEVICE_USED.get(slot) {
+        u.store(false, Ordering::Release);
+    }
+}
+
+/// Takes the interrupts counted on device vector `slot` since the last take.
+pub fn take_device_count(slot: usize) -> u64 {
+    DEVICE_COUNTS.get(slot).map_or(0, |c| c.swap(0, Ordering::AcqRel))
+}
+
 /// Local APIC error vector.
 pub const VEC_APIC_ERROR: u8 = 0xFE;
 /// Local APIC spurious vector.
@@ -199,6 +233,14 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             crate::dev::serial::handle_com1_interrupt();
             apic::eoi();
             (crate::hooks::get().serial_input)();
+        }
+        v if (VEC_DEVICE_BASE as u64..VEC_DEVICE_BASE as u64 + DEVICE_VECTORS as u64)
+            .contains(&v) =>
+        {
+            let slot = (v - VEC_DEVICE_BASE as u64) as usize;
+            DEVICE_COUNTS[slot].fetch_add(1, Ordering::AcqRel);
+            apic::eoi();
+            (crate::hooks::get().device_interrupt)(slot);
         }
         v if v == VEC_SPURIOUS as u64 => {}
         v if (super::pic::PIC_VECTOR_BASE as u64..super::pic::PIC_VECTOR_BASE as u64 + 16)

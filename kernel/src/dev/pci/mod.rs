@@ -13,6 +13,7 @@ mod legacy;
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use capos_lib::pci::{
     bar_offset, capabilities, command, decode_bars, reg, Address, BarSlot, CapError, Capability,
@@ -120,6 +121,58 @@ impl fmt::Display for Function {
 }
 
 static FUNCTIONS: Once<Vec<Function>> = Once::new();
+
+/// The mechanism enumeration used, kept for the device manager.
+static MECHANISM: Once<Mechanism> = Once::new();
+
+/// Which table entries a driver has claimed.
+static CLAIMED: [AtomicBool; MAX_FUNCTIONS] = [const { AtomicBool::new(false) }; MAX_FUNCTIONS];
+
+/// Claims table entry `index` for a driver: false if it is claimed (or
+/// out of the table).
+pub fn try_claim(index: usize) -> bool {
+    CLAIMED.get(index).is_some_and(|c| {
+        c.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    })
+}
+
+/// Ends the claim of table entry `index`.
+pub fn release(index: usize) {
+    if let Some(c) = CLAIMED.get(index) {
+        c.store(false, Ordering::Release);
+    }
+}
+
+/// Whether table entry `index` is claimed.
+pub fn claimed(index: usize) -> bool {
+    CLAIMED.get(index).is_some_and(|c| c.load(Ordering::Acquire))
+}
+
+/// Reads the dword at `offset` (4-aligned, below 0x1000) of the function
+/// at `addr`; all ones when it cannot be reached.
+pub fn config_read32(addr: Address, offset: u16) -> u32 {
+    MECHANISM.get().map_or(u32::MAX, |m| m.read32(addr, offset & 0xffc))
+}
+
+/// Writes the dword at `offset` (4-aligned, below 0x1000) of the function
+/// at `addr`.
+pub fn config_write32(addr: Address, offset: u16, value: u32) {
+    if let Some(m) = MECHANISM.get() {
+        m.write32(addr, offset & 0xffc, value)
+    }
+}
+
+/// Read-modify-writes the 16 bits at `offset` (2-aligned): clears `clear`,
+/// sets `set`. For the command register the status half is written as
+/// zeros (its bits are write-one-to-clear).
+pub fn config_update16(addr: Address, offset: u16, clear: u16, set: u16) {
+    let dword = offset & 0xffc;
+    let shift = (offset & 2) * 8;
+    let old = config_read32(addr, dword);
+    let half = ((old >> shift) as u16 & !clear) | set;
+    let keep = if dword == reg::COMMAND { 0 } else { old & !(0xffff << shift) };
+    config_write32(addr, dword, keep | (u32::from(half) << shift));
+}
 
 /// The functions enumeration found (empty before [`init`]).
 pub fn functions() -> &'static [Function] {
@@ -287,4 +340,5 @@ pub fn init(acpi: &AcpiInfo) {
         buses,
         mechanism.name()
     );
+    MECHANISM.call_once(|| mechanism);
 }
