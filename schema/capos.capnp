@@ -785,7 +785,7 @@ interface Device {
   # One claimed PCI function. Releasing it (the last cap dropped) turns
   # off bus mastering and MSI-X, masks its vectors and unmaps its BARs
   # from the driver before its DMA memory is freed. Once released, every
-  # cap derived from it (DeviceMmio, DMAPool, DMABuffer, Interrupt) fails
+  # cap derived from it (DeviceMmio, DmaPool, DmaBuffer, Interrupt) fails
   # with Revoked.
 
   info @0 () -> (device :PciDevice);
@@ -794,7 +794,7 @@ interface Device {
   # The memory BAR `bar`. An index past 5, an unimplemented or I/O BAR is
   # an application error with code 2.
 
-  dmaPool @2 (budgetBytes :UInt64) -> (pool :DMAPool);
+  dmaPool @2 (budgetBytes :UInt64) -> (pool :DmaPool);
   # A pool that allocates at most `budgetBytes` of DMA memory over its
   # live buffers (0 or over 64 MiB: code 2).
 
@@ -825,16 +825,16 @@ interface DeviceMmio {
   # Unmaps it (code 1 when not mapped).
 }
 
-interface DMAPool {
+interface DmaPool {
   # DMA memory for one claimed device, charged to the caller's account.
 
-  alloc @0 (bytes :UInt64) -> (buffer :DMABuffer);
+  alloc @0 (bytes :UInt64) -> (buffer :DmaBuffer);
   # A zeroed buffer of `bytes` (1..=4096: one frame, physically contiguous)
   # mapped writable into the caller. 0 or more than a frame is code 2; past
   # the pool's budget, code 4; the caller's frame quota, QuotaExceeded.
 }
 
-interface DMABuffer {
+interface DmaBuffer {
   # One DMA buffer. No IOMMU: the device address is the physical address.
 
   info @0 () -> (addr :UInt64, deviceAddr :UInt64, size :UInt64);

@@ -57104,7 +57104,7 @@ pub mod device {
                 self.reader.total_size()
             }
             #[inline]
-            pub fn get_pool(self) -> ::capnp::Result<crate::capos_capnp::d_m_a_pool::Client> {
+            pub fn get_pool(self) -> ::capnp::Result<crate::capos_capnp::dma_pool::Client> {
                 match self.reader.get_pointer_field(0).get_capability() {
                     ::core::result::Result::Ok(c) => {
                         ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(c))
@@ -57200,7 +57200,7 @@ pub mod device {
                 self.builder.as_reader().total_size()
             }
             #[inline]
-            pub fn get_pool(self) -> ::capnp::Result<crate::capos_capnp::d_m_a_pool::Client> {
+            pub fn get_pool(self) -> ::capnp::Result<crate::capos_capnp::dma_pool::Client> {
                 match self.builder.get_pointer_field(0).get_capability() {
                     ::core::result::Result::Ok(c) => {
                         ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(c))
@@ -57209,7 +57209,7 @@ pub mod device {
                 }
             }
             #[inline]
-            pub fn set_pool(&mut self, value: crate::capos_capnp::d_m_a_pool::Client) {
+            pub fn set_pool(&mut self, value: crate::capos_capnp::dma_pool::Client) {
                 self.builder.reborrow().get_pointer_field(0).set_capability(value.client.hook);
             }
             #[inline]
@@ -57227,7 +57227,7 @@ pub mod device {
             }
         }
         impl Pipeline {
-            pub fn get_pool(&self) -> crate::capos_capnp::d_m_a_pool::Client {
+            pub fn get_pool(&self) -> crate::capos_capnp::dma_pool::Client {
                 ::capnp::capability::FromClientHook::new(
                     self._typeless.get_pointer_field(0).as_cap(),
                 )
@@ -57262,7 +57262,7 @@ pub mod device {
                 ::capnp::word(20, 0, 0, 0, 2, 0, 1, 0),
                 ::capnp::word(112, 111, 111, 108, 0, 0, 0, 0),
                 ::capnp::word(17, 0, 0, 0, 0, 0, 0, 0),
-                ::capnp::word(39, 91, 160, 145, 123, 197, 180, 217),
+                ::capnp::word(0, 165, 102, 7, 208, 30, 142, 171),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(17, 0, 0, 0, 0, 0, 0, 0),
@@ -57271,7 +57271,7 @@ pub mod device {
             ];
             pub(crate) fn get_field_types(index: u16) -> ::capnp::introspect::Type {
                 match index {
-                    0 => <crate::capos_capnp::d_m_a_pool::Owned as ::capnp::introspect::Introspect>::introspect(),
+                    0 => <crate::capos_capnp::dma_pool::Owned as ::capnp::introspect::Introspect>::introspect(),
                     _ => ::capnp::introspect::panic_invalid_field_index(index),
                 }
             }
@@ -60311,12 +60311,12 @@ pub mod device_mmio {
     }
 }
 
-pub mod d_m_a_pool {
+pub mod dma_pool {
     #![allow(unused_variables)]
     pub type AllocParams =
-        ::capnp::capability::Params<crate::capos_capnp::d_m_a_pool::alloc_params::Owned>;
+        ::capnp::capability::Params<crate::capos_capnp::dma_pool::alloc_params::Owned>;
     pub type AllocResults =
-        ::capnp::capability::Results<crate::capos_capnp::d_m_a_pool::alloc_results::Owned>;
+        ::capnp::capability::Results<crate::capos_capnp::dma_pool::alloc_results::Owned>;
 
     pub struct Client {
         pub client: ::capnp::capability::Client,
@@ -60395,8 +60395,8 @@ pub mod d_m_a_pool {
         pub fn alloc_request(
             &self,
         ) -> ::capnp::capability::Request<
-            crate::capos_capnp::d_m_a_pool::alloc_params::Owned,
-            crate::capos_capnp::d_m_a_pool::alloc_results::Owned,
+            crate::capos_capnp::dma_pool::alloc_params::Owned,
+            crate::capos_capnp::dma_pool::alloc_results::Owned,
         > {
             self.client.new_call(_private::TYPE_ID, 0, ::core::option::Option::None)
         }
@@ -60408,7 +60408,7 @@ pub mod d_m_a_pool {
             _: AllocResults,
         ) -> impl ::core::future::Future<Output = Result<(), ::capnp::Error>> + 'static {
             ::core::future::ready(Err(::capnp::Error::unimplemented(
-                "method d_m_a_pool::Server::alloc not implemented".into(),
+                "method dma_pool::Server::alloc not implemented".into(),
             )))
         }
     }
@@ -60482,7 +60482,7 @@ pub mod d_m_a_pool {
         }
     }
     pub(crate) mod _private {
-        pub(crate) const TYPE_ID: u64 = 0xd9b4_c57b_91a0_5b27;
+        pub(crate) const TYPE_ID: u64 = 0xab8e_1ed0_0766_a500;
     }
 
     pub mod alloc_params {
@@ -60698,7 +60698,7 @@ pub mod d_m_a_pool {
         mod _private {
             pub(crate) static ENCODED_NODE: [::capnp::Word; 33] = [
                 ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
-                ::capnp::word(164, 168, 170, 12, 75, 145, 125, 141),
+                ::capnp::word(225, 111, 183, 52, 43, 247, 193, 176),
                 ::capnp::word(20, 0, 0, 0, 1, 0, 1, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 7, 0, 0, 0, 0, 0),
@@ -60710,7 +60710,7 @@ pub mod d_m_a_pool {
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(99, 97, 112, 111, 115, 46, 99, 97),
-                ::capnp::word(112, 110, 112, 58, 68, 77, 65, 80),
+                ::capnp::word(112, 110, 112, 58, 68, 109, 97, 80),
                 ::capnp::word(111, 111, 108, 46, 97, 108, 108, 111),
                 ::capnp::word(99, 36, 80, 97, 114, 97, 109, 115),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
@@ -60755,7 +60755,7 @@ pub mod d_m_a_pool {
             pub(crate) static NONUNION_MEMBERS: &[u16] = &[0];
             pub(crate) static MEMBERS_BY_DISCRIMINANT: &[u16] = &[];
             pub(crate) static MEMBERS_BY_NAME: &[u16] = &[0];
-            pub(crate) const TYPE_ID: u64 = 0x8d7d_914b_0caa_a8a4;
+            pub(crate) const TYPE_ID: u64 = 0xb0c1_f72b_34b7_6fe1;
         }
     }
 
@@ -60864,7 +60864,7 @@ pub mod d_m_a_pool {
                 self.reader.total_size()
             }
             #[inline]
-            pub fn get_buffer(self) -> ::capnp::Result<crate::capos_capnp::d_m_a_buffer::Client> {
+            pub fn get_buffer(self) -> ::capnp::Result<crate::capos_capnp::dma_buffer::Client> {
                 match self.reader.get_pointer_field(0).get_capability() {
                     ::core::result::Result::Ok(c) => {
                         ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(c))
@@ -60960,7 +60960,7 @@ pub mod d_m_a_pool {
                 self.builder.as_reader().total_size()
             }
             #[inline]
-            pub fn get_buffer(self) -> ::capnp::Result<crate::capos_capnp::d_m_a_buffer::Client> {
+            pub fn get_buffer(self) -> ::capnp::Result<crate::capos_capnp::dma_buffer::Client> {
                 match self.builder.get_pointer_field(0).get_capability() {
                     ::core::result::Result::Ok(c) => {
                         ::core::result::Result::Ok(::capnp::capability::FromClientHook::new(c))
@@ -60969,7 +60969,7 @@ pub mod d_m_a_pool {
                 }
             }
             #[inline]
-            pub fn set_buffer(&mut self, value: crate::capos_capnp::d_m_a_buffer::Client) {
+            pub fn set_buffer(&mut self, value: crate::capos_capnp::dma_buffer::Client) {
                 self.builder.reborrow().get_pointer_field(0).set_capability(value.client.hook);
             }
             #[inline]
@@ -60987,7 +60987,7 @@ pub mod d_m_a_pool {
             }
         }
         impl Pipeline {
-            pub fn get_buffer(&self) -> crate::capos_capnp::d_m_a_buffer::Client {
+            pub fn get_buffer(&self) -> crate::capos_capnp::dma_buffer::Client {
                 ::capnp::capability::FromClientHook::new(
                     self._typeless.get_pointer_field(0).as_cap(),
                 )
@@ -60996,7 +60996,7 @@ pub mod d_m_a_pool {
         mod _private {
             pub(crate) static ENCODED_NODE: [::capnp::Word; 33] = [
                 ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
-                ::capnp::word(141, 36, 140, 248, 97, 91, 149, 232),
+                ::capnp::word(15, 116, 149, 53, 133, 231, 211, 134),
                 ::capnp::word(20, 0, 0, 0, 1, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(1, 0, 7, 0, 0, 0, 0, 0),
@@ -61008,7 +61008,7 @@ pub mod d_m_a_pool {
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(99, 97, 112, 111, 115, 46, 99, 97),
-                ::capnp::word(112, 110, 112, 58, 68, 77, 65, 80),
+                ::capnp::word(112, 110, 112, 58, 68, 109, 97, 80),
                 ::capnp::word(111, 111, 108, 46, 97, 108, 108, 111),
                 ::capnp::word(99, 36, 82, 101, 115, 117, 108, 116),
                 ::capnp::word(115, 0, 0, 0, 0, 0, 0, 0),
@@ -61022,7 +61022,7 @@ pub mod d_m_a_pool {
                 ::capnp::word(20, 0, 0, 0, 2, 0, 1, 0),
                 ::capnp::word(98, 117, 102, 102, 101, 114, 0, 0),
                 ::capnp::word(17, 0, 0, 0, 0, 0, 0, 0),
-                ::capnp::word(59, 43, 180, 129, 98, 231, 231, 194),
+                ::capnp::word(28, 111, 189, 159, 76, 143, 49, 155),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(17, 0, 0, 0, 0, 0, 0, 0),
@@ -61031,7 +61031,7 @@ pub mod d_m_a_pool {
             ];
             pub(crate) fn get_field_types(index: u16) -> ::capnp::introspect::Type {
                 match index {
-                    0 => <crate::capos_capnp::d_m_a_buffer::Owned as ::capnp::introspect::Introspect>::introspect(),
+                    0 => <crate::capos_capnp::dma_buffer::Owned as ::capnp::introspect::Introspect>::introspect(),
                     _ => ::capnp::introspect::panic_invalid_field_index(index),
                 }
             }
@@ -61053,21 +61053,21 @@ pub mod d_m_a_pool {
             pub(crate) static NONUNION_MEMBERS: &[u16] = &[0];
             pub(crate) static MEMBERS_BY_DISCRIMINANT: &[u16] = &[];
             pub(crate) static MEMBERS_BY_NAME: &[u16] = &[0];
-            pub(crate) const TYPE_ID: u64 = 0xe895_5b61_f88c_248d;
+            pub(crate) const TYPE_ID: u64 = 0x86d3_e785_3595_740f;
         }
     }
 }
 
-pub mod d_m_a_buffer {
+pub mod dma_buffer {
     #![allow(unused_variables)]
     pub type InfoParams =
-        ::capnp::capability::Params<crate::capos_capnp::d_m_a_buffer::info_params::Owned>;
+        ::capnp::capability::Params<crate::capos_capnp::dma_buffer::info_params::Owned>;
     pub type InfoResults =
-        ::capnp::capability::Results<crate::capos_capnp::d_m_a_buffer::info_results::Owned>;
+        ::capnp::capability::Results<crate::capos_capnp::dma_buffer::info_results::Owned>;
     pub type FreeParams =
-        ::capnp::capability::Params<crate::capos_capnp::d_m_a_buffer::free_params::Owned>;
+        ::capnp::capability::Params<crate::capos_capnp::dma_buffer::free_params::Owned>;
     pub type FreeResults =
-        ::capnp::capability::Results<crate::capos_capnp::d_m_a_buffer::free_results::Owned>;
+        ::capnp::capability::Results<crate::capos_capnp::dma_buffer::free_results::Owned>;
 
     pub struct Client {
         pub client: ::capnp::capability::Client,
@@ -61146,16 +61146,16 @@ pub mod d_m_a_buffer {
         pub fn info_request(
             &self,
         ) -> ::capnp::capability::Request<
-            crate::capos_capnp::d_m_a_buffer::info_params::Owned,
-            crate::capos_capnp::d_m_a_buffer::info_results::Owned,
+            crate::capos_capnp::dma_buffer::info_params::Owned,
+            crate::capos_capnp::dma_buffer::info_results::Owned,
         > {
             self.client.new_call(_private::TYPE_ID, 0, ::core::option::Option::None)
         }
         pub fn free_request(
             &self,
         ) -> ::capnp::capability::Request<
-            crate::capos_capnp::d_m_a_buffer::free_params::Owned,
-            crate::capos_capnp::d_m_a_buffer::free_results::Owned,
+            crate::capos_capnp::dma_buffer::free_params::Owned,
+            crate::capos_capnp::dma_buffer::free_results::Owned,
         > {
             self.client.new_call(_private::TYPE_ID, 1, ::core::option::Option::None)
         }
@@ -61167,7 +61167,7 @@ pub mod d_m_a_buffer {
             _: InfoResults,
         ) -> impl ::core::future::Future<Output = Result<(), ::capnp::Error>> + 'static {
             ::core::future::ready(Err(::capnp::Error::unimplemented(
-                "method d_m_a_buffer::Server::info not implemented".into(),
+                "method dma_buffer::Server::info not implemented".into(),
             )))
         }
         fn free(
@@ -61176,7 +61176,7 @@ pub mod d_m_a_buffer {
             _: FreeResults,
         ) -> impl ::core::future::Future<Output = Result<(), ::capnp::Error>> + 'static {
             ::core::future::ready(Err(::capnp::Error::unimplemented(
-                "method d_m_a_buffer::Server::free not implemented".into(),
+                "method dma_buffer::Server::free not implemented".into(),
             )))
         }
     }
@@ -61258,7 +61258,7 @@ pub mod d_m_a_buffer {
         }
     }
     pub(crate) mod _private {
-        pub(crate) const TYPE_ID: u64 = 0xc2e7_e762_81b4_2b3b;
+        pub(crate) const TYPE_ID: u64 = 0x9b31_8f4c_9fbd_6f1c;
     }
 
     pub mod info_params {
@@ -61462,7 +61462,7 @@ pub mod d_m_a_buffer {
         mod _private {
             pub(crate) static ENCODED_NODE: [::capnp::Word; 17] = [
                 ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
-                ::capnp::word(118, 210, 25, 231, 200, 142, 111, 132),
+                ::capnp::word(246, 159, 24, 220, 70, 60, 193, 213),
                 ::capnp::word(22, 0, 0, 0, 1, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 7, 0, 0, 0, 0, 0),
@@ -61474,7 +61474,7 @@ pub mod d_m_a_buffer {
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(99, 97, 112, 111, 115, 46, 99, 97),
-                ::capnp::word(112, 110, 112, 58, 68, 77, 65, 66),
+                ::capnp::word(112, 110, 112, 58, 68, 109, 97, 66),
                 ::capnp::word(117, 102, 102, 101, 114, 46, 105, 110),
                 ::capnp::word(102, 111, 36, 80, 97, 114, 97, 109),
                 ::capnp::word(115, 0, 0, 0, 0, 0, 0, 0),
@@ -61500,7 +61500,7 @@ pub mod d_m_a_buffer {
             pub(crate) static NONUNION_MEMBERS: &[u16] = &[];
             pub(crate) static MEMBERS_BY_DISCRIMINANT: &[u16] = &[];
             pub(crate) static MEMBERS_BY_NAME: &[u16] = &[];
-            pub(crate) const TYPE_ID: u64 = 0x846f_8ec8_e719_d276;
+            pub(crate) const TYPE_ID: u64 = 0xd5c1_3c46_dc18_9ff6;
         }
     }
 
@@ -61741,7 +61741,7 @@ pub mod d_m_a_buffer {
         mod _private {
             pub(crate) static ENCODED_NODE: [::capnp::Word; 64] = [
                 ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
-                ::capnp::word(107, 231, 231, 102, 148, 165, 24, 228),
+                ::capnp::word(221, 211, 49, 81, 171, 44, 88, 140),
                 ::capnp::word(22, 0, 0, 0, 1, 0, 3, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 7, 0, 0, 0, 0, 0),
@@ -61753,7 +61753,7 @@ pub mod d_m_a_buffer {
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(99, 97, 112, 111, 115, 46, 99, 97),
-                ::capnp::word(112, 110, 112, 58, 68, 77, 65, 66),
+                ::capnp::word(112, 110, 112, 58, 68, 109, 97, 66),
                 ::capnp::word(117, 102, 102, 101, 114, 46, 105, 110),
                 ::capnp::word(102, 111, 36, 82, 101, 115, 117, 108),
                 ::capnp::word(116, 115, 0, 0, 0, 0, 0, 0),
@@ -61831,7 +61831,7 @@ pub mod d_m_a_buffer {
             pub(crate) static NONUNION_MEMBERS: &[u16] = &[0, 1, 2];
             pub(crate) static MEMBERS_BY_DISCRIMINANT: &[u16] = &[];
             pub(crate) static MEMBERS_BY_NAME: &[u16] = &[0, 1, 2];
-            pub(crate) const TYPE_ID: u64 = 0xe418_a594_66e7_e76b;
+            pub(crate) const TYPE_ID: u64 = 0x8c58_2cab_5131_d3dd;
         }
     }
 
@@ -62036,7 +62036,7 @@ pub mod d_m_a_buffer {
         mod _private {
             pub(crate) static ENCODED_NODE: [::capnp::Word; 17] = [
                 ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
-                ::capnp::word(132, 10, 34, 105, 121, 120, 156, 147),
+                ::capnp::word(73, 172, 21, 96, 137, 225, 12, 227),
                 ::capnp::word(22, 0, 0, 0, 1, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 7, 0, 0, 0, 0, 0),
@@ -62048,7 +62048,7 @@ pub mod d_m_a_buffer {
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(99, 97, 112, 111, 115, 46, 99, 97),
-                ::capnp::word(112, 110, 112, 58, 68, 77, 65, 66),
+                ::capnp::word(112, 110, 112, 58, 68, 109, 97, 66),
                 ::capnp::word(117, 102, 102, 101, 114, 46, 102, 114),
                 ::capnp::word(101, 101, 36, 80, 97, 114, 97, 109),
                 ::capnp::word(115, 0, 0, 0, 0, 0, 0, 0),
@@ -62074,7 +62074,7 @@ pub mod d_m_a_buffer {
             pub(crate) static NONUNION_MEMBERS: &[u16] = &[];
             pub(crate) static MEMBERS_BY_DISCRIMINANT: &[u16] = &[];
             pub(crate) static MEMBERS_BY_NAME: &[u16] = &[];
-            pub(crate) const TYPE_ID: u64 = 0x939c_7879_6922_0a84;
+            pub(crate) const TYPE_ID: u64 = 0xe30c_e189_6015_ac49;
         }
     }
 
@@ -62279,7 +62279,7 @@ pub mod d_m_a_buffer {
         mod _private {
             pub(crate) static ENCODED_NODE: [::capnp::Word; 17] = [
                 ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
-                ::capnp::word(224, 124, 212, 195, 244, 11, 201, 208),
+                ::capnp::word(127, 39, 175, 6, 149, 106, 235, 250),
                 ::capnp::word(22, 0, 0, 0, 1, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 7, 0, 0, 0, 0, 0),
@@ -62291,7 +62291,7 @@ pub mod d_m_a_buffer {
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
                 ::capnp::word(99, 97, 112, 111, 115, 46, 99, 97),
-                ::capnp::word(112, 110, 112, 58, 68, 77, 65, 66),
+                ::capnp::word(112, 110, 112, 58, 68, 109, 97, 66),
                 ::capnp::word(117, 102, 102, 101, 114, 46, 102, 114),
                 ::capnp::word(101, 101, 36, 82, 101, 115, 117, 108),
                 ::capnp::word(116, 115, 0, 0, 0, 0, 0, 0),
@@ -62317,7 +62317,7 @@ pub mod d_m_a_buffer {
             pub(crate) static NONUNION_MEMBERS: &[u16] = &[];
             pub(crate) static MEMBERS_BY_DISCRIMINANT: &[u16] = &[];
             pub(crate) static MEMBERS_BY_NAME: &[u16] = &[];
-            pub(crate) const TYPE_ID: u64 = 0xd0c9_0bf4_c3d4_7ce0;
+            pub(crate) const TYPE_ID: u64 = 0xfaeb_6a95_06af_277f;
         }
     }
 }

@@ -37,8 +37,8 @@ pub const INTERFACES: &[(u64, &str)] = &[
     (device_manager::INTERFACE_ID, device_manager::NAME),
     (device::INTERFACE_ID, device::NAME),
     (device_mmio::INTERFACE_ID, device_mmio::NAME),
-    (d_m_a_pool::INTERFACE_ID, d_m_a_pool::NAME),
-    (d_m_a_buffer::INTERFACE_ID, d_m_a_buffer::NAME),
+    (dma_pool::INTERFACE_ID, dma_pool::NAME),
+    (dma_buffer::INTERFACE_ID, dma_buffer::NAME),
     (interrupt::INTERFACE_ID, interrupt::NAME),
 ];
 
@@ -6344,7 +6344,7 @@ pub fn dispatch_device_manager<S: DeviceManagerServer + ?Sized>(
 /// One claimed PCI function. Releasing it (the last cap dropped) turns
 /// off bus mastering and MSI-X, masks its vectors and unmaps its BARs
 /// from the driver before its DMA memory is freed. Once released, every
-/// cap derived from it (DeviceMmio, DMAPool, DMABuffer, Interrupt) fails
+/// cap derived from it (DeviceMmio, DmaPool, DmaBuffer, Interrupt) fails
 /// with Revoked.
 pub mod device {
     /// The interface id of `Device`, as assigned by the schema.
@@ -6846,15 +6846,15 @@ pub fn dispatch_device_mmio<S: DeviceMmioServer + ?Sized>(
 }
 
 /// DMA memory for one claimed device, charged to the caller's account.
-pub mod d_m_a_pool {
-    /// The interface id of `DMAPool`, as assigned by the schema.
-    pub const INTERFACE_ID: u64 = 0xd9b4c57b91a05b27;
+pub mod dma_pool {
+    /// The interface id of `DmaPool`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0xab8e1ed00766a500;
     /// The schema name of the interface.
-    pub const NAME: &str = "DMAPool";
+    pub const NAME: &str = "DmaPool";
 
     /// Method ordinals, as the schema numbers them.
     pub mod method {
-        /// `DMAPool.alloc`
+        /// `DmaPool.alloc`
         pub const ALLOC: u16 = 0;
 
         /// The schema name of the method with ordinal `ordinal`.
@@ -6866,19 +6866,19 @@ pub mod d_m_a_pool {
         }
     }
 
-    pub use crate::capos_capnp::d_m_a_pool::{alloc_params, alloc_results};
+    pub use crate::capos_capnp::dma_pool::{alloc_params, alloc_results};
 }
 
-/// A typed client for `DMAPool` caps: each method encodes its params, makes one
+/// A typed client for `DmaPool` caps: each method encodes its params, makes one
 /// call through the transport and decodes the results.
 #[derive(Debug, Clone)]
-pub struct DMAPoolClient<T: crate::rpc::Transport> {
+pub struct DmaPoolClient<T: crate::rpc::Transport> {
     transport: T,
     cap: u64,
 }
 
-impl<T: crate::rpc::Transport> DMAPoolClient<T> {
-    /// A client calling the `DMAPool` cap `cap` (a CapId) through `transport`.
+impl<T: crate::rpc::Transport> DmaPoolClient<T> {
+    /// A client calling the `DmaPool` cap `cap` (a CapId) through `transport`.
     pub fn new(transport: T, cap: u64) -> Self {
         Self { transport, cap }
     }
@@ -6904,27 +6904,27 @@ impl<T: crate::rpc::Transport> DMAPoolClient<T> {
     ///
     /// Result caps (`buffer`) arrive through the ring; their CapIds are returned.
     pub fn alloc(&self, bytes: u64) -> Result<u64, crate::rpc::CallError> {
-        let reply = crate::rpc::call::<crate::capos_capnp::d_m_a_pool::alloc_params::Owned, T>(
+        let reply = crate::rpc::call::<crate::capos_capnp::dma_pool::alloc_params::Owned, T>(
             &self.transport,
             self.cap,
-            d_m_a_pool::INTERFACE_ID,
-            d_m_a_pool::method::ALLOC,
+            dma_pool::INTERFACE_ID,
+            dma_pool::method::ALLOC,
             |mut params| {
                 params.set_bytes(bytes);
                 Ok(())
             },
         )?;
         let buffer = reply.cap(0)?;
-        crate::rpc::read_results::<crate::capos_capnp::d_m_a_pool::alloc_results::Owned, _>(
+        crate::rpc::read_results::<crate::capos_capnp::dma_pool::alloc_results::Owned, _>(
             &reply,
             |_| Ok(buffer),
         )
     }
 }
 
-/// The server side of `DMAPool`: one method per schema method, each reading
-/// its params and filling in its results; see [`dispatch_d_m_a_pool`].
-pub trait DMAPoolServer {
+/// The server side of `DmaPool`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_dma_pool`].
+pub trait DmaPoolServer {
     /// What this server hands back for a result cap: a kernel object
     /// reference in the kernel, a CapId in a userspace server. Result caps
     /// travel through the ring, never inside the results message.
@@ -6938,26 +6938,26 @@ pub trait DMAPoolServer {
     /// `results` stay null.
     fn alloc(
         &mut self,
-        params: crate::capos_capnp::d_m_a_pool::alloc_params::Reader<'_>,
-        results: crate::capos_capnp::d_m_a_pool::alloc_results::Builder<'_>,
+        params: crate::capos_capnp::dma_pool::alloc_params::Reader<'_>,
+        results: crate::capos_capnp::dma_pool::alloc_results::Builder<'_>,
     ) -> Result<Self::Cap, crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `DMAPool` cap in `frame`: reads the params for
+/// Serves one call to a `DmaPool` cap in `frame`: reads the params for
 /// `method` from the frame, calls `server` and builds its results in the
 /// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
-pub fn dispatch_d_m_a_pool_in<S: DMAPoolServer + ?Sized, F: crate::rpc::CallFrame>(
+pub fn dispatch_dma_pool_in<S: DmaPoolServer + ?Sized, F: crate::rpc::CallFrame>(
     server: &mut S,
     method: u16,
     frame: &mut F,
 ) -> Result<::alloc::vec::Vec<S::Cap>, crate::rpc::DispatchError> {
     match method {
-        d_m_a_pool::method::ALLOC => {
+        dma_pool::method::ALLOC => {
             F::serve::<
-                crate::capos_capnp::d_m_a_pool::alloc_params::Owned,
-                crate::capos_capnp::d_m_a_pool::alloc_results::Owned,
+                crate::capos_capnp::dma_pool::alloc_params::Owned,
+                crate::capos_capnp::dma_pool::alloc_results::Owned,
                 _,
             >(frame, |params, results| server.alloc(params, results))
             .map(|cap| ::alloc::vec![cap])
@@ -6966,30 +6966,30 @@ pub fn dispatch_d_m_a_pool_in<S: DMAPoolServer + ?Sized, F: crate::rpc::CallFram
     }
 }
 
-/// Serves one call to a `DMAPool` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results (see [`dispatch_d_m_a_pool_in`]).
-pub fn dispatch_d_m_a_pool<S: DMAPoolServer + ?Sized>(
+/// Serves one call to a `DmaPool` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_dma_pool_in`]).
+pub fn dispatch_dma_pool<S: DmaPoolServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<crate::rpc::Dispatched<S::Cap>, crate::rpc::DispatchError> {
     let mut frame = crate::rpc::HeapFrame::new(params);
-    let caps = dispatch_d_m_a_pool_in(server, method, &mut frame)?;
+    let caps = dispatch_dma_pool_in(server, method, &mut frame)?;
     Ok(crate::rpc::Dispatched { results: frame.into_results(), caps })
 }
 
 /// One DMA buffer. No IOMMU: the device address is the physical address.
-pub mod d_m_a_buffer {
-    /// The interface id of `DMABuffer`, as assigned by the schema.
-    pub const INTERFACE_ID: u64 = 0xc2e7e76281b42b3b;
+pub mod dma_buffer {
+    /// The interface id of `DmaBuffer`, as assigned by the schema.
+    pub const INTERFACE_ID: u64 = 0x9b318f4c9fbd6f1c;
     /// The schema name of the interface.
-    pub const NAME: &str = "DMABuffer";
+    pub const NAME: &str = "DmaBuffer";
 
     /// Method ordinals, as the schema numbers them.
     pub mod method {
-        /// `DMABuffer.info`
+        /// `DmaBuffer.info`
         pub const INFO: u16 = 0;
-        /// `DMABuffer.free`
+        /// `DmaBuffer.free`
         pub const FREE: u16 = 1;
 
         /// The schema name of the method with ordinal `ordinal`.
@@ -7002,11 +7002,11 @@ pub mod d_m_a_buffer {
         }
     }
 
-    pub use crate::capos_capnp::d_m_a_buffer::{
+    pub use crate::capos_capnp::dma_buffer::{
         free_params, free_results, info_params, info_results,
     };
 
-    /// Results of [`DMABufferClient::info`](super::DMABufferClient::info).
+    /// Results of [`DmaBufferClient::info`](super::DmaBufferClient::info).
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub struct InfoReply {
         pub addr: u64,
@@ -7015,16 +7015,16 @@ pub mod d_m_a_buffer {
     }
 }
 
-/// A typed client for `DMABuffer` caps: each method encodes its params, makes one
+/// A typed client for `DmaBuffer` caps: each method encodes its params, makes one
 /// call through the transport and decodes the results.
 #[derive(Debug, Clone)]
-pub struct DMABufferClient<T: crate::rpc::Transport> {
+pub struct DmaBufferClient<T: crate::rpc::Transport> {
     transport: T,
     cap: u64,
 }
 
-impl<T: crate::rpc::Transport> DMABufferClient<T> {
-    /// A client calling the `DMABuffer` cap `cap` (a CapId) through `transport`.
+impl<T: crate::rpc::Transport> DmaBufferClient<T> {
+    /// A client calling the `DmaBuffer` cap `cap` (a CapId) through `transport`.
     pub fn new(transport: T, cap: u64) -> Self {
         Self { transport, cap }
     }
@@ -7045,18 +7045,18 @@ impl<T: crate::rpc::Transport> DMABufferClient<T> {
     }
 
     /// Where the caller has it, the address the device uses, its size.
-    pub fn info(&self) -> Result<d_m_a_buffer::InfoReply, crate::rpc::CallError> {
-        let reply = crate::rpc::call::<crate::capos_capnp::d_m_a_buffer::info_params::Owned, T>(
+    pub fn info(&self) -> Result<dma_buffer::InfoReply, crate::rpc::CallError> {
+        let reply = crate::rpc::call::<crate::capos_capnp::dma_buffer::info_params::Owned, T>(
             &self.transport,
             self.cap,
-            d_m_a_buffer::INTERFACE_ID,
-            d_m_a_buffer::method::INFO,
+            dma_buffer::INTERFACE_ID,
+            dma_buffer::method::INFO,
             |_| Ok(()),
         )?;
-        crate::rpc::read_results::<crate::capos_capnp::d_m_a_buffer::info_results::Owned, _>(
+        crate::rpc::read_results::<crate::capos_capnp::dma_buffer::info_results::Owned, _>(
             &reply,
             |results| {
-                Ok(d_m_a_buffer::InfoReply {
+                Ok(dma_buffer::InfoReply {
                     addr: results.get_addr(),
                     device_addr: results.get_device_addr(),
                     size: results.get_size(),
@@ -7067,60 +7067,60 @@ impl<T: crate::rpc::Transport> DMABufferClient<T> {
 
     /// Unmaps and frees it; later calls fail with Revoked.
     pub fn free(&self) -> Result<(), crate::rpc::CallError> {
-        let reply = crate::rpc::call::<crate::capos_capnp::d_m_a_buffer::free_params::Owned, T>(
+        let reply = crate::rpc::call::<crate::capos_capnp::dma_buffer::free_params::Owned, T>(
             &self.transport,
             self.cap,
-            d_m_a_buffer::INTERFACE_ID,
-            d_m_a_buffer::method::FREE,
+            dma_buffer::INTERFACE_ID,
+            dma_buffer::method::FREE,
             |_| Ok(()),
         )?;
-        crate::rpc::read_results::<crate::capos_capnp::d_m_a_buffer::free_results::Owned, _>(
+        crate::rpc::read_results::<crate::capos_capnp::dma_buffer::free_results::Owned, _>(
             &reply,
             |_| Ok(()),
         )
     }
 }
 
-/// The server side of `DMABuffer`: one method per schema method, each reading
-/// its params and filling in its results; see [`dispatch_d_m_a_buffer`].
-pub trait DMABufferServer {
+/// The server side of `DmaBuffer`: one method per schema method, each reading
+/// its params and filling in its results; see [`dispatch_dma_buffer`].
+pub trait DmaBufferServer {
     /// Where the caller has it, the address the device uses, its size.
     fn info(
         &mut self,
-        params: crate::capos_capnp::d_m_a_buffer::info_params::Reader<'_>,
-        results: crate::capos_capnp::d_m_a_buffer::info_results::Builder<'_>,
+        params: crate::capos_capnp::dma_buffer::info_params::Reader<'_>,
+        results: crate::capos_capnp::dma_buffer::info_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 
     /// Unmaps and frees it; later calls fail with Revoked.
     fn free(
         &mut self,
-        params: crate::capos_capnp::d_m_a_buffer::free_params::Reader<'_>,
-        results: crate::capos_capnp::d_m_a_buffer::free_results::Builder<'_>,
+        params: crate::capos_capnp::dma_buffer::free_params::Reader<'_>,
+        results: crate::capos_capnp::dma_buffer::free_results::Builder<'_>,
     ) -> Result<(), crate::rpc::ServerError>;
 }
 
-/// Serves one call to a `DMABuffer` cap in `frame`: reads the params for
+/// Serves one call to a `DmaBuffer` cap in `frame`: reads the params for
 /// `method` from the frame, calls `server` and builds its results in the
 /// frame. An unknown ordinal is
 /// [`BadMethod`](crate::rpc::DispatchError::BadMethod); params that do not
 /// decode are [`Malformed`](crate::rpc::DispatchError::Malformed).
-pub fn dispatch_d_m_a_buffer_in<S: DMABufferServer + ?Sized, F: crate::rpc::CallFrame>(
+pub fn dispatch_dma_buffer_in<S: DmaBufferServer + ?Sized, F: crate::rpc::CallFrame>(
     server: &mut S,
     method: u16,
     frame: &mut F,
 ) -> Result<(), crate::rpc::DispatchError> {
     match method {
-        d_m_a_buffer::method::INFO => {
+        dma_buffer::method::INFO => {
             F::serve::<
-                crate::capos_capnp::d_m_a_buffer::info_params::Owned,
-                crate::capos_capnp::d_m_a_buffer::info_results::Owned,
+                crate::capos_capnp::dma_buffer::info_params::Owned,
+                crate::capos_capnp::dma_buffer::info_results::Owned,
                 _,
             >(frame, |params, results| server.info(params, results))
         }
-        d_m_a_buffer::method::FREE => {
+        dma_buffer::method::FREE => {
             F::serve::<
-                crate::capos_capnp::d_m_a_buffer::free_params::Owned,
-                crate::capos_capnp::d_m_a_buffer::free_results::Owned,
+                crate::capos_capnp::dma_buffer::free_params::Owned,
+                crate::capos_capnp::dma_buffer::free_results::Owned,
                 _,
             >(frame, |params, results| server.free(params, results))
         }
@@ -7128,15 +7128,15 @@ pub fn dispatch_d_m_a_buffer_in<S: DMABufferServer + ?Sized, F: crate::rpc::Call
     }
 }
 
-/// Serves one call to a `DMABuffer` cap: decodes `params` for `method`, calls
-/// `server` and encodes its results (see [`dispatch_d_m_a_buffer_in`]).
-pub fn dispatch_d_m_a_buffer<S: DMABufferServer + ?Sized>(
+/// Serves one call to a `DmaBuffer` cap: decodes `params` for `method`, calls
+/// `server` and encodes its results (see [`dispatch_dma_buffer_in`]).
+pub fn dispatch_dma_buffer<S: DmaBufferServer + ?Sized>(
     server: &mut S,
     method: u16,
     params: &[u8],
 ) -> Result<::alloc::vec::Vec<u8>, crate::rpc::DispatchError> {
     let mut frame = crate::rpc::HeapFrame::new(params);
-    dispatch_d_m_a_buffer_in(server, method, &mut frame)?;
+    dispatch_dma_buffer_in(server, method, &mut frame)?;
     Ok(frame.into_results())
 }
 

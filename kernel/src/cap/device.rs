@@ -1,5 +1,5 @@
 //! The device manager (`devices`) and the caps of a claimed PCI function:
-//! `Device`, `DeviceMmio`, `DMAPool`, `DMABuffer`, `Interrupt`.
+//! `Device`, `DeviceMmio`, `DmaPool`, `DmaBuffer`, `Interrupt`.
 //!
 //! A claim is one [`Claim`]: the function's table entry (marked claimed in
 //! `dev::pci`), the BAR mappings and DMA buffers made through it, and the
@@ -27,13 +27,12 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use capos_abi::TransportError;
 use capos_lib::pci::{command, Address, BarKind, BarSlot, Capability, VirtioCfgType, MAX_BARS};
 use capos_schema::capos_capnp::{
-    d_m_a_buffer, d_m_a_pool, device, device_manager, device_mmio, interrupt, pci_device,
+    device, device_manager, device_mmio, dma_buffer, dma_pool, interrupt, pci_device,
 };
 use capos_schema::{
-    dispatch_d_m_a_buffer_in, dispatch_d_m_a_pool_in, dispatch_device_in,
-    dispatch_device_manager_in, dispatch_device_mmio_in, dispatch_interrupt_in, DMABufferServer,
-    DMAPoolServer, DeviceManagerServer, DeviceMmioServer, DeviceServer, InterruptServer,
-    ServerError,
+    dispatch_device_in, dispatch_device_manager_in, dispatch_device_mmio_in,
+    dispatch_dma_buffer_in, dispatch_dma_pool_in, dispatch_interrupt_in, DeviceManagerServer,
+    DeviceMmioServer, DeviceServer, DmaBufferServer, DmaPoolServer, InterruptServer, ServerError,
 };
 
 use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject, Refusal};
@@ -843,7 +842,7 @@ impl CapObject for KernelDeviceMmio {
     }
 }
 
-// --- DMAPool / DMABuffer ----------------------------------------------------
+// --- DmaPool / DmaBuffer ----------------------------------------------------
 
 /// A DMA budget of a claim.
 pub struct KernelDmaPool {
@@ -910,13 +909,13 @@ struct PoolServer<'a> {
     refusal: &'a Refusal,
 }
 
-impl DMAPoolServer for PoolServer<'_> {
+impl DmaPoolServer for PoolServer<'_> {
     type Cap = CapEntry;
 
     fn alloc(
         &mut self,
-        params: d_m_a_pool::alloc_params::Reader<'_>,
-        _results: d_m_a_pool::alloc_results::Builder<'_>,
+        params: dma_pool::alloc_params::Reader<'_>,
+        _results: dma_pool::alloc_results::Builder<'_>,
     ) -> Result<CapEntry, ServerError> {
         self.cap
             .alloc(self.ctx.caller, params.get_bytes())
@@ -926,15 +925,15 @@ impl DMAPoolServer for PoolServer<'_> {
 
 impl CapObject for KernelDmaPool {
     fn interface_id(&self) -> u64 {
-        capos_schema::d_m_a_pool::INTERFACE_ID
+        capos_schema::dma_pool::INTERFACE_ID
     }
 
     fn interface_name(&self) -> &'static str {
-        capos_schema::d_m_a_pool::NAME
+        capos_schema::dma_pool::NAME
     }
 
     fn has_method(&self, method: u16) -> bool {
-        capos_schema::d_m_a_pool::method::name(method).is_some()
+        capos_schema::dma_pool::method::name(method).is_some()
     }
 
     fn revoked(&self) -> bool {
@@ -948,7 +947,7 @@ impl CapObject for KernelDmaPool {
         frame: &mut super::KernelFrame<'_>,
     ) -> CallOutcome {
         let refusal = Refusal::default();
-        let r = dispatch_d_m_a_pool_in(
+        let r = dispatch_dma_pool_in(
             &mut PoolServer { cap: self, ctx, refusal: &refusal },
             method,
             frame,
@@ -1003,11 +1002,11 @@ struct BufferServer<'a> {
     refusal: &'a Refusal,
 }
 
-impl DMABufferServer for BufferServer<'_> {
+impl DmaBufferServer for BufferServer<'_> {
     fn info(
         &mut self,
-        _params: d_m_a_buffer::info_params::Reader<'_>,
-        mut results: d_m_a_buffer::info_results::Builder<'_>,
+        _params: dma_buffer::info_params::Reader<'_>,
+        mut results: dma_buffer::info_results::Builder<'_>,
     ) -> Result<(), ServerError> {
         let (addr, dev, size) = self.cap.info().map_err(|e| server_error(e, self.refusal))?;
         results.set_addr(addr);
@@ -1018,8 +1017,8 @@ impl DMABufferServer for BufferServer<'_> {
 
     fn free(
         &mut self,
-        _params: d_m_a_buffer::free_params::Reader<'_>,
-        _results: d_m_a_buffer::free_results::Builder<'_>,
+        _params: dma_buffer::free_params::Reader<'_>,
+        _results: dma_buffer::free_results::Builder<'_>,
     ) -> Result<(), ServerError> {
         self.cap.free().map_err(|e| server_error(e, self.refusal))
     }
@@ -1027,15 +1026,15 @@ impl DMABufferServer for BufferServer<'_> {
 
 impl CapObject for KernelDmaBuffer {
     fn interface_id(&self) -> u64 {
-        capos_schema::d_m_a_buffer::INTERFACE_ID
+        capos_schema::dma_buffer::INTERFACE_ID
     }
 
     fn interface_name(&self) -> &'static str {
-        capos_schema::d_m_a_buffer::NAME
+        capos_schema::dma_buffer::NAME
     }
 
     fn has_method(&self, method: u16) -> bool {
-        capos_schema::d_m_a_buffer::method::name(method).is_some()
+        capos_schema::dma_buffer::method::name(method).is_some()
     }
 
     fn call(
@@ -1045,7 +1044,7 @@ impl CapObject for KernelDmaBuffer {
         frame: &mut super::KernelFrame<'_>,
     ) -> CallOutcome {
         let refusal = Refusal::default();
-        let r = dispatch_d_m_a_buffer_in(
+        let r = dispatch_dma_buffer_in(
             &mut BufferServer { cap: self, refusal: &refusal },
             method,
             frame,

@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 use cap_programs::Checks;
 use capos_rt::abi::TransportError;
 use capos_rt::schema::{
-    CallError, DMABufferClient, DMAPoolClient, DeviceClient, DeviceManagerClient, DeviceMmioClient,
+    CallError, DeviceClient, DeviceManagerClient, DeviceMmioClient, DmaBufferClient, DmaPoolClient,
     Grant, InterruptClient, ProcessHandleClient, ProcessSpawnerClient, SystemInfoClient,
     TimerClient,
 };
@@ -276,13 +276,13 @@ fn parent(rt: &'static Runtime) -> i64 {
     }
 
     // DMA.
-    let pool = dev.dma_pool(8192).map(|c| DMAPoolClient::new(rt, c));
+    let pool = dev.dma_pool(8192).map(|c| DmaPoolClient::new(rt, c));
     let zero_budget = dev.dma_pool(0);
     let Ok(pool) = pool else { return 1 };
     let zero = pool.alloc(0);
     let huge = pool.alloc(1 << 63);
-    let a = pool.alloc(4096).map(|c| DMABufferClient::new(rt, c));
-    let b = pool.alloc(100).map(|c| DMABufferClient::new(rt, c));
+    let a = pool.alloc(4096).map(|c| DmaBufferClient::new(rt, c));
+    let b = pool.alloc(100).map(|c| DmaBufferClient::new(rt, c));
     let over = pool.alloc(4096);
     checks.check(
         is_app(&zero_budget, INVALID_ARGUMENT)
@@ -384,7 +384,7 @@ fn parent(rt: &'static Runtime) -> i64 {
             && is_transport(&alloc_after, TransportError::Revoked)
             && is_transport(&info_after, TransportError::Revoked),
         format!(
-            "after the Device was released: Interrupt wait {}, DMAPool alloc {}, DMABuffer info {}",
+            "after the Device was released: Interrupt wait {}, DmaPool alloc {}, DmaBuffer info {}",
             outcome(&wait_after),
             outcome(&alloc_after),
             outcome(&info_after)
@@ -465,12 +465,12 @@ fn virtqueue_request(
         return (false, "mmio failed".to_string());
     };
     let Ok(bar) = mmio.map() else { return (false, "map failed".to_string()) };
-    let Ok(pool) = dev.dma_pool(8192).map(|c| DMAPoolClient::new(rt, c)) else {
+    let Ok(pool) = dev.dma_pool(8192).map(|c| DmaPoolClient::new(rt, c)) else {
         return (false, "dmaPool failed".to_string());
     };
     let (Ok(ring), Ok(data)) = (
-        pool.alloc(4096).map(|c| DMABufferClient::new(rt, c)),
-        pool.alloc(64).map(|c| DMABufferClient::new(rt, c)),
+        pool.alloc(4096).map(|c| DmaBufferClient::new(rt, c)),
+        pool.alloc(64).map(|c| DmaBufferClient::new(rt, c)),
     ) else {
         return (false, "alloc failed".to_string());
     };
@@ -552,7 +552,7 @@ fn child(rt: &'static Runtime) -> i64 {
         println!(rt, "devices: child: claim failed");
         return 1;
     };
-    let pool = dev.dma_pool(16384).map(|c| DMAPoolClient::new(rt, c));
+    let pool = dev.dma_pool(16384).map(|c| DmaPoolClient::new(rt, c));
     let bufs = pool.as_ref().map(|p| (p.alloc(4096).is_ok(), p.alloc(4096).is_ok()));
     let mapped = dev.mmio(4).map(|c| DeviceMmioClient::new(rt, c).map().is_ok());
     let irq = dev.interrupt(0).map(|c| InterruptClient::new(rt, c).unmask().is_ok());
