@@ -35,7 +35,7 @@ use capos_schema::{
     DeviceMmioServer, DeviceServer, DmaBufferServer, DmaPoolServer, InterruptServer, ServerError,
 };
 
-use super::{exception, failure, CallContext, CallOutcome, CapEntry, CapObject, Refusal};
+use super::{exception, CallContext, CallOutcome, CapEntry, CapObject, KernelFrame, Refusal};
 use crate::arch::x86_64::trap::{self, DEVICE_VECTORS, VEC_DEVICE_BASE};
 use crate::completion::PendingCall;
 use crate::dev::pci::{self, Function, MAX_FUNCTIONS};
@@ -494,22 +494,14 @@ impl CapObject for KernelDeviceManager {
         capos_schema::device_manager::method::name(method).is_some()
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_device_manager_in(
             &mut ManagerServer { ctx, refusal: &refusal },
             method,
             frame,
         );
-        refusal.or(|| match r {
-            Ok(caps) => CallOutcome::Built { caps },
-            Err(e) => failure(e),
-        })
+        refusal.or(|| super::outcome_caps(r))
     }
 }
 
@@ -697,7 +689,7 @@ impl CapObject for KernelDevice {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_device_in(
@@ -705,10 +697,7 @@ impl CapObject for KernelDevice {
             method,
             frame,
         );
-        refusal.or(|| match r {
-            Ok(caps) => CallOutcome::Built { caps },
-            Err(e) => failure(e),
-        })
+        refusal.or(|| super::outcome_caps(r))
     }
 
     fn describe(&self) -> alloc::string::String {
@@ -823,22 +812,14 @@ impl CapObject for KernelDeviceMmio {
         self.claim.released.load(Ordering::Acquire)
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_device_mmio_in(
             &mut MmioServer { cap: self, ctx, refusal: &refusal },
             method,
             frame,
         );
-        refusal.or(|| match r {
-            Ok(()) => CallOutcome::built(),
-            Err(e) => failure(e),
-        })
+        refusal.or(|| super::outcome(r))
     }
 }
 
@@ -940,22 +921,14 @@ impl CapObject for KernelDmaPool {
         self.claim.released.load(Ordering::Acquire)
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_dma_pool_in(
             &mut PoolServer { cap: self, ctx, refusal: &refusal },
             method,
             frame,
         );
-        refusal.or(|| match r {
-            Ok(caps) => CallOutcome::Built { caps },
-            Err(e) => failure(e),
-        })
+        refusal.or(|| super::outcome_caps(r))
     }
 }
 
@@ -1041,7 +1014,7 @@ impl CapObject for KernelDmaBuffer {
         &self,
         _ctx: &CallContext<'_>,
         method: u16,
-        frame: &mut super::KernelFrame<'_>,
+        frame: &mut KernelFrame<'_>,
     ) -> CallOutcome {
         let refusal = Refusal::default();
         let r = dispatch_dma_buffer_in(
@@ -1049,10 +1022,7 @@ impl CapObject for KernelDmaBuffer {
             method,
             frame,
         );
-        refusal.or(|| match r {
-            Ok(()) => CallOutcome::built(),
-            Err(e) => failure(e),
-        })
+        refusal.or(|| super::outcome(r))
     }
 }
 
@@ -1300,20 +1270,12 @@ impl CapObject for KernelInterrupt {
         self.claim.released.load(Ordering::Acquire)
     }
 
-    fn call(
-        &self,
-        ctx: &CallContext<'_>,
-        method: u16,
-        frame: &mut super::KernelFrame<'_>,
-    ) -> CallOutcome {
+    fn call(&self, ctx: &CallContext<'_>, method: u16, frame: &mut KernelFrame<'_>) -> CallOutcome {
         let refusal = Refusal::default();
         let mut server = IrqServer { cap: self, refusal: &refusal, defer: None };
         let r = dispatch_interrupt_in(&mut server, method, frame);
         let defer = server.defer;
-        let done = refusal.or(|| match r {
-            Ok(()) => CallOutcome::built(),
-            Err(e) => failure(e),
-        });
+        let done = refusal.or(|| super::outcome(r));
         let Some(timeout_ns) = defer else { return done };
         if !matches!(done, CallOutcome::Built { .. }) {
             return done;
