@@ -396,8 +396,12 @@ fn serial_echo() -> ! {
     let mut len = 0;
     loop {
         let byte = dev::serial::COM1_RX.lock().pop();
+        // Polled, not halted: COM1's interrupt may be taken by another CPU
+        // (or arrive between the check and a halt), and a tickless CPU
+        // would then sleep on with the byte waiting. This loop only runs
+        // for the seconds of the serial proof.
         let Some(b) = byte else {
-            arch::x86_64::wait_for_interrupt();
+            core::hint::spin_loop();
             continue;
         };
         match b {
